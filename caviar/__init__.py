@@ -1,0 +1,35 @@
+"""caviar: hyperparameter tuning on your own machine or Ray cluster.
+
+Two ways to tune from one job file: `caviar parallel` (many models at once on Ray, early stopping,
+coarse to fine) and `caviar babysit` (one model, checkpointed, rolled back when it goes wrong).
+Results are Parquet; `caviar.load(path)` reads a run into pandas.
+
+The public names are imported on first use, so `import caviar` (and the command line) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["Dataset", "MLPTrainer", "Trainer", "load", "load_all", "load_dataset"]
+__version__ = "0.1.0"
+
+_HOMES = {
+    "Dataset": "caviar.data",
+    "load_dataset": "caviar.data",
+    "MLPTrainer": "caviar.nn.mlp",
+    "Trainer": "caviar.trainer",
+    "load": "caviar.results_io",
+    "load_all": "caviar.results_io",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'caviar' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

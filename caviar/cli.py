@@ -1,0 +1,144 @@
+"""The command line: parse arguments, call into the package, turn user errors into exit status 2.
+
+Each subcommand's work lives in its own module (`parallel`, `babysit`, `nudge`, `show`, `report`);
+this file only knows their flags. A `ValueError` (or a missing file) raised anywhere below is a
+problem with the user's input: it is printed as one line on stderr and the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+# subcommand -> "module:function"; the function takes the parsed arguments and returns an exit status.
+HANDLERS = {
+    "parallel": "caviar.parallel:command",
+    "babysit": "caviar.babysit:command",
+    "nudge": "caviar.nudge:command",
+    "show": "caviar.show:show_command",
+    "compare": "caviar.show:compare_command",
+    "report": "caviar.report:command",
+}
+
+REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
+DEFAULT_JOB = "digits"
+
+
+def resolve_job_path(job: str | None) -> Path:
+    """The job file a user means: a path, or a name of a job in `jobs/` ("digits" -> jobs/digits.toml).
+
+    With none given, the default job. Raises ValueError when no such file exists.
+    """
+    if job is None:
+        job = DEFAULT_JOB
+    path = Path(job)
+    if path.is_file():
+        return path
+    for folder in (Path("jobs"), REPO_JOBS):
+        candidate = folder / (job if job.endswith(".toml") else f"{job}.toml")
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"job: no job file {job!r} (give a path to a .toml file or the name of one in jobs/)")
+
+
+def job_overrides(args: argparse.Namespace) -> list[str]:
+    """The `--set` overrides of a command, with `--name` and `--seed` folded in as overrides too."""
+    overrides = list(args.set or [])
+    if getattr(args, "name", None) is not None:
+        overrides.append(f"name={args.name}")
+    if getattr(args, "seed", None) is not None:
+        overrides += [f"search.seed={args.seed}", f"babysit.seed={args.seed}"]
+    return overrides
+
+
+def load_job_from_args(args: argparse.Namespace):
+    """The validated Job a command runs: its job file with every override applied."""
+    from caviar.job import load_job
+
+    return load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
+
+
+def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:
+    if job:
+        parser.add_argument("job", nargs="?", metavar="JOB",
+                            help=f"job file (.toml) or the name of one in jobs/ (default: {DEFAULT_JOB})")
+        parser.add_argument("--set", action="append", metavar="KEY=VALUE", default=[],
+                            help="override a job value, dotted for sections (--set search.trials=8); repeatable")
+        parser.add_argument("--seed", type=int, help="seed of the search and of the babysat run")
+    parser.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+    parser.add_argument("--name", metavar="NAME", help="run name, the folder under --out (default: the job's name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="caviar",
+        description="Hyperparameter tuning: many models in parallel (caviar mode) or one babysat model (panda mode).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("parallel", help="caviar mode: sample many configurations and train them in parallel on Ray",
+                       description="Sample configurations from the job's [space], train them on Ray with early "
+                                   "stopping, and write trials.parquet and epochs.parquet under OUT/NAME.")
+    _add_common(p, job=True)
+    p.add_argument("--dry-run", action="store_true", help="print the configurations the job would run, without Ray")
+    p.add_argument("--resume", action="store_true", help="continue a stopped sweep; finished trials are not rerun")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a run with the same name")
+    p.add_argument("--address", metavar="HOST:PORT",
+                   help="join an existing Ray cluster (default: $RAY_ADDRESS, else start a local Ray)")
+    p.add_argument("--concurrency", type=int, metavar="N", help="trials in flight (default: one per CPU Ray sees)")
+    p.add_argument("--quiet", action="store_true", help="no progress display, only the final leaderboard")
+
+    p = sub.add_parser("babysit", help="panda mode: train one model, checkpoint, roll back on trouble",
+                       description="Train one model epoch by epoch; keep checkpoints; roll back and lower the "
+                                   "learning rate when the score drops or the loss diverges. Nudge it with "
+                                   "`caviar nudge NAME key=value`.")
+    _add_common(p, job=True)
+    p.add_argument("--from", dest="from_run", metavar="RUN", help="start from the best trial of a finished sweep")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of a run with the same name")
+
+    p = sub.add_parser("nudge", help="change a hyperparameter of a running babysit at its next epoch",
+                       description="Send a validated change to a running babysit: nothing is executed, only values.")
+    p.add_argument("run", metavar="NAME", help="the babysat run's name")
+    p.add_argument("changes", nargs="*", metavar="KEY=VALUE", help="hyperparameters to change (learning_rate=0.01)")
+    p.add_argument("--rollback", action="store_true", help="roll back to the best checkpoint")
+    p.add_argument("--stop", action="store_true", help="stop after the current epoch")
+    p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+
+    p = sub.add_parser("show", help="status counts and the best trials of a run (or the epochs of a babysat run)")
+    p.add_argument("run", metavar="NAME", help="run name under --out, or a path to a run folder")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="how many trials (default: 10)")
+    p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+
+    p = sub.add_parser("compare", help="one row per run: best score, trials, compute, epochs to best")
+    p.add_argument("runs", nargs="+", metavar="NAME", help="run names under --out, or paths to run folders")
+    p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+
+    p = sub.add_parser("report", help="write report.html with figures into a run's folder")
+    p.add_argument("run", metavar="NAME", help="run name under --out, or a path to a run folder")
+    p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+    return parser
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    module_name, _, function = HANDLERS[command].partition(":")
+    return getattr(importlib.import_module(module_name), function)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_handler(args.command)(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"caviar {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"caviar {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

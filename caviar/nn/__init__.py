@@ -1,0 +1,1 @@
+"""The built-in NumPy network: layers (forward/backward pairs), optimizers, and the MLP trainer."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: one real local Ray for the whole test session.
+
+`ray.init()` costs seconds here, so the session starts one head node and every test that needs Ray
+joins it: in-process through `ray_session`, and subprocess drivers through `ray_address`
+(pass it as `--address`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Test trainers live in tests/; Ray workers and subprocess drivers import them by module path.
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """Address of a real one-node Ray cluster (2 CPUs, loopback only) shared by the session."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": "127.0.0.1"},
+    )
+    yield cluster.address
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_session(ray_address):
+    """This test process connected as a driver to the session's Ray cluster."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address, log_to_driver=False)
+    yield ray_address
+    ray.shutdown()
