@@ -1,0 +1,279 @@
+"""Samplers: which configs a sweep tries, as points of the unit cube, all reproducible from one seed.
+
+A sampler is asked for trial ids 0 .. n_trials-1 and told their scores. Trial k gets the same config
+(and `trial_seed` the same training seed) for the same job seed whatever order Ray runs and finishes
+trials in: every random draw of trial k comes from its own stream,
+`SeedSequence(job_seed, spawn_key=(k, ...))`, never from a shared stream consumed in ask order.
+
+- `random` (default): each trial an independent uniform point. Few hyperparameters matter and which
+  ones is not known in advance, so every trial should try a new value of every one.
+- `grid`: `grid_points` values per continuous dimension (log-spaced on log scales), every value of a
+  choice, at most every value of an integer. Kept to show why random wins: 9 grid trials over two
+  dimensions try only 3 values of the one that matters.
+- `sobol`: scrambled Sobol points: like random, but more even coverage for the same number of trials.
+- `coarse_to_fine`: rounds; each round re-samples shrunken boxes around the best of the previous one.
+  Round r+1 is `ready` only once every trial of round r has been told, so its boxes are fixed by the
+  scores alone, not by which trials happened to finish first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from abc import ABC, abstractmethod
+from bisect import bisect_right
+from typing import Any, Mapping
+
+import numpy as np
+from scipy.stats import qmc
+
+from caviar.space import SearchSpace, toml_repr
+
+SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
+# Option -> default. Every sampler accepts every option and ignores the ones it does not use, so a job
+# can keep `rounds` while trying `sampler = "random"`. None means "the default".
+OPTIONS: dict[str, Any] = {"grid_points": 3, "rounds": 3, "keep_fraction": 0.25, "shrink": 0.5}
+_MAX_GRID = 2**62
+
+# spawn_key prefixes beyond any trial id, for the draws that belong to the whole sweep
+_SWEEP = 2**32
+_SOBOL_STREAM, _GRID_STREAM = 0, 1
+# second spawn_key element of a trial's config draws; (k,) alone is its training seed (trial_seed)
+_CONFIG_STREAM = 0
+
+
+def trial_seed(job_seed: int, trial_id: int) -> int:
+    """The training seed of trial `trial_id`, 0 <= seed < 2**31, from SeedSequence(job_seed, spawn_key=(trial_id,))."""
+    state = np.random.SeedSequence(job_seed, spawn_key=(trial_id,)).generate_state(1, dtype=np.uint32)
+    return int(state[0]) >> 1
+
+
+def _rng(job_seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=key))
+
+
+class Sampler(ABC):
+    """Configs for trial ids 0 .. n_trials-1. Subclasses give `unit_point`; scales live in the space."""
+
+    name: str = ""
+
+    def __init__(self, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max") -> None:
+        self.space = space
+        self.n_trials = n_trials  # how many trials it will give (grid may give fewer than asked)
+        self.seed = seed
+        self.mode = mode
+        self._scores: dict[int, float] = {}
+
+    @abstractmethod
+    def unit_point(self, trial_id: int) -> np.ndarray:
+        """Trial `trial_id`'s point of the unit cube, shape (len(space),); only called when ready."""
+
+    def ready(self, trial_id: int) -> bool:
+        """Whether `ask(trial_id)` can be answered now (coarse_to_fine waits for the previous round)."""
+        self._check_id(trial_id)
+        return True
+
+    def ask(self, trial_id: int) -> dict[str, Any]:
+        """The config of a trial: searched and fixed values. The same for the same seed, in any order."""
+        if not self.ready(trial_id):
+            raise RuntimeError(f"trial {trial_id} is not ready: round {self.round_of(trial_id) - 1} is still running")
+        return self.space.from_unit(self.unit_point(trial_id))
+
+    def tell(self, trial_id: int, score: float) -> None:
+        """A trial's score; NaN for a failed trial (worst whatever the mode). Telling twice is an error
+        unless the score is the same, since a later round may already depend on the first one."""
+        self._check_id(trial_id)
+        score = float(score)
+        old = self._scores.get(trial_id)
+        if old is not None and not (old == score or (math.isnan(old) and math.isnan(score))):
+            raise RuntimeError(f"trial {trial_id} was already told score {old}, now {score}")
+        self._scores[trial_id] = score
+
+    def round_of(self, trial_id: int) -> int:
+        """The round a trial belongs to: 0 except for coarse_to_fine."""
+        self._check_id(trial_id)
+        return 0
+
+    def _check_id(self, trial_id: int) -> None:
+        if not 0 <= trial_id < self.n_trials:
+            raise IndexError(f"trial id {trial_id} is outside 0..{self.n_trials - 1} of this {self.name} sampler")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n_trials={self.n_trials}, seed={self.seed}, dims={list(self.space.names)})"
+
+
+class RandomSampler(Sampler):
+    """Independent uniform points: trial k draws from its own stream."""
+
+    name = "random"
+
+    def unit_point(self, trial_id: int) -> np.ndarray:
+        self._check_id(trial_id)
+        return _rng(self.seed, trial_id, _CONFIG_STREAM).random(len(self.space))
+
+
+class SobolSampler(Sampler):
+    """Trial k is the k-th point of one scrambled Sobol sequence, scrambled from the job seed."""
+
+    name = "sobol"
+
+    def __init__(self, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max") -> None:
+        super().__init__(space, n_trials=n_trials, seed=seed, mode=mode)
+        d = len(space)
+        if d == 0:
+            self._points = np.zeros((n_trials, 0))
+        else:
+            # A whole power of two keeps Sobol's balance (and scipy quiet); the first n_trials are the same
+            # points `random(n_trials)` would give.
+            sobol = qmc.Sobol(d, scramble=True, rng=_rng(seed, _SWEEP, _SOBOL_STREAM))
+            self._points = sobol.random_base2(max(0, math.ceil(math.log2(n_trials))))[:n_trials]
+
+    def unit_point(self, trial_id: int) -> np.ndarray:
+        self._check_id(trial_id)
+        return self._points[trial_id].copy()
+
+
+class GridSampler(Sampler):
+    """The grid in its fixed (itertools.product) order. If fewer trials are asked for than the grid has
+    points, a seeded random subset of them, still in grid order, rather than only the first corner."""
+
+    name = "grid"
+
+    def __init__(self, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max",
+                 grid_points: int = 3) -> None:
+        axes = [space.dimensions[name].grid_units(grid_points) for name in space.names]
+        size = math.prod(len(a) for a in axes)
+        if size > _MAX_GRID:
+            raise ValueError(f"search.grid_points: a grid of {size} points is too large; use sampler = \"random\"")
+        super().__init__(space, n_trials=min(n_trials, size), seed=seed, mode=mode)
+        self.grid_size = size
+        self._axes = [np.asarray(a, dtype=float) for a in axes]
+        if n_trials >= size:
+            self._indices = np.arange(size, dtype=np.int64)
+        else:
+            chosen = _rng(seed, _SWEEP, _GRID_STREAM).choice(size, size=n_trials, replace=False)
+            self._indices = np.sort(chosen).astype(np.int64)
+
+    def unit_point(self, trial_id: int) -> np.ndarray:
+        self._check_id(trial_id)
+        index = int(self._indices[trial_id])
+        point = np.empty(len(self._axes))
+        for i in range(len(self._axes) - 1, -1, -1):  # last axis varies fastest, like itertools.product
+            index, digit = divmod(index, len(self._axes[i]))
+            point[i] = self._axes[i][digit]
+        return point
+
+
+class CoarseToFineSampler(Sampler):
+    """Rounds of trials; round r > 0 samples boxes of side `shrink ** r` (unit space) around the best
+    `keep_fraction` of round r-1, clipped to the unit cube so values never leave their bounds.
+
+    The trials are split across rounds as evenly as possible (earlier rounds get the remainder). A
+    round's trials go round-robin over its kept points, best first; each trial draws uniformly in its box
+    from its own stream. Choice and integer dimensions shrink too, to neighbouring values.
+    """
+
+    name = "coarse_to_fine"
+
+    def __init__(self, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max",
+                 rounds: int = 3, keep_fraction: float = 0.25, shrink: float = 0.5) -> None:
+        super().__init__(space, n_trials=n_trials, seed=seed, mode=mode)
+        self.rounds = min(rounds, n_trials)  # never an empty round
+        self.keep_fraction = keep_fraction
+        self.shrink = shrink
+        base, extra = divmod(n_trials, self.rounds)
+        sizes = [base + (1 if r < extra else 0) for r in range(self.rounds)]
+        self.round_starts = tuple(int(s) for s in np.cumsum([0] + sizes[:-1]))  # first trial id of each round
+        self.round_sizes = tuple(sizes)
+        self._centres: dict[int, np.ndarray] = {}  # round -> (n_kept, n_dims), fixed once computed
+
+    def round_of(self, trial_id: int) -> int:
+        self._check_id(trial_id)
+        return bisect_right(self.round_starts, trial_id) - 1
+
+    def ready(self, trial_id: int) -> bool:
+        r = self.round_of(trial_id)
+        return r == 0 or all(k in self._scores for k in self._round_ids(r - 1))
+
+    def _round_ids(self, r: int) -> range:
+        return range(self.round_starts[r], self.round_starts[r] + self.round_sizes[r])
+
+    def kept(self, r: int) -> list[int]:
+        """Trial ids of round r that seed round r+1, best first (NaN last, ties by id); round r must be told."""
+        ids = list(self._round_ids(r))
+        sign = -1.0 if self.mode == "max" else 1.0
+
+        def worst_last(k: int) -> tuple[bool, float, int]:
+            score = self._scores[k]
+            return (math.isnan(score), 0.0 if math.isnan(score) else sign * score, k)
+
+        ranked = sorted(ids, key=worst_last)
+        # The small epsilon keeps 0.1 * 30 = 3.0000000000000004 from keeping 4.
+        return ranked[: max(1, math.ceil(self.keep_fraction * len(ids) - 1e-9))]
+
+    def unit_point(self, trial_id: int) -> np.ndarray:
+        r = self.round_of(trial_id)
+        rng = _rng(self.seed, trial_id, _CONFIG_STREAM)
+        d = len(self.space)
+        if r == 0:
+            return rng.random(d)
+        if r not in self._centres:
+            if not self.ready(trial_id):
+                raise RuntimeError(f"trial {trial_id} is not ready: round {r - 1} is still running")
+            kept = self.kept(r - 1)
+            self._centres[r] = np.array([self.unit_point(k) for k in kept]).reshape(len(kept), d)
+        centres = self._centres[r]
+        centre = centres[(trial_id - self.round_starts[r]) % len(centres)]
+        side = self.shrink**r
+        low = np.clip(centre - side / 2, 0.0, 1.0)
+        high = np.clip(centre + side / 2, 0.0, 1.0)
+        return np.minimum(low + rng.random(d) * (high - low), np.nextafter(1.0, 0.0))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _int_option(name: str, value: Any, low: int) -> int:
+    """An integer option >= low (an integral float such as 3.0 is accepted; true/false are not)."""
+    if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < low:
+        raise ValueError(f"search.{name}: must be an integer >= {low}, got {toml_repr(value)}")
+    return int(value)
+
+
+def _fraction_option(name: str, value: Any) -> float:
+    """A number in (0, 1]."""
+    if not _is_number(value) or not 0 < value <= 1:
+        raise ValueError(f"search.{name}: must be a number in (0, 1], got {toml_repr(value)}")
+    return float(value)
+
+
+def make_sampler(name: str, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max",
+                 options: Mapping[str, Any] | None = None) -> Sampler:
+    """The sampler a job names. `options` may hold grid_points, rounds, keep_fraction, shrink (None or
+    missing: the default); a sampler ignores the ones it does not use. Raises ValueError
+    "search.<field>: ..." on a bad name, trial count, seed, mode or option."""
+    if name not in SAMPLERS:
+        close = difflib.get_close_matches(str(name).lower(), SAMPLERS, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"search.sampler: unknown sampler {toml_repr(name)}{hint}; valid: {', '.join(SAMPLERS)}")
+    n_trials = _int_option("trials", n_trials, 1)
+    seed = _int_option("seed", seed, 0)
+    if mode not in ("max", "min"):
+        raise ValueError(f"search.mode: must be \"max\" or \"min\", got {toml_repr(mode)}")
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(OPTIONS))
+    if unknown:
+        raise ValueError(f"search.{unknown[0]}: unknown sampler option; valid: {', '.join(OPTIONS)}")
+    opts = {**OPTIONS, **given}
+    # Checked whatever the sampler, so a bad value is reported before it matters.
+    grid_points = _int_option("grid_points", opts["grid_points"], 1)
+    rounds = _int_option("rounds", opts["rounds"], 1)
+    keep_fraction = _fraction_option("keep_fraction", opts["keep_fraction"])
+    shrink = _fraction_option("shrink", opts["shrink"])
+    common = dict(n_trials=n_trials, seed=seed, mode=mode)
+    if name == "grid":
+        return GridSampler(space, grid_points=grid_points, **common)
+    if name == "coarse_to_fine":
+        return CoarseToFineSampler(space, rounds=rounds, keep_fraction=keep_fraction, shrink=shrink, **common)
+    return (SobolSampler if name == "sobol" else RandomSampler)(space, **common)
