@@ -1,0 +1,397 @@
+"""The job file: TOML -> validated, frozen dataclasses.
+
+A job file has a top-level `name` and the tables [data], [model], [space], [search] and [babysit]
+(see jobs/digits.toml for a commented example). Every key is checked before anything runs, and a
+mistake is one `ValueError` whose message starts with the field's path:
+
+    search.trails: unknown key (did you mean 'trials'?)
+    search.trials: expected a positive integer, got -3
+    space.learning_rate: log_uniform needs 0 < low < high, got [0, 0.1]
+
+`load_job(path, overrides)` reads a file, applies `--set section.key=value` overrides
+(caviar/overrides.py) and validates; `Job.to_toml()` writes the job as run, with every default
+filled in, so that loading it again gives an equal Job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import tomli_w
+
+from caviar.data import BUILTINS, FILE_TYPES, OPTIONS as DATA_OPTIONS
+from caviar.overrides import apply_overrides, did_you_mean, field_path, one_line, reject_unknown, show_value
+from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
+from caviar.space import Choice, Fixed, SearchSpace, parse_dimension
+
+SECTIONS = ("data", "model", "space", "search", "babysit")
+SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
+SCHEDULERS = ("fifo", "asha")
+MODES = ("max", "min")
+BUILTIN_TRAINER = "mlp"
+# What the built-in trainer reports each epoch, i.e. what a job on it can optimize.
+MLP_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_TRAINER = re.compile(rf"{BUILTIN_TRAINER}|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+_MAX_NAME = 200  # a folder name; file systems stop at 255 bytes
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """[data]: where the examples come from and how they are split."""
+
+    source: str = "digits"  # built-in digits | spiral | blobs, or a .parquet, .csv or .npz path
+    target: str = "label"  # the class column of a tabular file
+    valid_fraction: float = 0.2  # share of rows held out to score trials, in (0, 1)
+    test_fraction: float = 0.0  # share held out for a final test, in [0, 1); 0: no test split
+    seed: int = 0  # the shuffle before splitting: the same seed gives the same split
+    options: dict[str, Any] = field(default_factory=dict)  # sizes of built-ins, e.g. spiral noise
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """[search]: caviar mode, many trials in parallel."""
+
+    sampler: str = "random"  # random | grid | sobol | coarse_to_fine; random wins on few budgets
+    trials: int = 32  # configurations to train (grid may give fewer)
+    scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early
+    metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
+    mode: str = "max"  # max | min: whether a higher metric is better
+    concurrency: int = 0  # trials in flight; 0: one per CPU that Ray sees
+    seed: int = 0  # the same seed samples the same configurations with the same trial seeds
+    grid_points: int = 3  # grid: points per searched continuous dimension
+    rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last
+    keep_fraction: float = 0.25  # coarse_to_fine: share of a round's best trials to zoom around
+    shrink: float = 0.5  # coarse_to_fine: each round's region, as a fraction of the last one's
+    grace_period: int = 2  # asha: epochs every trial gets before it can be stopped
+    reduction_factor: float = 3.0  # asha: keep the top 1/reduction_factor at each rung
+    max_retries: int = 2  # reruns of a trial whose worker crashed (not of one that raised)
+    trial_timeout: float = 0.0  # seconds before a trial is stopped as failed; 0: no limit
+
+
+@dataclass(frozen=True)
+class BabysitSpec:
+    """[babysit]: panda mode, one model watched epoch by epoch."""
+
+    epochs: int = 60  # the most epochs to train
+    patience: int = 3  # epochs without improvement before the learning rate is lowered
+    min_delta: float = 1e-4  # the least change of the metric that counts as an improvement
+    plateau_factor: float = 0.5  # learning rate x this on a plateau, in (0, 1]
+    cooldown: int = 2  # epochs after a change before the next plateau can be declared
+    tolerance: float = 0.02  # a metric this much worse than the best triggers a rollback
+    rollback_factor: float = 0.5  # learning rate x this after a rollback, in (0, 1]
+    divergence_ratio: float = 3.0  # a train loss above this x the first epoch's has diverged
+    divergence_factor: float = 0.1  # learning rate x this after a divergence, in (0, 1]
+    min_lr: float = 1e-6  # stop once the learning rate would go below this
+    max_rollbacks: int = 10  # stop after this many rollbacks
+    target: float | None = None  # stop once the metric reaches this; None (or "none"): never
+    seed: int = 0  # the model's seed: initial weights and data order
+    keep_checkpoints: int = 3  # the best checkpoints kept on disk
+    metric: str = "val_accuracy"  # in a job file: [search] metric unless set here
+    mode: str = "max"  # in a job file: [search] mode unless set here
+
+
+@dataclass(frozen=True)
+class Job:
+    """A validated job. `model` holds the fixed hyperparameters and "trainer"; treat it as read-only."""
+
+    name: str
+    data: DataSpec = field(default_factory=DataSpec)
+    model: dict[str, Any] = field(default_factory=lambda: {"trainer": BUILTIN_TRAINER})
+    space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
+    search: SearchSpec = field(default_factory=SearchSpec)
+    babysit: BabysitSpec = field(default_factory=BabysitSpec)
+
+    @property
+    def trainer(self) -> str:
+        """"mlp" or "package.module:ClassName"."""
+        return self.model["trainer"]
+
+    def config(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The hyperparameters a trainer gets: [model] (without "trainer"), [space]'s fixed values,
+        then `values` (e.g. a sampler's config) on top. A name in [space] overrides [model]."""
+        config = {k: v for k, v in self.model.items() if k != "trainer"}
+        config.update(self.space.fixed)
+        config.update(values or {})
+        return config
+
+    def to_raw(self) -> dict[str, Any]:
+        """The job as a plain TOML table, every default written out."""
+        data, babysit = asdict(self.data), asdict(self.babysit)
+        if not data["options"]:
+            del data["options"]
+        if babysit["target"] is None:  # TOML has no null: a missing key means none
+            del babysit["target"]
+        space = {name: dim.spec() for name, dim in self.space.dimensions.items()}
+        return _plain({"name": self.name, "data": data, "model": dict(self.model), "space": space,
+                       "search": asdict(self.search), "babysit": babysit})
+
+    def to_toml(self) -> str:
+        """The job as run (overrides applied, defaults filled in); `parse_job` of it gives an equal Job."""
+        header = "# The job as run by caviar: overrides applied, every default written out.\n"
+        return header + tomli_w.dumps(self.to_raw())
+
+
+def validate_name(name: Any, field_name: str = "name") -> str:
+    """A run name: letters, digits, '.', '_' and '-', not '.' or '..', so it stays inside --out."""
+    if not isinstance(name, str):
+        raise ValueError(f"{field_name}: expected a string, got {show_value(name)}")
+    if not _NAME.fullmatch(name) or name in (".", "..") or len(name) > _MAX_NAME:
+        raise ValueError(f"{field_name}: expected letters, digits, '.', '_' and '-' only (not '.' or '..', at "
+                         f"most {_MAX_NAME} characters): it names a folder under --out, got {show_value(name)}")
+    return name
+
+
+def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
+    """Read, override and validate the job file at `path`; its name defaults to the file's stem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"job: no such file: {str(path)!r}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"job: {path}: cannot read it as UTF-8 text ({one_line(exc)})") from None
+    return parse_job(_toml(text, f"job: {path}"), overrides, default_name=path.stem)
+
+
+def _toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{where}: invalid TOML: {one_line(exc)}") from None
+
+
+def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *, default_name: str = "job") -> Job:
+    """Validate a job given as TOML text or as an already parsed table, after `overrides`."""
+    raw = apply_overrides(_toml(source, "job") if isinstance(source, str) else source, overrides)
+    reject_unknown(raw, ("name",) + SECTIONS, (), what="top-level key or section")
+    tables = {section: raw.get(section, {}) for section in SECTIONS}
+    for section, table in tables.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"{section}: expected a table ([{section}]), got {show_value(table)}")
+    name = validate_name(raw.get("name", default_name), "name" if "name" in raw else "name (the file's name)")
+    data = _data(tables["data"])
+    model = _model(tables["model"])
+    space = _space(tables["space"], model["trainer"])
+    search = _section(SearchSpec, tables["search"], "search", _SEARCH_CHECKS)
+    if search.sampler == "coarse_to_fine" and search.rounds > search.trials:
+        raise ValueError(f"search.rounds: coarse_to_fine needs at least one trial per round, got {search.rounds} "
+                         f"rounds for {search.trials} trials")
+    inherited = {"metric": search.metric, "mode": search.mode}
+    babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS, inherited)
+    job = Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit)
+    if job.trainer == BUILTIN_TRAINER:
+        _check_mlp(job)
+    return job
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+Check = Callable[[Any], Any]  # value -> normalized value; raises _Expected
+
+
+class _Expected(ValueError):
+    """A value of the wrong kind; the caller adds the field path and the value."""
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        super().__init__(what)
+        self.what, self.hint = what, hint
+
+
+def _section(cls: type, table: Mapping[str, Any], section: str, checks: Mapping[str, Check],
+             defaults: Mapping[str, Any] | None = None) -> Any:
+    """Build the dataclass `cls` from a table: unknown keys rejected, each value checked."""
+    reject_unknown(table, [f.name for f in fields(cls)], (section,))
+    values = {}
+    for f in fields(cls):
+        if f.name in table:
+            value = table[f.name]
+        elif defaults and f.name in defaults:
+            value = defaults[f.name]
+        else:
+            value = f.default_factory() if callable(f.default_factory) else f.default
+        values[f.name] = _checked(f"{section}.{f.name}", value, checks[f.name])
+    return cls(**values)
+
+
+def _data(table: Mapping[str, Any]) -> DataSpec:
+    data = _section(DataSpec, table, "data", _DATA_CHECKS)
+    if data.valid_fraction + data.test_fraction >= 1:
+        raise ValueError(f"data.test_fraction: valid_fraction + test_fraction must be below 1 to leave rows "
+                         f"to train on, got {data.valid_fraction} + {data.test_fraction}")
+    if data.source in BUILTINS:  # option values are checked by load_dataset; names can be checked now
+        reject_unknown(data.options, tuple(DATA_OPTIONS[data.source]), ("data", "options"),
+                       what=f"option of {data.source}", list_valid=True)
+    elif data.options:
+        raise ValueError(f"data.options: a file takes no options, got {show_value(data.options)}")
+    return data
+
+
+def _model(table: Mapping[str, Any]) -> dict[str, Any]:
+    trainer = _checked("model.trainer", table.get("trainer", BUILTIN_TRAINER), _trainer)
+    model = {"trainer": trainer, **{k: v for k, v in table.items() if k != "trainer"}}
+    if trainer == BUILTIN_TRAINER:
+        reject_unknown(model, ("trainer",) + MLP_HYPERPARAMETERS, ("model",), what="hyperparameter of the mlp "
+                       "trainer", list_valid=True)
+    return model
+
+
+def _space(table: Mapping[str, Any], trainer: str) -> SearchSpace:
+    if "trainer" in table:
+        raise ValueError("space.trainer: the trainer cannot be searched; set it in [model]")
+    if trainer == BUILTIN_TRAINER:
+        reject_unknown(table, MLP_HYPERPARAMETERS, ("space",), what="hyperparameter of the mlp trainer",
+                       list_valid=True)
+    dimensions = {}
+    for name, spec in table.items():
+        try:
+            dimensions[name] = parse_dimension(spec)
+        except ValueError as exc:
+            raise ValueError(f"{field_path(('space', name))}: {one_line(exc)}") from None
+    return SearchSpace(dimensions)
+
+
+def _check_mlp(job: Job) -> None:
+    """Check every value the built-in trainer will see, naming the field it came from."""
+    for section in ("search", "babysit"):
+        metric = getattr(job, section).metric
+        if metric not in MLP_METRICS:
+            raise ValueError(f"{section}.metric: the mlp trainer reports {', '.join(MLP_METRICS)}, got "
+                             f"{show_value(metric)}{did_you_mean(metric, MLP_METRICS)}")
+    # One value at a time, so the message names the field: [model] values, then every value a
+    # [space] dimension can take (each choice; both ends and the middle of a range).
+    probes = [(("model", k), v, "") for k, v in job.model.items() if k != "trainer"]
+    for key, dim in job.space.dimensions.items():
+        if isinstance(dim, Fixed):
+            hint = " (to search over values, write { choice = [...] })" if isinstance(dim.spec(), list) else ""
+            probes.append((("space", key), dim.spec(), hint))
+        else:
+            n = len(dim.values) if isinstance(dim, Choice) else 2
+            for u in sorted({0.0, 0.5, 1.0} | {(i + 0.5) / n for i in range(n)}):
+                probes.append((("space", key), dim.from_unit(u), f" (a value of {show_value(dim.spec())})"))
+    for path, value, hint in probes:
+        try:
+            MLPConfig.from_mapping({path[1]: value})
+        except ValueError as exc:
+            raise ValueError(f"{field_path(path)}: {_without_key(exc, path[1])}{hint}") from None
+    # Then all together (the middle of the space), for rules that tie several values together.
+    try:
+        MLPConfig.from_mapping(job.config(job.space.from_unit(np.full(len(job.space), 0.5))))
+    except ValueError as exc:
+        key = next((k for k in job.config() if one_line(exc).startswith(k)), None)
+        where = ("space." if key in job.space.dimensions else "model.") if key else "model: "
+        raise ValueError(where + one_line(exc)) from None
+
+
+def _without_key(exc: Exception, key: str) -> str:
+    """MLPConfig's message without its own "key: " (the job puts the field path there instead)."""
+    message = one_line(exc)
+    return message[len(key) + 2:] if message.startswith(f"{key}: ") else message
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+def _checked(path: str, value: Any, check: Check) -> Any:
+    try:
+        return check(value)
+    except _Expected as exc:
+        raise ValueError(f"{path}: expected {exc.what}, got {show_value(value)}{exc.hint}") from None
+
+
+def _integer(minimum: int) -> Check:
+    what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+    return _number(what, lambda v: minimum <= v < 2**63, integer=True)
+
+
+def _number(what: str, ok: Callable[[float], bool], *, integer: bool = False) -> Check:
+    """A real number (a TOML integer counts, a bool does not) for which `ok` holds, as a float;
+    with `integer`, an integer only, kept as one."""
+    def check(value: Any) -> float | int:
+        try:  # math.isfinite(10**400) overflows: such a number is as wrong as nan
+            good = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool) and (
+                integer or math.isfinite(value)) and ok(value)
+        except OverflowError:
+            good = False
+        if not good:
+            raise _Expected(what)
+        return value if integer else float(value)
+
+    return check
+
+
+def _string(what: str, ok: Callable[[str], Any] = str.strip, suggest: Sequence[str] = ()) -> Check:
+    """A string for which `ok` holds; a miss gets "(did you mean ...?)" from `suggest`."""
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not ok(value):
+            raise _Expected(what, did_you_mean(value, suggest) if isinstance(value, str) else "")
+        return value
+
+    return check
+
+
+def _one_of(options: Sequence[str]) -> Check:
+    return _string("one of " + ", ".join(options), lambda v: v in options, options)
+
+
+_text = _string("a non-empty string")
+_trainer = _string(f"{BUILTIN_TRAINER!r} or 'package.module:ClassName'", _TRAINER.fullmatch)
+_source = _string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file",
+                  lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES, BUILTINS)
+
+
+def _table(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Expected("a table")
+    return value
+
+
+def _target(value: Any) -> float | None:
+    """A number, or none (TOML has no null: the key left out, or the string "none")."""
+    none = value is None or (isinstance(value, str) and value.lower() == "none")
+    return None if none else _number('a number or "none"', lambda v: True)(value)
+
+
+_non_negative, _positive = _integer(0), _integer(1)
+_fraction_closed = _number("a fraction in (0, 1]", lambda v: 0 < v <= 1)
+_at_least_0 = _number("a number >= 0", lambda v: v >= 0)
+_above_1 = _number("a number > 1", lambda v: v > 1)
+
+_DATA_CHECKS: dict[str, Check] = dict(
+    source=_source, target=_text, seed=_non_negative, options=_table,
+    valid_fraction=_number("a fraction in (0, 1)", lambda v: 0 < v < 1),
+    test_fraction=_number("a fraction in [0, 1)", lambda v: 0 <= v < 1),
+)
+_SEARCH_CHECKS: dict[str, Check] = dict(
+    sampler=_one_of(SAMPLERS), trials=_positive, scheduler=_one_of(SCHEDULERS), metric=_text,
+    mode=_one_of(MODES), concurrency=_non_negative, seed=_non_negative, grid_points=_integer(2),
+    rounds=_positive, keep_fraction=_fraction_closed, shrink=_fraction_closed, grace_period=_positive,
+    reduction_factor=_above_1, max_retries=_non_negative,
+    trial_timeout=_number("a number of seconds >= 0 (0: no limit)", lambda v: v >= 0),
+)
+_BABYSIT_CHECKS: dict[str, Check] = dict(
+    epochs=_positive, patience=_positive, min_delta=_at_least_0, plateau_factor=_fraction_closed,
+    cooldown=_non_negative, tolerance=_at_least_0, rollback_factor=_fraction_closed,
+    divergence_ratio=_above_1, divergence_factor=_fraction_closed,
+    min_lr=_number("a number > 0", lambda v: v > 0), max_rollbacks=_non_negative, target=_target,
+    seed=_non_negative, keep_checkpoints=_positive, metric=_text, mode=_one_of(MODES),
+)
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    """NumPy scalars and tuples (e.g. from a dimension's spec) as the types tomli_w writes."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,133 @@
+"""The raw job table before validation: `--set section.key=value` overrides, and how a field and its
+value are named in an error message (shared with caviar/job.py so every message reads the same).
+
+The value is read as a TOML value (`8`, `1e-3`, `true`, `[32, 64]`, `{ log_uniform = [1e-4, 1e-1] }`,
+`"text"`); text that is not a TOML value is taken as a plain string, so `--set data.source=spiral`
+needs no quotes. Fields that only ever hold text keep the text as typed, so `--name 2024` names a
+run "2024" rather than failing as the integer 2024.
+
+Overrides edit the raw table before validation, so a bad or unknown key is reported exactly like
+the same mistake in the file (`search.trails: unknown key (did you mean 'trials'?)`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import re
+import tomllib
+from typing import Any, Mapping, Sequence
+
+# Fields whose values are always strings: an override keeps its text even when it reads as TOML
+# (`name=2024`, `data.source=1e3`). Names a user trainer gives in [model] are not known here.
+TEXT_FIELDS = frozenset({
+    ("name",),
+    ("data", "source"),
+    ("data", "target"),
+    ("model", "trainer"),
+    ("search", "sampler"),
+    ("search", "scheduler"),
+    ("search", "metric"),
+    ("search", "mode"),
+    ("babysit", "metric"),
+    ("babysit", "mode"),
+})
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def field_path(parts: Sequence[str]) -> str:
+    """A dotted field path as TOML writes it: bare keys as they are, other keys quoted (one line)."""
+    return ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p) for p in parts)
+
+
+def show_value(value: Any, limit: int = 120) -> str:
+    """A value as the user wrote it, on one line: true, 'text', [0, 0.1], { choice = [1, 2] }."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = repr(value)
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(show_value(v, limit) for v in value) + "]"
+    elif isinstance(value, Mapping):
+        items = ", ".join(f"{field_path((str(k),))} = {show_value(v, limit)}" for k, v in value.items())
+        text = "{ " + items + " }" if items else "{}"
+    else:
+        text = one_line(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(value: Any) -> str:
+    """str(value) with every run of whitespace (newlines too) as one space: a message is one line."""
+    return " ".join(str(value).split()) or type(value).__name__
+
+
+def did_you_mean(word: str, options: Sequence[str]) -> str:
+    """" (did you mean 'trials'?)" for the closest option, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def reject_unknown(table: Mapping[str, Any], known: Sequence[str], path: Sequence[str], *,
+                   what: str = "key", list_valid: bool = False) -> None:
+    """ValueError for the first key of `table` not in `known`: "search.trails: unknown key (did you
+    mean 'trials'?)". The valid keys are listed when nothing is close, or always with `list_valid`."""
+    for key in table:
+        if key not in known:
+            hint = did_you_mean(key, known)
+            if list_valid or not hint:
+                valid = "valid: " + (", ".join(known) or "none")
+                hint = f" ({hint[2:-1]}; {valid})" if hint else f" ({valid})"
+            raise ValueError(f"{field_path([*path, key])}: unknown {what}{hint}")
+
+
+def parse_value(text: str) -> Any:
+    """The value of `--set key=TEXT`: TEXT read as a TOML value, or TEXT itself if it is not one."""
+    try:
+        parsed = tomllib.loads(f"value = {text}")
+    except tomllib.TOMLDecodeError:
+        return text
+    # "1\nother = 2" parses as a document with two keys: that is text, not one value.
+    if list(parsed) != ["value"]:
+        return text
+    return parsed["value"]
+
+
+def parse_override(text: str) -> tuple[tuple[str, ...], Any]:
+    """Split `section.key=value` into its key path and its value.
+
+    Raises ValueError("--set: ...") when there is no `=` or a part of the key is empty.
+    """
+    key, sep, value_text = text.partition("=")
+    parts = tuple(part.strip() for part in key.split("."))
+    if not sep:
+        raise ValueError(f"--set: expected KEY=VALUE (e.g. search.trials=8), got {show_value(text)}")
+    if not all(parts):
+        raise ValueError(f"--set: expected a key like section.key before '=', got {show_value(text)}")
+    value = parse_value(value_text)
+    if parts in TEXT_FIELDS and not isinstance(value, str) and not isinstance(value, (list, dict)):
+        value = value_text.strip()
+    return parts, value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the raw job table with every override applied in order (the last one wins).
+
+    Missing tables on the way are created (`--set data.options.noise=0.3`); a key that already
+    holds a value that is not a table cannot be entered ("search.trials: ... not a table").
+    """
+    result = copy.deepcopy(dict(raw))
+    for text in overrides:
+        parts, value = parse_override(text)
+        table = result
+        for depth, part in enumerate(parts[:-1]):
+            inner = table.setdefault(part, {})
+            if not isinstance(inner, dict):
+                path = field_path(parts[: depth + 1])
+                raise ValueError(
+                    f"{path}: holds a value, not a table, so --set {field_path(parts)}=... cannot go inside it"
+                )
+            table = inner
+        table[parts[-1]] = value
+    return result

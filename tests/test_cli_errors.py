@@ -1,0 +1,265 @@
+"""Bad input at the command line: exit status 2, one line on stderr naming the field, no traceback,
+and nothing already in the results folder touched.
+
+A handful of real `python -m caviar` processes check what a user sees (exit status, the whole of
+stderr); the many cases and the property tests run `caviar.cli.main` in this process.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from caviar import cli
+from caviar.job import BabysitSpec, DataSpec, SearchSpec
+from caviar.nn.mlp import MLP_HYPERPARAMETERS
+
+PYTHON = [sys.executable, "-m", "caviar"]
+VICTIM = "victim"  # the run already in the results folder; every bad job below is named after it
+
+GOOD = """
+name = "victim"
+[data]
+source = "digits"
+[model]
+hidden_layers = [8]
+epochs = 2
+[space]
+learning_rate = { log_uniform = [1e-4, 1e-1] }
+batch_size = { choice = [32, 64] }
+[search]
+trials = 4
+[babysit]
+epochs = 2
+"""
+
+
+def with_lines(section: str, *lines: str) -> str:
+    """GOOD with `lines` added at the top of [section] ("" for the top level)."""
+    if not section:
+        return "\n".join(lines) + "\n" + GOOD.replace('name = "victim"\n', "")
+    return GOOD.replace(f"[{section}]\n", f"[{section}]\n" + "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """A results folder holding a finished run named `victim` and another run."""
+    out = tmp_path / "results"
+    run = out / VICTIM
+    (run / "trials.parquet").mkdir(parents=True)
+    (run / "epochs.parquet").mkdir()
+    (run / "checkpoints").mkdir()
+    (run / "job.toml").write_text(GOOD)
+    (run / "trials.parquet" / "part-000000.parquet").write_bytes(b"PAR1 trials of the run before PAR1")
+    (run / "epochs.parquet" / "part-000000.parquet").write_bytes(b"PAR1 epochs of the run before PAR1")
+    (run / "checkpoints" / "epoch-0003.npz").write_bytes(bytes(range(256)))
+    (out / "other").mkdir()
+    (out / "other" / "job.toml").write_text('name = "other"\n')
+    return out
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file's bytes and every folder (None) under `folder`, by relative path."""
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def write_job(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def assert_one_error_line(stderr: str, command: str, field: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"caviar {command}: error: "), lines[0]
+    assert lines[0][len(f"caviar {command}: error: "):].startswith(field), lines[0]
+
+
+# --- real processes ------------------------------------------------------------------------------
+
+def missing_file_job(tmp_path: Path) -> str:
+    return with_lines("data", f'source = "{tmp_path / "no_such_file.csv"}"').replace('source = "digits"\n', "")
+
+
+PROCESS_CASES = [
+    # (id, command and flags, job text or None for a missing file, extra flags, field)
+    ("bad value", ["parallel", "--dry-run"], with_lines("search", "trials = -3").replace("trials = 4\n", ""), [],
+     "search.trials"),
+    ("unknown key", ["parallel", "--dry-run"], with_lines("search", "trails = 3"), [], "search.trails"),
+    ("bad --set", ["parallel", "--dry-run"], GOOD, ["--set", "space.learning_rate={ log_uniform = [0, 0.1] }"],
+     "space.learning_rate"),
+    ("invalid TOML", ["parallel", "--overwrite"], GOOD + "\n[search\n", [], "job"),
+    ("bad --name", ["parallel", "--overwrite"], GOOD, ["--name", "../victim"], "name"),
+    ("missing job file", ["babysit", "--overwrite"], None, [], "job"),
+    ("bad model value", ["babysit", "--overwrite"], with_lines("model", "batch_norm = 1"), [], "model.batch_norm"),
+    ("bad --seed", ["babysit", "--overwrite"], GOOD, ["--seed", "-1"], "search.seed"),
+]
+
+
+@pytest.mark.parametrize("command, text, extra, field", [c[1:] for c in PROCESS_CASES],
+                         ids=[c[0] for c in PROCESS_CASES])
+def test_a_real_process_exits_2_with_one_line_and_touches_nothing(tmp_path, out, command, text, extra, field):
+    job = tmp_path / "missing.toml" if text is None else write_job(tmp_path, text)
+    before = snapshot(out)
+    result = subprocess.run(PYTHON + [command[0], str(job), "--out", str(out), *command[1:], *extra],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert_one_error_line(result.stderr, command[0], field)
+    assert "Traceback" not in result.stdout
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", [["parallel", "--overwrite"], ["babysit", "--overwrite"]])
+def test_a_missing_data_file_exits_2_and_leaves_the_old_run_alone(tmp_path, out, command):
+    """The data is read before the results folder is opened: even --overwrite keeps the old run."""
+    job = write_job(tmp_path, missing_file_job(tmp_path))
+    before = snapshot(out)
+    result = subprocess.run(PYTHON + [command[0], str(job), "--out", str(out), *command[1:]],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert_one_error_line(result.stderr, command[0], "data.source")
+    assert snapshot(out) == before
+
+
+# --- in process: many bad job files ---------------------------------------------------------------
+
+BAD_FILES = [
+    # (id, job text, field)
+    ("unknown section", with_lines("", "[serach]", "trials = 3"), "serach"),
+    ("unknown top-level key", with_lines("", "nmae = 'x'"), "nmae"),
+    ("section not a table", with_lines("", "search = 3").replace("[search]\ntrials = 4\n", ""), "search"),
+    ("name with a slash", GOOD.replace('name = "victim"', 'name = "a/../victim"'), "name"),
+    ("name dot-dot", GOOD.replace('name = "victim"', 'name = ".."'), "name"),
+    ("name not text", GOOD.replace('name = "victim"', "name = 7"), "name"),
+    ("unknown data source", GOOD.replace('source = "digits"', 'source = "digitz"'), "data.source"),
+    ("data file of unknown type", GOOD.replace('source = "digits"', 'source = "train.xlsx"'), "data.source"),
+    ("bad fraction", with_lines("data", "valid_fraction = 1.5"), "data.valid_fraction"),
+    ("fractions over 1", with_lines("data", "valid_fraction = 0.6", "test_fraction = 0.5"), "data.test_fraction"),
+    ("unknown data option", with_lines("data", "[data.options]", "noise = 0.1"), "data.options.noise"),
+    ("unknown hyperparameter", with_lines("model", "hiden_layers = [8]"), "model.hiden_layers"),
+    ("bad hyperparameter", with_lines("model", "optimizer = 'adamw'"), "model.optimizer"),
+    ("bad trainer", with_lines("model", "trainer = 'not a trainer'"), "model.trainer"),
+    ("bad dimension", GOOD.replace("[1e-4, 1e-1]", "[0, 0.1]"), "space.learning_rate"),
+    ("unknown dimension kind", GOOD.replace("log_uniform", "loguniform"), "space.learning_rate"),
+    ("bad value in a dimension", GOOD.replace("[32, 64]", "[0, 64]"), "space.batch_size"),
+    ("unknown searched name", with_lines("space", "lr = { log_uniform = [1e-4, 1e-1] }"), "space.lr"),
+    ("bad sampler", with_lines("search", "sampler = 'bayesian'"), "search.sampler"),
+    ("bad scheduler", with_lines("search", "scheduler = 'pbt'"), "search.scheduler"),
+    ("bad mode", with_lines("search", "mode = 'maximize'"), "search.mode"),
+    ("empty metric", with_lines("search", "metric = ''"), "search.metric"),
+    ("unreported metric", with_lines("search", "metric = 'accuracy'"), "search.metric"),
+    ("float count", with_lines("search", "concurrency = 1.5"), "search.concurrency"),
+    ("bad babysit value", with_lines("babysit", "rollback_factor = 2"), "babysit.rollback_factor"),
+    ("babysit typo", with_lines("babysit", "patiance = 2"), "babysit.patiance"),
+    ("bad target", with_lines("babysit", "target = 'high'"), "babysit.target"),
+    ("invalid TOML", GOOD + "x = \n", "job"),
+    ("duplicate key", with_lines("search", "trials = 5"), "job"),
+]
+
+
+@pytest.mark.parametrize("text, field", [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+@pytest.mark.parametrize("command", [["parallel", "--dry-run"], ["babysit", "--overwrite"]])
+def test_every_bad_job_file_is_one_line_naming_the_field(tmp_path, out, capsys, command, text, field):
+    job = write_job(tmp_path, text)
+    before = snapshot(out)
+    assert cli.main([command[0], str(job), "--out", str(out), *command[1:]]) == 2
+    captured = capsys.readouterr()
+    assert_one_error_line(captured.err, command[0], field)
+    assert snapshot(out) == before
+
+
+BAD_SETS = [
+    # (id, --set values, field)
+    ("no equals sign", ["search.trials"], "--set"),
+    ("empty key", ["=3"], "--set"),
+    ("empty section", [".trials=3"], "--set"),
+    ("unknown key", ["search.trails=3"], "search.trails"),
+    ("unknown section", ["serach.trials=3"], "serach"),
+    ("into a value", ["model.epochs.x=1"], "model.epochs"),
+    ("over a section", ["search=3"], "search"),
+    ("negative", ["search.trials=-3"], "search.trials"),
+    ("text for a number", ["search.trials=many"], "search.trials"),
+    ("bad dimension", ["space.learning_rate={ log_uniform = [0, 0.1] }"], "space.learning_rate"),
+    ("list where a choice was meant", ["space.batch_size=[32, 64]"], "space.batch_size"),
+    ("unknown hyperparameter", ["model.dropout=0.5"], "model.dropout"),
+    ("bad name", ["name=../x"], "name"),
+    ("last one is bad", ["search.trials=8", "search.trials=0"], "search.trials"),
+    ("bad data option", ["data.source=spiral", "data.options.arms=5"], "data.options.arms"),
+]
+
+
+@pytest.mark.parametrize("sets, field", [c[1:] for c in BAD_SETS], ids=[c[0] for c in BAD_SETS])
+def test_every_bad_set_is_one_line_naming_the_field(tmp_path, out, capsys, sets, field):
+    job = write_job(tmp_path, GOOD)
+    before = snapshot(out)
+    argv = ["parallel", str(job), "--dry-run", "--out", str(out)]
+    for value in sets:
+        argv += ["--set", value]
+    assert cli.main(argv) == 2
+    assert_one_error_line(capsys.readouterr().err, "parallel", field)
+    assert snapshot(out) == before
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+FIELDS = [
+    "search.sampler", "search.trials", "search.scheduler", "search.metric", "search.mode", "search.concurrency",
+    "search.seed", "search.grid_points", "search.rounds", "search.keep_fraction", "search.shrink",
+    "search.grace_period", "search.reduction_factor", "search.max_retries", "search.trial_timeout",
+    "babysit.epochs", "babysit.patience", "babysit.min_delta", "babysit.plateau_factor", "babysit.cooldown",
+    "babysit.tolerance", "babysit.rollback_factor", "babysit.divergence_ratio", "babysit.divergence_factor",
+    "babysit.min_lr", "babysit.max_rollbacks", "babysit.target", "babysit.seed", "babysit.keep_checkpoints",
+    "babysit.metric", "babysit.mode", "data.valid_fraction", "data.test_fraction", "data.seed", "data.target",
+    "model.hidden_layers", "model.batch_norm", "model.activation", "model.optimizer", "model.learning_rate",
+    "model.beta1", "model.batch_size", "model.l2", "model.epochs", "name",
+]
+# Values a user might type, most of them wrong for most fields (small numbers: a valid value makes
+# the dry run print every trial, and it must stay quick).
+typed = st.one_of(
+    st.integers(-3, 40).map(str), st.floats(-2, 2).map(repr), st.booleans().map(str),
+    st.text(alphabet="abc_./-=[]{}\"' 019\n", max_size=12),
+    st.sampled_from(["nan", "-inf", "inf", "1e400", "[]", "[0]", "[8, 8]", "{ a = 1 }", "{}", "none", "max", "min",
+                     "grid", "asha", "adam", "relu", "val_loss", "2024-01-01", '""', "..", "../x", "a/b"]),
+)
+
+
+@given(field=st.sampled_from(FIELDS), value=typed)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_set_value_either_runs_or_is_one_line_naming_a_field(tmp_path, out, capsys, field, value):
+    """Whatever a user types after --set, the dry run either works or says which field is wrong."""
+    job = write_job(tmp_path, GOOD)
+    before = snapshot(out)
+    status = cli.main(["parallel", str(job), "--dry-run", "--out", str(out), "--set", f"{field}={value}"])
+    err = capsys.readouterr().err
+    assert snapshot(out) == before
+    if status == 0:
+        assert err == ""
+        return
+    assert status == 2
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    message = err.strip()[len("caviar parallel: error: "):]
+    # the field itself; or the field it clashed with (a fraction sum); or --set when no field was made
+    assert message.startswith((f"{field}: ", f"{field}.", "data.test_fraction: ", "--set: ")), message
+
+
+@given(section=st.sampled_from(["search", "babysit", "data", "model", "space"]),
+       key=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_an_unknown_key_in_a_file_is_named_with_its_section(tmp_path, out, capsys, section, key):
+    known = {"search": SearchSpec.__dataclass_fields__, "babysit": BabysitSpec.__dataclass_fields__,
+             "data": DataSpec.__dataclass_fields__, "model": MLP_HYPERPARAMETERS + ("trainer",),
+             "space": MLP_HYPERPARAMETERS + ("trainer",)}[section]
+    if key in known:
+        return
+    job = write_job(tmp_path, with_lines(section, f"{key} = 1"))
+    before = snapshot(out)
+    assert cli.main(["parallel", str(job), "--dry-run", "--out", str(out)]) == 2
+    assert_one_error_line(capsys.readouterr().err, "parallel", f"{section}.{key}: unknown")
+    assert snapshot(out) == before
