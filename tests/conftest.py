@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Ray rewrites 127.0.0.1 to the machine's network address when connecting; another loopback
+# address keeps every test's traffic on this machine.
+LOOPBACK = "127.0.0.2"
 # Test trainers live in tests/; Ray workers and subprocess drivers import them by module path.
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 if str(ROOT) not in sys.path:
@@ -22,12 +25,12 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(scope="session")
 def ray_address():
-    """Address of a real one-node Ray cluster (2 CPUs, loopback only) shared by the session."""
+    """Address of a real one-node Ray cluster (2 CPUs, on a loopback address) shared by the session."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": "127.0.0.1"},
+        head_node_args={"num_cpus": 2, "include_dashboard": False, "node_ip_address": LOOPBACK},
     )
     yield cluster.address
     cluster.shutdown()

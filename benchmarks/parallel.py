@@ -1,0 +1,214 @@
+"""The same sweep through caviar, a process pool, plain Ray tasks, Ray Tune and Optuna.
+
+64 trials x 20 epochs of caviar's MLP on digits, metrics reported every epoch, no early stopping
+(fifo), the same 64 configurations everywhere. Prints wall time and
+
+    efficiency = sequential compute / (cores x wall)
+
+where sequential compute is the same 64 trials run one after another in this process, measured in
+this run (the machine is shared: only ratios within one run mean anything). Ray's start-up is
+reported apart and not counted in any wall time.
+
+    python benchmarks/parallel.py [--trials 64] [--epochs 20] [--skip tune,optuna]
+
+Needs the bench extra for Ray Tune and Optuna: pip install -e '.[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+JOB = ROOT / "jobs" / "digits.toml"
+
+
+def sweep_configs(n_trials: int, epochs: int) -> tuple[list[dict], list[int], object]:
+    from caviar.job import load_job
+    from caviar.parallel import build_sampler
+    from caviar.samplers import trial_seed
+
+    job = load_job(JOB, [f"search.trials={n_trials}", f"model.epochs={epochs}", "search.scheduler=fifo",
+                         "search.sampler=random"])
+    sampler = build_sampler(job)
+    configs = [{**{k: v for k, v in job.model.items() if k != "trainer"}, **sampler.ask(t)} for t in range(n_trials)]
+    return configs, [trial_seed(job.search.seed, t) for t in range(n_trials)], job
+
+
+def load_data(job):
+    from caviar.data import load_dataset
+
+    d = job.data
+    return load_dataset(d.source, target=d.target, valid_fraction=d.valid_fraction, test_fraction=d.test_fraction,
+                        seed=d.seed, options=d.options)
+
+
+def train(config: dict, data, seed: int, report=None) -> list[dict]:
+    """One trial, every epoch's metrics; `report(epoch, metrics)` is called as each epoch ends."""
+    from caviar.nn.mlp import MLPTrainer
+
+    trainer = MLPTrainer(config, data, seed)
+    history = []
+    for epoch in range(1, int(config["epochs"]) + 1):
+        metrics = trainer.train_epoch()
+        history.append(metrics)
+        if report is not None:
+            report(epoch, metrics)
+    return history
+
+
+_POOL_DATA = None
+
+
+def _pool_init(job_path: str, n_trials: int, epochs: int) -> None:
+    global _POOL_DATA
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    _, _, job = sweep_configs(n_trials, epochs)
+    _POOL_DATA = load_data(job)
+
+
+def _pool_trial(config: dict, seed: int) -> list[dict]:
+    return train(config, _POOL_DATA, seed)
+
+
+def run_sequential(configs, seeds, data) -> float:
+    start = time.perf_counter()
+    for config, seed in zip(configs, seeds):
+        train(config, data, seed)
+    return time.perf_counter() - start
+
+
+def run_pool(configs, seeds, n_trials, epochs, cores) -> float:
+    start = time.perf_counter()
+    with futures.ProcessPoolExecutor(cores, initializer=_pool_init, initargs=(str(JOB), n_trials, epochs)) as pool:
+        list(pool.map(_pool_trial, configs, seeds))
+    return time.perf_counter() - start
+
+
+def run_ray_tasks(configs, seeds, data, cores) -> float:
+    import ray
+
+    @ray.remote(num_cpus=1)
+    def trial(config, data, seed):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            return train(config, data, seed)
+
+    start = time.perf_counter()
+    data_ref = ray.put(data)
+    pending = [trial.remote(c, data_ref, s) for c, s in zip(configs, seeds)]
+    while pending:
+        _, pending = ray.wait(pending, num_returns=1)
+    return time.perf_counter() - start
+
+
+def run_caviar(n_trials, epochs, cores) -> float:
+    from caviar.cli import main
+
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        status = main(["parallel", str(JOB), "--out", out, "--quiet", "--concurrency", str(cores),
+                       "--set", f"search.trials={n_trials}", "--set", f"model.epochs={epochs}",
+                       "--set", "search.scheduler=fifo", "--set", "search.sampler=random"])
+        wall = time.perf_counter() - start
+    assert status == 0
+    return wall
+
+
+def run_tune(configs, seeds, data, cores) -> float:
+    from ray import tune
+
+    def trainable(config, data=None):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            index = config["index"]
+            train(configs[index], data, seeds[index], report=lambda e, m: tune.report(m))
+
+    with tempfile.TemporaryDirectory() as storage:
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(trainable, data=data), {"cpu": 1}),
+            param_space={"index": tune.grid_search(list(range(len(configs))))},
+            tune_config=tune.TuneConfig(max_concurrent_trials=cores),
+            run_config=tune.RunConfig(storage_path=storage, verbose=0),
+        )
+        start = time.perf_counter()
+        tuner.fit()
+        return time.perf_counter() - start
+
+
+def run_optuna(configs, seeds, data, cores) -> float:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(trial):
+        index = trial.number
+        history = train(configs[index], data, seeds[index], report=lambda e, m: trial.report(m["val_accuracy"], e))
+        return max(m["val_accuracy"] for m in history)
+
+    study = optuna.create_study(direction="maximize")
+    start = time.perf_counter()
+    study.optimize(objective, n_trials=len(configs), n_jobs=cores)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--skip", default="", help="comma-separated: pool,ray,caviar,tune,optuna")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    cores = os.cpu_count() or 1
+
+    from threadpoolctl import threadpool_limits
+
+    configs, seeds, job = sweep_configs(args.trials, args.epochs)
+    data = load_data(job)
+    with threadpool_limits(1):
+        sequential = run_sequential(configs, seeds, data)
+    print(f"sweep: {args.trials} trials x {args.epochs} epochs on digits, {cores} cores; "
+          f"sequential compute {sequential:.1f} s")
+
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    print(f"Ray start-up: {time.perf_counter() - start:.1f} s (not counted below)")
+
+    rows = []
+    runners = {
+        "caviar": lambda: run_caviar(args.trials, args.epochs, cores),
+        "process pool": lambda: run_pool(configs, seeds, args.trials, args.epochs, cores),
+        "plain Ray tasks": lambda: run_ray_tasks(configs, seeds, data, cores),
+        "Ray Tune": lambda: run_tune(configs, seeds, data, cores),
+        "Optuna (n_jobs)": lambda: run_optuna(configs, seeds, data, cores),
+    }
+    keys = {"caviar": "caviar", "process pool": "pool", "plain Ray tasks": "ray", "Ray Tune": "tune",
+            "Optuna (n_jobs)": "optuna"}
+    for name, runner in runners.items():
+        if keys[name] in skip:
+            continue
+        wall = runner()
+        rows.append((name, wall, sequential / (cores * wall)))
+        print(f"  {name:<16} {wall:8.1f} s   efficiency {sequential / (cores * wall):.2f}", flush=True)
+    walls = dict((name, wall) for name, wall, _ in rows)
+    print("\nmethod            wall s   efficiency   caviar speed-up")
+    for name, wall, eff in rows:
+        print(f"{name:<16} {wall:8.1f}   {eff:10.2f}   {wall / walls.get('caviar', wall):8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""`caviar parallel`: caviar mode from the command line.
+
+Order matters for the promise that bad input changes nothing: the job, the sampler and the data are
+all validated before the results folder is opened; Ray starts last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from caviar.job import Job, load_job
+from caviar.progress import Progress, format_value
+from caviar.samplers import Sampler, make_sampler, trial_seed
+from caviar.schedulers import Scheduler, make_scheduler
+
+EXIT_INTERRUPTED = 130
+
+
+def build_sampler(job: Job) -> Sampler:
+    """The job's sampler, with the options of its [search] section."""
+    search = job.search
+    options: dict[str, Any] = {}
+    if search.sampler == "grid":
+        options = {"grid_points": search.grid_points}
+    elif search.sampler == "coarse_to_fine":
+        options = {"rounds": search.rounds, "keep_fraction": search.keep_fraction, "shrink": search.shrink}
+    return make_sampler(search.sampler, job.space, n_trials=search.trials, seed=search.seed, mode=search.mode,
+                        options=options)
+
+
+def max_epochs(job: Job) -> int:
+    return int(job.model.get("epochs", 20))
+
+
+def build_scheduler(job: Job) -> Scheduler:
+    return make_scheduler(job.search.scheduler, max_epochs=max_epochs(job), mode=job.search.mode,
+                          grace_period=job.search.grace_period, reduction_factor=job.search.reduction_factor)
+
+
+def dry_run_table(job: Job, sampler: Sampler) -> str:
+    """The configurations the job would run (those decided before any result), one row per trial."""
+    import pandas as pd
+
+    rows = []
+    for trial_id in range(sampler.n_trials):
+        if not sampler.ready(trial_id):
+            break
+        config = sampler.ask(trial_id)
+        row = {"trial": trial_id, "seed": trial_seed(job.search.seed, trial_id)}
+        row.update({name: format_value(config[name]) for name in job.space.names})
+        rows.append(row)
+    table = pd.DataFrame(rows).to_string(index=False) if rows else "(no trials)"
+    lines = [f"{job.name}: {sampler.n_trials} trials, sampler {job.search.sampler}, scheduler "
+             f"{job.search.scheduler}, metric {job.search.metric} ({job.search.mode})", table]
+    if len(rows) < sampler.n_trials:
+        lines.append(f"(+{sampler.n_trials - len(rows)} trials in later rounds, drawn around the best of earlier ones)")
+    return "\n".join(lines)
+
+
+def print_safely(text: str) -> None:
+    """Print to stdout, quietly accepting a reader that stops early (`caviar ... --dry-run | head`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Point stdout at nothing so Python's exit-time flush does not complain again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def connect_ray(address: str | None) -> tuple[bool, float]:
+    """Join the cluster at `address` (or $RAY_ADDRESS), else start a local Ray.
+
+    Returns whether this call started Ray (so it should shut it down) and the seconds it took.
+    """
+    import ray
+
+    start = time.monotonic()
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if ray.is_initialized():
+        return False, 0.0
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    return True, time.monotonic() - start
+
+
+def resume_command(args: argparse.Namespace, job: Job) -> str:
+    parts = [sys.executable, "-m", "caviar", "parallel"] + ([args.job] if args.job else [])
+    parts += ["--out", str(args.out), "--name", job.name, "--resume"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def command(args: argparse.Namespace) -> int:
+    from caviar.cli import job_overrides, load_job_from_args
+
+    job = load_job_from_args(args)
+    if args.resume and (Path(args.out) / job.name / "job.toml").is_file():
+        # A resumed sweep runs the job as it was first run (plus any new --set).
+        job = load_job(Path(args.out) / job.name / "job.toml", job_overrides(args))
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    sampler = build_sampler(job)
+    scheduler = build_scheduler(job)
+    from caviar.data import load_dataset
+    from caviar.results import open_run
+    from caviar.trainer import resolve_trainer
+
+    # Everything a sweep needs is checked before anything is run or written.
+    resolve_trainer(job.trainer)
+    data = load_dataset(job.data.source, target=job.data.target, valid_fraction=job.data.valid_fraction,
+                        test_fraction=job.data.test_fraction, seed=job.data.seed, options=job.data.options)
+    if args.dry_run:
+        print_safely(dry_run_table(job, sampler))
+        return 0
+    run = open_run(Path(args.out), job.name, job.to_toml(), resume=args.resume, overwrite=args.overwrite)
+    return run_sweep(job, run, sampler, scheduler, data, args)
+
+
+def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tuple | None]:
+    """What a resumed sweep already did: finished ids, status counts, best trial; the sampler is told."""
+    from caviar.results_io import load
+
+    trials = load(run.path).trials
+    counts = {"completed": 0, "pruned": 0, "failed": 0}
+    best = None
+    if trials.empty:
+        return set(), counts, best
+    trials = trials.drop_duplicates("trial_id", keep="last")
+    for status, n in trials["status"].value_counts().items():
+        counts[str(status)] = int(n)
+    params = [c for c in trials.columns if c.startswith("params_")]
+    sign = 1.0 if sampler.mode == "max" else -1.0
+    for row in trials.itertuples(index=False):
+        score = float(row.score) if row.score is not None and not math.isnan(row.score) else math.nan
+        sampler.tell(int(row.trial_id), score)
+        if math.isfinite(score) and (best is None or sign * score > sign * best[0]):
+            best = (score, int(row.trial_id), {c[len("params_"):]: getattr(row, c) for c in params})
+    return set(int(t) for t in trials["trial_id"]), counts, best
+
+
+def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: Any, args: argparse.Namespace) -> int:
+    """Start Ray, run the sweep into `run`, print the leaderboard. Returns the exit status."""
+    import ray
+
+    from caviar.sweep import Sweep
+
+    finished, counts, best = _restore(run, sampler) if args.resume else (set(), None, None)
+    started, startup = connect_ray(args.address)
+    quiet = getattr(args, "quiet", False)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n_workers = args.concurrency or job.search.concurrency or cpus
+        n_workers = max(1, min(n_workers, sampler.n_trials - len(finished)) if sampler.n_trials > len(finished) else 1)
+        if not quiet:
+            print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
+                  f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)
+        trials_table, epochs_table = run.table("trials"), run.table("epochs")
+
+        def write_trial(row: dict, epoch_rows: list[dict]) -> None:
+            epochs_table.append(epoch_rows)
+            trials_table.append([row])
+
+        def flush() -> None:
+            # Epochs first: a trial row on disk always has its epochs on disk.
+            epochs_table.flush()
+            trials_table.flush()
+
+        progress = Progress(sampler.n_trials, job.search.metric, already_done=len(finished),
+                            stream=open(os.devnull, "w") if quiet else None)
+        sweep = Sweep(
+            sampler=sampler, scheduler=scheduler, base_config=job.config(), job_seed=job.search.seed, metric=job.search.metric,
+            mode=job.search.mode, max_epochs=max_epochs(job), data_ref=ray.put(data),
+            trainer_name=job.trainer, n_workers=n_workers,
+            max_retries=job.search.max_retries, trial_timeout=float(job.search.trial_timeout or 0),
+            write_trial=write_trial, flush=flush, finished=finished,
+            on_change=lambda s: progress.update(len(s.finished), s.running, s.counts["pruned"], s.counts["failed"], s.best),
+        )
+        if counts:
+            sweep.counts, sweep.best = counts, best
+        sweep.start_workers()
+        try:
+            sweep.run()
+        except KeyboardInterrupt:
+            flush()
+            progress.close()
+            print(f"\ncaviar: stopped; {len(sweep.finished)} finished trials are saved in {run.path}.\n"
+                  f"Resume with: {resume_command(args, job)}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        finally:
+            sweep.stop_workers()
+        progress.update(len(sweep.finished), 0, sweep.counts["pruned"], sweep.counts["failed"], sweep.best, force=True)
+        progress.close()
+        for table in (epochs_table, trials_table):
+            table.compact()
+    finally:
+        if started:
+            ray.shutdown()
+    print_summary(run, job)
+    return 0
+
+
+def print_summary(run: Any, job: Job) -> None:
+    """The top 10 trials and where the results are."""
+    from caviar.results_io import load
+    from caviar.show import leaderboard
+
+    trials = load(run.path).trials
+    print(leaderboard(trials, job.search.mode, top=10))
+    print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")

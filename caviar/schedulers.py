@@ -1,0 +1,112 @@
+"""Trial schedulers: which trials keep training. Pure decision logic, no Ray.
+
+A scheduler is asked at fixed epochs (its `milestones`) whether a trial goes on. Between milestones a
+trial trains without asking, which lets the driver hand a worker a whole segment of epochs at once.
+
+- `FIFO`: every trial runs all its epochs.
+- `ASHA` (asynchronous successive halving, Li et al. 2018): rungs at `grace_period * reduction_factor**k`
+  epochs. A trial reaching a rung continues only if its score is in the top `1 / reduction_factor`
+  of the scores recorded at that rung so far; it never waits for other trials, so workers never
+  idle. Which trials are pruned depends on the order results arrive, as in every asynchronous
+  scheduler: sweeps with `fifo` repeat exactly, sweeps with `asha` repeat their configurations.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from abc import ABC, abstractmethod
+
+
+class Scheduler(ABC):
+    """Decides at milestone epochs whether a trial continues."""
+
+    def __init__(self, max_epochs: int, mode: str = "max") -> None:
+        if max_epochs < 1:
+            raise ValueError(f"model.epochs: must be at least 1, got {max_epochs}")
+        if mode not in ("max", "min"):
+            raise ValueError(f"search.mode: expected 'max' or 'min', got {mode!r}")
+        self.max_epochs = max_epochs
+        self.mode = mode
+
+    @property
+    @abstractmethod
+    def milestones(self) -> tuple[int, ...]:
+        """Epochs (from 1, increasing) after which `should_continue` is asked; ends before max_epochs."""
+
+    def next_stop(self, epoch: int) -> int:
+        """The epoch a trial that has run `epoch` epochs should train up to before asking again."""
+        for milestone in self.milestones:
+            if milestone > epoch:
+                return milestone
+        return self.max_epochs
+
+    @abstractmethod
+    def should_continue(self, trial_id: int, epoch: int, score: float) -> bool:
+        """Record `score` (the trial's best so far) at milestone `epoch`; False prunes the trial."""
+
+
+class FIFO(Scheduler):
+    """Every trial runs to the end."""
+
+    @property
+    def milestones(self) -> tuple[int, ...]:
+        return ()
+
+    def should_continue(self, trial_id: int, epoch: int, score: float) -> bool:
+        return True
+
+
+class ASHA(Scheduler):
+    """Asynchronous successive halving.
+
+    Args:
+        max_epochs: epochs of a trial that is never pruned.
+        grace_period: the first rung, in epochs: no trial is pruned before it.
+        reduction_factor: keep the top 1/reduction_factor at each rung; rungs grow by this factor.
+        mode: "max" or "min" for the score.
+    """
+
+    def __init__(self, max_epochs: int, mode: str = "max", *, grace_period: int = 1, reduction_factor: float = 3) -> None:
+        super().__init__(max_epochs, mode)
+        if grace_period < 1:
+            raise ValueError(f"search.grace_period: must be at least 1, got {grace_period}")
+        if not reduction_factor > 1:
+            raise ValueError(f"search.reduction_factor: must be greater than 1, got {reduction_factor}")
+        self.reduction_factor = float(reduction_factor)
+        rungs = []
+        rung = float(grace_period)
+        while math.ceil(rung) < max_epochs:
+            if not rungs or math.ceil(rung) > rungs[-1]:
+                rungs.append(math.ceil(rung))
+            rung *= self.reduction_factor
+        self._milestones = tuple(rungs)
+        # Per rung, the scores recorded there, kept sorted (higher is better) so the cutoff is a
+        # lookup: deciding costs O(log n) comparisons however many trials have finished.
+        self._recorded: dict[int, list[float]] = {r: [] for r in rungs}
+
+    @property
+    def milestones(self) -> tuple[int, ...]:
+        return self._milestones
+
+    def should_continue(self, trial_id: int, epoch: int, score: float) -> bool:
+        if epoch not in self._recorded:
+            return True
+        value = score if self.mode == "max" else -score
+        if math.isnan(value):
+            value = -math.inf
+        recorded = self._recorded[epoch]
+        bisect.insort(recorded, value)
+        # Keep the top ceil(n / rf) of the scores seen at this rung (this one included).
+        keep = max(1, math.ceil(len(recorded) / self.reduction_factor))
+        cutoff = recorded[len(recorded) - keep]
+        return value >= cutoff
+
+
+def make_scheduler(name: str, *, max_epochs: int, mode: str, grace_period: int = 1, reduction_factor: float = 3) -> Scheduler:
+    """The scheduler a job names ("fifo" or "asha")."""
+    if name == "fifo":
+        return FIFO(max_epochs, mode)
+    if name == "asha":
+        return ASHA(max_epochs, mode, grace_period=grace_period, reduction_factor=reduction_factor)
+    raise ValueError(f"search.scheduler: expected 'fifo' or 'asha', got {name!r}")

@@ -1,0 +1,309 @@
+"""The caviar-mode driver loop: hand segments of trials to Ray workers, decide, write, display.
+
+The driver owns every decision: which trial runs next (the sampler), whether a trial goes on at a
+milestone (the scheduler), what a failure means (retry or fail). Workers (`caviar.worker`) only
+train. Results are buffered per trial and written when the trial ends, so a trial retried after a
+worker died never leaves a half-written trace, and the store is flushed at most every
+`FLUSH_SECONDS`: every finished trial is on disk about a second after it ends.
+
+Per result the driver does O(1) work; nothing it does grows with the number of finished trials.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
+
+from caviar.samplers import Sampler, trial_seed
+from caviar.schedulers import Scheduler
+from caviar.worker import Segment, trial_worker_class
+
+FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
+CALLS_PER_WORKER = 2     # one running, one queued: a worker never waits for the driver
+TARGET_CALL_SECONDS = 0.1  # short trials are batched into calls of about this length
+MAX_BATCH = 64
+WAIT_SECONDS = 0.2       # how often the loop wakes without results (timeouts, flushes, display)
+
+
+def param_value(value: Any) -> Any:
+    """A searched value as a results column holds it: lists (layer sizes) become their text."""
+    return str(value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclass
+class TrialState:
+    """A trial the driver is running: its identity and what it has reported so far."""
+
+    trial_id: int
+    config: dict[str, Any]
+    params: dict[str, Any]
+    seed: int
+    round: int
+    max_epochs: int
+    epoch_rows: list[dict[str, Any]] = field(default_factory=list)
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    best: float = -math.inf      # best score so far, sign-flipped so that higher is better
+    seconds: float = 0.0
+    epochs: int = 0
+    retries: int = 0
+
+    def restart(self) -> None:
+        """Forget a lost attempt (its worker died): the trial reruns from scratch."""
+        self.epoch_rows.clear()
+        self.last_metrics.clear()
+        self.best, self.seconds, self.epochs = -math.inf, 0.0, 0
+
+
+@dataclass(eq=False)
+class Call:
+    """One streaming call to a worker: its segments, and how many of them have ended."""
+
+    stream: Any
+    segments: list[Segment]
+    ended: int = 0
+
+
+@dataclass
+class Slot:
+    """A worker actor and what the driver has asked of it."""
+
+    actor: Any
+    node: str
+    calls: deque[Call] = field(default_factory=deque)
+    held: dict[int, int] = field(default_factory=dict)   # paused trial -> epoch to continue to
+    drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
+    segment_started: float = 0.0                          # when the running segment began
+
+
+class Sweep:
+    """Run every trial of a sweep on `n_workers` Ray actors.
+
+    Args:
+        base_config: the job's fixed hyperparameters; each trial's sampled values go on top.
+        sampler: gives each trial's config; told each finished trial's score.
+        scheduler: decides at milestones; None of its decisions is undone.
+        write_trial: called with (trial_row, epoch_rows) for each finished trial.
+        flush: called at most every FLUSH_SECONDS to make written rows durable.
+        on_change: called after each batch of results, for the display.
+        finished: trial ids already done (a resumed sweep): never run again.
+    """
+
+    def __init__(self, *, sampler: Sampler, scheduler: Scheduler, base_config: dict[str, Any], job_seed: int,
+                 metric: str, mode: str,
+                 max_epochs: int, data_ref: Any, trainer_name: str, n_workers: int, max_retries: int,
+                 trial_timeout: float, write_trial: Callable, flush: Callable, on_change: Callable,
+                 finished: set[int]) -> None:
+        self.sampler, self.scheduler, self.base_config = sampler, scheduler, base_config
+        self.job_seed, self.metric, self.mode = job_seed, metric, mode
+        self.sign = 1.0 if mode == "max" else -1.0
+        self.max_epochs = max_epochs
+        self.max_retries, self.trial_timeout = max_retries, trial_timeout
+        self.write_trial, self.flush, self.on_change = write_trial, flush, on_change
+        self.data_ref, self.trainer_name, self.n_workers = data_ref, trainer_name, n_workers
+        self.finished = set(finished)
+        self.next_new = 0                       # lowest trial id not yet started (or skipped)
+        self.retry_queue: deque[TrialState] = deque()
+        self.active: dict[int, TrialState] = {}
+        self.counts = {"completed": 0, "pruned": 0, "failed": 0}
+        self.best: tuple[float, int, dict[str, Any]] | None = None   # (score, trial_id, params)
+        self.segment_seconds = 0.0              # running mean, sizes the batches
+        self.slots: list[Slot] = []
+        self.last_flush = time.monotonic()
+
+    # ---- workers -------------------------------------------------------------------------------
+    def _new_slot(self) -> Slot:
+        sys_path = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
+        actor = trial_worker_class().remote(self.data_ref, self.trainer_name, sys_path, 1)
+        return Slot(actor=actor, node="")
+
+    def start_workers(self) -> None:
+        self.slots = [self._new_slot() for _ in range(self.n_workers)]
+        nodes = ray.get([slot.actor.node.remote() for slot in self.slots])
+        for slot, node in zip(self.slots, nodes):
+            slot.node = node
+
+    def stop_workers(self) -> None:
+        for slot in self.slots:
+            ray.kill(slot.actor)
+        self.slots = []
+
+    @property
+    def running(self) -> int:
+        return sum(1 for slot in self.slots if slot.calls)
+
+    # ---- work assignment -----------------------------------------------------------------------
+    def _new_trial(self) -> TrialState | None:
+        """The next trial to start, in id order; None when none is ready (or none is left)."""
+        if self.retry_queue:
+            return self.retry_queue.popleft()
+        while self.next_new < self.sampler.n_trials and self.next_new in self.finished:
+            self.next_new += 1
+        if self.next_new >= self.sampler.n_trials or not self.sampler.ready(self.next_new):
+            return None
+        trial_id = self.next_new
+        self.next_new += 1
+        config = {**self.base_config, **self.sampler.ask(trial_id)}
+        trial = TrialState(
+            trial_id=trial_id, config=config, params={n: param_value(config[n]) for n in self.sampler.space.names},
+            seed=trial_seed(self.job_seed, trial_id), round=self.sampler.round_of(trial_id),
+            max_epochs=int(config.get("epochs", self.max_epochs)),
+        )
+        self.active[trial_id] = trial
+        return trial
+
+    def _segment(self, trial: TrialState, until: int) -> Segment:
+        return Segment(trial.trial_id, trial.config, trial.seed, min(until, trial.max_epochs), trial.max_epochs)
+
+    def _take_work(self, slot: Slot, batch: int) -> list[Segment]:
+        segments = []
+        while slot.held and len(segments) < batch:
+            trial_id, until = slot.held.popitem()
+            segments.append(self._segment(self.active[trial_id], until))
+        while len(segments) < batch:
+            trial = self._new_trial()
+            if trial is None:
+                break
+            segments.append(self._segment(trial, self.scheduler.next_stop(0)))
+        return segments
+
+    def _dispatch(self) -> None:
+        batch = 1 if self.segment_seconds <= 0 else int(min(MAX_BATCH, max(1, TARGET_CALL_SECONDS / self.segment_seconds)))
+        for slot in self.slots:
+            while len(slot.calls) < CALLS_PER_WORKER:
+                segments = self._take_work(slot, batch)
+                if not segments:
+                    break
+                if not slot.calls:
+                    slot.segment_started = time.monotonic()
+                stream = slot.actor.run.options(num_returns="streaming").remote(
+                    segments, slot.drop, FLUSH_SECONDS / 5, self.trial_timeout > 0)
+                slot.drop = []
+                slot.calls.append(Call(stream, segments))
+
+    # ---- results ---------------------------------------------------------------------------------
+    def _finish(self, trial: TrialState, status: str, error: str | None, node: str) -> None:
+        self.active.pop(trial.trial_id, None)
+        if status != "failed" and self.metric not in trial.last_metrics:
+            status, error = "failed", f"the trainer did not report the metric {self.metric!r}"
+        score = self.sign * trial.best if status != "failed" and math.isfinite(trial.best) else math.nan
+        row = {"trial_id": trial.trial_id, "status": status}
+        row.update({f"params_{name}": value for name, value in trial.params.items()})
+        row.update(score=score, epochs=trial.epochs, seconds=trial.seconds, seed=trial.seed, error=error,
+                   node=node, round=trial.round)
+        row.update(trial.last_metrics)
+        self.write_trial(row, trial.epoch_rows)
+        self.counts[status] += 1
+        self.finished.add(trial.trial_id)
+        self.sampler.tell(trial.trial_id, score)
+        if math.isfinite(score) and (self.best is None or self.sign * score > self.sign * self.best[0]):
+            self.best = (score, trial.trial_id, trial.params)
+
+    def _on_event(self, slot: Slot, call: Call, event: tuple) -> None:
+        kind, trial_id = event[0], event[1]
+        trial = self.active[trial_id]
+        if kind == "epoch":
+            _, _, epoch, metrics, seconds = event
+            learning_rate = metrics.pop("learning_rate", trial.config.get("learning_rate", math.nan))
+            trial.epoch_rows.append({"trial_id": trial_id, "epoch": epoch, "learning_rate": float(learning_rate),
+                                     "seconds": seconds, **metrics})
+            trial.last_metrics, trial.epochs = metrics, epoch
+            value = metrics.get(self.metric)
+            if value is not None and math.isfinite(value):
+                trial.best = max(trial.best, self.sign * value)
+            return
+        call.ended += 1
+        slot.segment_started = time.monotonic()
+        seconds = event[3]
+        trial.seconds += seconds
+        self.segment_seconds = seconds if self.segment_seconds <= 0 else 0.8 * self.segment_seconds + 0.2 * seconds
+        if kind == "failed":
+            self._finish(trial, "failed", event[4], slot.node)
+        elif kind == "done":
+            self._finish(trial, "completed", None, slot.node)
+        elif self.metric not in trial.last_metrics:
+            slot.drop.append(trial_id)
+            self._finish(trial, "failed", None, slot.node)
+        elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
+            slot.held[trial_id] = self.scheduler.next_stop(trial.epochs)
+        else:
+            slot.drop.append(trial_id)
+            self._finish(trial, "pruned", None, slot.node)
+
+    def _lose_slot(self, index: int, culprit_error: str) -> None:
+        """A worker died or was killed: fail or retry the trial it was running, requeue the rest."""
+        slot = self.slots[index]
+        lost: list[int] = list(slot.held)
+        for call in slot.calls:
+            lost += [segment.trial_id for segment in call.segments[call.ended:]]
+        culprit = lost[len(slot.held)] if len(lost) > len(slot.held) else None
+        ray.kill(slot.actor)
+        self.slots[index] = self._new_slot()
+        self.slots[index].node = slot.node
+        for trial_id in dict.fromkeys(lost):
+            trial = self.active[trial_id]
+            trial.restart()
+            if trial_id == culprit:
+                trial.retries += 1
+                if "timed out" in culprit_error or trial.retries > self.max_retries:
+                    error = culprit_error if "timed out" in culprit_error else (
+                        f"{culprit_error} (gave up after {trial.retries} attempts)")
+                    self._finish(trial, "failed", error, slot.node)
+                    continue
+            self.retry_queue.appendleft(trial) if trial_id == culprit else self.retry_queue.append(trial)
+
+    def _check_timeouts(self) -> None:
+        if self.trial_timeout <= 0:
+            return
+        now = time.monotonic()
+        for index, slot in enumerate(self.slots):
+            if not slot.calls:
+                continue
+            call = slot.calls[0]
+            trial = self.active.get(call.segments[call.ended].trial_id) if call.ended < len(call.segments) else None
+            if trial is not None and trial.seconds + now - slot.segment_started > self.trial_timeout:
+                self._lose_slot(index, f"timed out after {self.trial_timeout:g} s")
+
+    def _poll(self) -> None:
+        streams = {id(call.stream): (i, call) for i, slot in enumerate(self.slots) for call in slot.calls}
+        if not streams:
+            return
+        ready, _ = ray.wait([c.stream for _, c in streams.values()], num_returns=1, timeout=WAIT_SECONDS,
+                            fetch_local=True)
+        for stream in ready:
+            index, call = streams[id(stream)]
+            slot = self.slots[index]
+            if call not in slot.calls:
+                continue   # its worker was replaced while handling an earlier stream
+            try:
+                events = ray.get(next(stream))
+            except StopIteration:
+                slot.calls.remove(call)
+                continue
+            except (RayActorError, WorkerCrashedError, GetTimeoutError, RayTaskError) as exc:
+                self._lose_slot(index, f"worker process died ({type(exc).__name__})")
+                continue
+            for event in events:
+                self._on_event(slot, call, event)
+
+    def run(self) -> None:
+        """Run until every trial is finished. Ctrl-C propagates as KeyboardInterrupt."""
+        while True:
+            self._dispatch()
+            if not any(slot.calls for slot in self.slots):
+                break
+            self._poll()
+            self._check_timeouts()
+            if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+                self.flush()
+                self.last_flush = time.monotonic()
+            self.on_change(self)
+        self.flush()
+        self.on_change(self)

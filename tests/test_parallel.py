@@ -1,0 +1,192 @@
+"""Caviar mode end to end: real Ray, real Parquet files, real processes killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from caviar.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_job(folder: Path, *, name: str = "sweep", trainer: str = "tests.trainers:ToyTrainer", trials: int = 8,
+              epochs: int = 3, scheduler: str = "fifo", sampler: str = "random", model: str = "",
+              space: str = 'learning_rate = { log_uniform = [1e-4, 1e-1] }', search: str = "") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f"""
+name = "{name}"
+[data]
+source = "spiral"
+[model]
+trainer = "{trainer}"
+epochs = {epochs}
+{model}
+[space]
+{space}
+[search]
+sampler = "{sampler}"
+trials = {trials}
+scheduler = "{scheduler}"
+metric = "val_accuracy"
+mode = "max"
+seed = 3
+{search}
+""")
+    return path
+
+
+def sweep(job: Path, out: Path, address: str, *extra: str) -> int:
+    return main(["parallel", str(job), "--out", str(out), "--address", address, "--quiet", *extra])
+
+
+def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=6, epochs=3)
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    run = tmp_path / "out" / "sweep"
+    assert (run / "job.toml").is_file()
+    trials = pd.read_parquet(run / "trials.parquet")
+    epochs = pd.read_parquet(run / "epochs.parquet")
+    assert sorted(trials.trial_id) == list(range(6))
+    assert set(trials.status) == {"completed"}
+    for column, kind in {"trial_id": "int64", "score": "float64", "epochs": "int64", "seconds": "float64",
+                         "seed": "int64", "params_learning_rate": "float64", "val_accuracy": "float64",
+                         "round": "int64"}.items():
+        assert str(trials[column].dtype) == kind, column
+    assert trials["error"].isna().all()
+    assert (trials["node"] == "127.0.0.2").all()
+    assert len(epochs) == 6 * 3
+    assert set(["trial_id", "epoch", "learning_rate", "seconds", "val_accuracy", "val_loss"]) <= set(epochs.columns)
+    assert str(epochs["epoch"].dtype) == "int64"
+    best = epochs.groupby("trial_id")["val_accuracy"].max()
+    assert trials.set_index("trial_id")["score"].sort_index().tolist() == pytest.approx(best.sort_index().tolist())
+    printed = capsys.readouterr().out
+    assert "results:" in printed and str(run) in printed
+
+
+def test_asha_prunes_and_pruned_trials_keep_their_epochs(ray_session, tmp_path):
+    job = write_job(tmp_path, trials=12, epochs=9, scheduler="asha",
+                    search="grace_period = 1\nreduction_factor = 3")
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    run = tmp_path / "out" / "sweep"
+    trials = pd.read_parquet(run / "trials.parquet").set_index("trial_id")
+    epochs = pd.read_parquet(run / "epochs.parquet")
+    pruned = trials[trials.status == "pruned"]
+    assert len(pruned) >= 3
+    assert (trials.loc[trials.status == "completed", "epochs"] == 9).all()
+    assert (pruned["epochs"] < 9).all()
+    per_trial = epochs.groupby("trial_id").size()
+    assert (per_trial.loc[trials.index] == trials["epochs"]).all()
+
+
+def test_raising_and_nan_trials_fail_while_the_rest_complete(ray_session, tmp_path):
+    job = write_job(tmp_path, trainer="tests.trainers:FlakyTrainer", sampler="grid", trials=3, epochs=4,
+                    space='fail = { choice = ["none", "raise", "nan"] }')
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_fail")
+    assert trials.loc["none", "status"] == "completed"
+    assert trials.loc["raise", "status"] == "failed"
+    assert "boom at epoch 2" in trials.loc["raise", "error"]
+    assert trials.loc["nan", "status"] == "failed"
+    assert "nan" in trials.loc["nan", "error"]
+    assert pd.isna(trials.loc["raise", "score"]) and pd.isna(trials.loc["nan", "score"])
+
+
+def test_a_trial_past_its_timeout_fails_and_the_sweep_goes_on(ray_session, tmp_path):
+    job = write_job(tmp_path, sampler="grid", trials=2, epochs=2, space="sleep = { choice = [0.0, 30.0] }",
+                    search="trial_timeout = 1.5")
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_sleep")
+    assert trials.loc[0.0, "status"] == "completed"
+    assert trials.loc[30.0, "status"] == "failed"
+    assert "timed out" in trials.loc[30.0, "error"]
+
+
+def test_same_job_and_seed_give_identical_params_and_scores(ray_session, tmp_path):
+    job = write_job(tmp_path, trials=6, epochs=2)
+    frames = []
+    for out in ("a", "b"):
+        assert sweep(job, tmp_path / out, ray_session) == 0
+        trials = pd.read_parquet(tmp_path / out / "sweep" / "trials.parquet").sort_values("trial_id")
+        frames.append(trials[["trial_id", "params_learning_rate", "score", "seed"]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+def test_an_existing_run_is_refused_without_resume_or_overwrite(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=2, epochs=1)
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    run = tmp_path / "out" / "sweep"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert sweep(job, tmp_path / "out", ray_session) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--resume" in err[0]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert sweep(job, tmp_path / "out", ray_session, "--overwrite") == 0
+
+
+def test_a_killed_worker_is_retried(ray_session, tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    job = write_job(tmp_path, trainer="tests.trainers:PidTrainer", trials=3, epochs=4,
+                    model=f'sleep = 0.3\npid_dir = "{pid_dir}"', search="concurrency = 1\nmax_retries = 2")
+    killed: list[int] = []
+
+    def kill_first_worker() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for pid_file in pid_dir.glob("*.pid"):
+                time.sleep(0.4)  # mid-trial: after its first epoch
+                pid = int(pid_file.read_text())
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_worker)
+    killer.start()
+    assert sweep(job, tmp_path / "out", ray_session, "--concurrency", "1") == 0
+    killer.join()
+    assert killed
+    trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")
+    epochs = pd.read_parquet(tmp_path / "out" / "sweep" / "epochs.parquet")
+    assert sorted(trials.trial_id) == [0, 1, 2]
+    assert set(trials.status) == {"completed"}
+    # The retried trial's lost attempt left no rows behind: exactly one row per epoch.
+    assert epochs.groupby("trial_id").size().tolist() == [4, 4, 4]
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_a_driver_killed_mid_sweep_resumes_to_exactly_n_trials(ray_session, tmp_path):
+    job = write_job(tmp_path, trials=16, epochs=3, model="sleep = 0.1")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    trials_dir = out / "sweep" / "trials.parquet"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        parts = list(trials_dir.glob("part-*.parquet")) if trials_dir.is_dir() else []
+        if parts and sum(pq.read_metadata(p).num_rows for p in parts) >= 3:
+            break
+        assert driver.poll() is None, driver.stderr.read().decode()
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    done_before = len(pd.read_parquet(trials_dir))
+    assert 3 <= done_before < 16
+    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    trials = pd.read_parquet(trials_dir)
+    assert sorted(trials.trial_id) == list(range(16))
+    epochs = pd.read_parquet(out / "sweep" / "epochs.parquet")
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert len(epochs) == 16 * 3

@@ -1,0 +1,51 @@
+"""The worker's segment runner, without Ray: events, pausing, failures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caviar.data import Dataset
+from caviar.worker import Segment, SegmentRunner, run_batch
+
+
+def tiny_data() -> Dataset:
+    x = np.zeros((4, 2), np.float32)
+    y = np.array([0, 1, 0, 1])
+    return Dataset(x, y, x, y, x[:0], y[:0], 2, "tiny")
+
+
+def test_a_segment_reports_each_epoch_then_pauses_and_continues():
+    runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+    events = list(runner.run(Segment(7, {"learning_rate": 1e-3}, 1, until_epoch=2, max_epochs=4)))
+    assert [e[0] for e in events] == ["epoch", "epoch", "paused"]
+    assert [e[2] for e in events[:2]] == [1, 2]
+    events = list(runner.run(Segment(7, {"learning_rate": 1e-3}, 1, until_epoch=4, max_epochs=4)))
+    assert [(e[0], e[2]) for e in events] == [("epoch", 3), ("epoch", 4), ("done", 4)]
+    assert runner.trainers == {}
+
+
+def test_a_raising_trial_fails_with_its_error_and_a_nan_trial_fails_too():
+    runner = SegmentRunner(tiny_data(), "tests.trainers:FlakyTrainer")
+    raised = list(runner.run(Segment(1, {"fail": "raise"}, 1, until_epoch=5, max_epochs=5)))
+    assert raised[-1][0] == "failed" and "RuntimeError: boom at epoch 2" in raised[-1][4]
+    nan = list(runner.run(Segment(2, {"fail": "nan"}, 1, until_epoch=5, max_epochs=5)))
+    assert nan[-1][0] == "failed" and "val_loss=nan" in nan[-1][4]
+    assert runner.trainers == {}
+
+
+def test_same_seed_same_metrics():
+    runs = []
+    for _ in range(2):
+        runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+        runs.append([e[3] for e in runner.run(Segment(0, {}, 42, 3, 3)) if e[0] == "epoch"])
+    assert runs[0] == runs[1]
+
+
+def test_batches_coalesce_events_but_keep_their_order():
+    runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+    segments = [Segment(t, {}, t, 2, 2) for t in range(3)]
+    batches = list(run_batch(runner, segments, [], flush_seconds=60.0, flush_each_segment=False))
+    assert len(batches) == 1
+    assert [(e[0], e[1]) for e in batches[0] if e[0] != "epoch"] == [("done", 0), ("done", 1), ("done", 2)]
+    each = list(run_batch(runner, segments, [], flush_seconds=60.0, flush_each_segment=True))
+    assert len(each) == 3

@@ -1,0 +1,69 @@
+"""Small trainers for tests of the drivers: fast, deterministic, and some built to misbehave.
+
+They implement the Trainer protocol with a made-up learning curve, so a sweep of dozens of trials
+takes a second. Jobs name them as `trainer = "tests.trainers:ToyTrainer"`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Mapping
+
+import numpy as np
+
+
+class ToyTrainer:
+    """val_accuracy rises towards a ceiling set by how close log10(learning_rate) is to -2.5.
+
+    Config: learning_rate (float), sleep (seconds per epoch, default 0), plus anything else.
+    """
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        self.config = dict(config)
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        lr = float(self.config.get("learning_rate", 1e-3))
+        self.ceiling = 0.98 - 0.1 * (math.log10(lr) + 2.5) ** 2
+        self.n_train = len(data.y_train)
+
+    def train_epoch(self) -> dict[str, float]:
+        time.sleep(float(self.config.get("sleep", 0.0)))
+        self.epoch += 1
+        noise = float(self.rng.normal(0, 0.005))
+        acc = self.ceiling * (1 - math.exp(-self.epoch / 3)) + noise
+        return {"train_loss": 1.0 / self.epoch, "val_accuracy": acc, "val_loss": 1 - acc,
+                "learning_rate": float(self.config.get("learning_rate", 1e-3))}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"epoch": np.array(self.epoch)}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.epoch = int(state["epoch"])
+
+    def set_hyperparameters(self, **changes: Any) -> None:
+        self.config.update(changes)
+
+
+class FlakyTrainer(ToyTrainer):
+    """Raises at epoch 2 when config["fail"] is "raise"; reports NaN when it is "nan"."""
+
+    def train_epoch(self) -> dict[str, float]:
+        metrics = super().train_epoch()
+        mode = self.config.get("fail", "none")
+        if self.epoch == 2 and mode == "raise":
+            raise RuntimeError("boom at epoch 2")
+        if self.epoch == 2 and mode == "nan":
+            metrics["val_loss"] = float("nan")
+        return metrics
+
+
+class PidTrainer(ToyTrainer):
+    """Writes its process id to config["pid_dir"]/<trial>-<pid> so a test can kill the worker mid-trial."""
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        super().__init__(config, data, seed)
+        folder = self.config["pid_dir"]
+        with open(os.path.join(folder, f"{seed}-{os.getpid()}.pid"), "w") as f:
+            f.write(str(os.getpid()))
