@@ -65,15 +65,6 @@ def dry_run_table(job: Job, sampler: Sampler) -> str:
     return "\n".join(lines)
 
 
-def print_safely(text: str) -> None:
-    """Print to stdout, quietly accepting a reader that stops early (`caviar ... --dry-run | head`)."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        # Point stdout at nothing so Python's exit-time flush does not complain again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
 def connect_ray(address: str | None) -> tuple[bool, float]:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start a local Ray.
 
@@ -118,7 +109,7 @@ def command(args: argparse.Namespace) -> int:
     data = load_dataset(job.data.source, target=job.data.target, valid_fraction=job.data.valid_fraction,
                         test_fraction=job.data.test_fraction, seed=job.data.seed, options=job.data.options)
     if args.dry_run:
-        print_safely(dry_run_table(job, sampler))
+        print(dry_run_table(job, sampler))
         return 0
     run = open_run(Path(args.out), job.name, job.to_toml(), resume=args.resume, overwrite=args.overwrite)
     return run_sweep(job, run, sampler, scheduler, data, args)
@@ -210,8 +201,8 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
 def print_summary(run: Any, job: Job) -> None:
     """The top 10 trials and where the results are."""
     from caviar.results_io import load
-    from caviar.show import leaderboard
+    from caviar.show import leaderboard, scales_of
 
     trials = load(run.path).trials
-    print(leaderboard(trials, job.search.mode, top=10))
+    print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
     print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
