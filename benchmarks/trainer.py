@@ -13,9 +13,11 @@ Shapes: digits (1,438 x 64 train / 359 valid, 64 units, batch 32 and 128) and a 
 
 The machine is shared, so repetitions interleave numpy and torch (alternating which goes first)
 and the table shows medians and their ratio, in process CPU time (steady under contention: time
-other processes hold the core is not counted) and in wall time. Peak memory is measured per framework in a fresh
-subprocess (peak RSS growth while building the model and training, via /proc/self/clear_refs),
-plus tracemalloc's peak for the NumPy trainer (what NumPy itself allocates).
+other processes hold the core is not counted) and in wall time. Peak memory is measured per
+framework in a fresh subprocess: the growth of peak RSS (reset through /proc/self/clear_refs after
+the data is built and the framework imported) over building the model and two epochs, so torch's
+figure includes the library code it pages in on first use; plus tracemalloc's peak for the NumPy
+trainer (what NumPy itself allocates; most of it is the shuffled copy of the training set).
 
     python benchmarks/trainer.py                # all four shapes, 7 repetitions of 2 epochs
     python benchmarks/trainer.py --reps 3 --shapes digits-b32
