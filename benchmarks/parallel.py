@@ -44,11 +44,7 @@ def sweep_configs(n_trials: int, epochs: int) -> tuple[list[dict], list[int], ob
 
 
 def load_data(job):
-    from caviar.data import load_dataset
-
-    d = job.data
-    return load_dataset(d.source, target=d.target, valid_fraction=d.valid_fraction, test_fraction=d.test_fraction,
-                        seed=d.seed, options=d.options)
+    return job.data.load()
 
 
 def train(config: dict, data, seed: int, report=None) -> list[dict]:

@@ -54,6 +54,13 @@ class DataSpec:
     seed: int = 0  # the shuffle before splitting: the same seed gives the same split
     options: dict[str, Any] = field(default_factory=dict)  # sizes of built-ins, e.g. spiral noise
 
+    def load(self) -> Any:
+        """The Dataset this section describes (caviar.data.load_dataset; ValueError on a bad file)."""
+        from caviar.data import load_dataset
+
+        return load_dataset(self.source, target=self.target, valid_fraction=self.valid_fraction,
+                            test_fraction=self.test_fraction, seed=self.seed, options=self.options)
+
 
 @dataclass(frozen=True)
 class SearchSpec:

@@ -100,14 +100,12 @@ def command(args: argparse.Namespace) -> int:
         raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
     sampler = build_sampler(job)
     scheduler = build_scheduler(job)
-    from caviar.data import load_dataset
     from caviar.results import open_run
     from caviar.trainer import resolve_trainer
 
     # Everything a sweep needs is checked before anything is run or written.
     resolve_trainer(job.trainer)
-    data = load_dataset(job.data.source, target=job.data.target, valid_fraction=job.data.valid_fraction,
-                        test_fraction=job.data.test_fraction, seed=job.data.seed, options=job.data.options)
+    data = job.data.load()
     if args.dry_run:
         print(dry_run_table(job, sampler))
         return 0

@@ -1,0 +1,252 @@
+"""The control channel of a running babysit: a person's nudges, and the lock that says who is running.
+
+`python -m caviar nudge NAME learning_rate=5e-4 [--rollback] [--stop]` checks that a babysit of NAME
+is alive, validates the changes (the same way the job file's [model] is validated), and drops one
+JSON file into OUT/NAME/nudges/. The loop picks the files up at its next epoch boundary in name
+order, applies them, and moves them to nudges/applied/ (or nudges/refused/). The channel carries
+data only — keys and TOML values — and nothing in it is ever executed.
+
+Files: OUT/NAME/babysit.lock holds {"pid", "start"} of the live loop (start: the process's start
+time in clock ticks where /proc has it, so a recycled pid is not mistaken for the loop).
+OUT/NAME/nudges/<time_ns>-<pid>-<random>.json: {"set": {key: value}, "rollback": bool,
+"stop": bool, "sent": unix seconds}. Both are written whole (temp file, then a rename/link).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from caviar.overrides import parse_value
+
+LOCK_FILE = "babysit.lock"
+NUDGES_DIR = "nudges"
+APPLIED_DIR = "applied"
+REFUSED_DIR = "refused"
+
+
+# --- the lock: is a babysit of this run alive? ---------------------------------------------------
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot (Linux /proc), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields and fields[0] in ("Z", "X"):  # a zombie or dead process is not running any loop
+        return -1
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    """Does process `pid` exist, and is it the same process that wrote the lock?"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    ticks = _start_ticks(pid)
+    if ticks == -1:
+        return False
+    return start is None or ticks is None or ticks == start
+
+
+def running_pid(run_dir: str | Path) -> int | None:
+    """The pid of the live babysit of this run folder, or None (no lock, unreadable, or stale)."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK_FILE).read_text())
+        pid, start = int(holder["pid"]), holder.get("start")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if _alive(pid, None if start is None else int(start)) else None
+
+
+def acquire_lock(run_dir: str | Path) -> Path:
+    """Mark this process as the run's babysitter; returns the lock file.
+
+    Raises ValueError when another live process holds the lock. A stale lock (its process died,
+    e.g. by SIGKILL) is taken over.
+    """
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK_FILE
+    tmp = run_dir / f".{LOCK_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid())}))
+    try:
+        for _ in range(3):
+            try:
+                os.link(tmp, lock)  # atomic create-if-absent, with the content already in place
+                return lock
+            except FileExistsError:
+                pid = running_pid(run_dir)
+                if pid is not None and pid != os.getpid():
+                    raise ValueError(f"run {run_dir.name!r}: already being babysat by process {pid}") from None
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+        raise ValueError(f"run {run_dir.name!r}: could not take {lock}")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def release_lock(run_dir: str | Path) -> None:
+    """Remove the lock if this process holds it."""
+    lock = Path(run_dir) / LOCK_FILE
+    try:
+        if int(json.loads(lock.read_text())["pid"]) == os.getpid():
+            lock.unlink()
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
+# --- nudges ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Nudge:
+    """A person's request. changes: hyperparameter -> new value; rollback: back to the best
+    checkpoint; stop: stop at the next epoch boundary. name: the file it came in (for the record)."""
+
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    rollback: bool = False
+    stop: bool = False
+    name: str = ""
+
+    def describe(self) -> str:
+        """One line: "learning_rate=0.0005 rollback"."""
+        parts = [f"{k}={json.dumps(v)}" for k, v in self.changes.items()]
+        parts += [flag for flag, on in (("rollback", self.rollback), ("stop", self.stop)) if on]
+        return " ".join(parts)
+
+
+def _check_value(key: str, value: Any) -> None:
+    """Only plain data crosses the channel: numbers, booleans, strings and lists of them."""
+    if isinstance(value, list):
+        for item in value:
+            _check_value(key, item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{key}: expected a finite number, got {value!r}")
+    elif not isinstance(value, (bool, int, float, str)):
+        raise ValueError(f"{key}: expected a number, boolean, string or list, got {value!r}")
+
+
+def parse_changes(texts: Sequence[str]) -> dict[str, Any]:
+    """`["learning_rate=5e-4", "l2=0"]` -> {"learning_rate": 0.0005, "l2": 0}: values read as TOML
+    values (text that is not one stays text). Raises ValueError on a malformed item."""
+    changes: dict[str, Any] = {}
+    for text in texts:
+        key, sep, value_text = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"nudge: expected KEY=VALUE (e.g. learning_rate=0.0005), got {text!r}")
+        value = parse_value(value_text.strip())
+        _check_value(key, value)
+        changes[key] = value
+    return changes
+
+
+def validate_changes(changes: Mapping[str, Any], model: Mapping[str, Any]) -> None:
+    """Raise ValueError unless the running model would accept `changes`.
+
+    For the built-in trainer: each key must be one `MLPConfig.mutable` can change between epochs,
+    and the job's [model] with the changes must pass `MLPConfig.from_mapping` (so a bad value is
+    named the way the job file names it). A user's trainer checks its own in `set_hyperparameters`
+    when the loop applies the nudge (a refusal there is recorded and changes nothing).
+    """
+    if model.get("trainer", "mlp") != "mlp":
+        return
+    from caviar.nn.mlp import MLPConfig
+
+    mutable = tuple(MLPConfig.mutable)
+    for key in changes:
+        if key not in mutable:
+            raise ValueError(f"{key}: cannot be changed while the model trains; nudge one of {', '.join(mutable)}")
+    config = {k: v for k, v in model.items() if k != "trainer"}
+    MLPConfig.from_mapping({**config, **changes})
+
+
+def send(run_dir: str | Path, nudge: Nudge) -> Path:
+    """Write `nudge` into the run's nudges/ folder, whole (temp file + os.replace); returns its path."""
+    folder = Path(run_dir) / NUDGES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    # Names sort in sending order: nanosecond clock first, then pid and randomness to stay unique.
+    name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.json"
+    body = {"set": dict(nudge.changes), "rollback": nudge.rollback, "stop": nudge.stop, "sent": time.time()}
+    tmp = folder / f".{name}.tmp"
+    tmp.write_text(json.dumps(body, allow_nan=False))
+    os.replace(tmp, folder / name)
+    return folder / name
+
+
+def pending(run_dir: str | Path) -> list[Path]:
+    """The nudge files waiting in the run's nudges/ folder, in the order they were sent."""
+    folder = Path(run_dir) / NUDGES_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith(".") and p.is_file())
+
+
+def read(path: str | Path) -> Nudge:
+    """The nudge in one file. Raises ValueError when it is not a well-formed nudge."""
+    path = Path(path)
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"nudge {path.name}: unreadable ({exc})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("set", {}), dict):
+        raise ValueError(f"nudge {path.name}: expected an object with a 'set' table")
+    rollback, stop = body.get("rollback", False), body.get("stop", False)
+    if not isinstance(rollback, bool) or not isinstance(stop, bool):
+        raise ValueError(f"nudge {path.name}: 'rollback' and 'stop' must be true or false")
+    changes = body.get("set", {})
+    for key, value in changes.items():
+        _check_value(key, value)
+    return Nudge(changes=changes, rollback=rollback, stop=stop, name=path.name)
+
+
+def archive(path: str | Path, *, refused: bool = False) -> None:
+    """Move a handled nudge file to nudges/applied/ (or nudges/refused/)."""
+    path = Path(path)
+    folder = path.parent / (REFUSED_DIR if refused else APPLIED_DIR)
+    folder.mkdir(exist_ok=True)
+    try:
+        os.replace(path, folder / path.name)
+    except FileNotFoundError:
+        pass  # already moved (a resumed loop handling it a second time)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def command(args: argparse.Namespace) -> int:
+    """`caviar nudge NAME key=value ... [--rollback] [--stop]`: 0 once the nudge is queued.
+
+    Raises ValueError (exit 2, one line; nothing is sent) when the run is not being babysat, or a
+    key or value would be refused.
+    """
+    from caviar.job import load_job, validate_name
+
+    validate_name(args.run)
+    run_dir = Path(args.out) / args.run
+    changes = parse_changes(args.changes)
+    if not changes and not args.rollback and not args.stop:
+        raise ValueError("nudge: nothing to send; give KEY=VALUE, --rollback or --stop")
+    if not (run_dir / "job.toml").is_file():
+        raise ValueError(f"run: no run {args.run!r} under {args.out}")
+    if running_pid(run_dir) is None:
+        raise ValueError(f"run: {args.run!r} is not being babysat right now (start it with `caviar babysit`)")
+    validate_changes(changes, load_job(run_dir / "job.toml").model)
+    path = send(run_dir, Nudge(changes=changes, rollback=args.rollback, stop=args.stop))
+    what = Nudge(changes=changes, rollback=args.rollback, stop=args.stop).describe()
+    print(f"nudged {args.run}: {what} (applied at the next epoch boundary; {path.name})")
+    return 0
