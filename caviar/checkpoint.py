@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import warnings
 import zipfile
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+
+from caviar.atomic import atomic_write, fsync_dir, temp_path
 
 __all__ = ["Checkpoint", "CheckpointStore", "CorruptCheckpoint", "CorruptCheckpointWarning",
            "load_checkpoint", "save_checkpoint"]
@@ -34,19 +35,6 @@ class CorruptCheckpoint(ValueError):
 
 class CorruptCheckpointWarning(UserWarning):
     """A store skipped a corrupt checkpoint and used an older one."""
-
-
-def _tmp(final: Path) -> Path:
-    """A hidden temp name next to `final` (same folder: os.replace stays atomic; skipped by readers)."""
-    return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _arrays(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -87,22 +75,14 @@ def save_checkpoint(path: str | Path, state: Mapping[str, np.ndarray], meta: Map
     path = Path(path)
     arrays = _arrays(state)
     arrays[META_KEY] = np.array(_meta_text(meta))
-    tmp = _tmp(path)
-    try:
-        with open(tmp, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-                for key, array in arrays.items():
-                    with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, array, allow_pickle=False)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        _fsync_dir(path.parent)
+
+    def write(f: Any) -> None:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for key, array in arrays.items():
+                with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+
+    atomic_write(path, write, fsync=fsync)
     return path
 
 
@@ -191,7 +171,7 @@ class CheckpointStore:
             self._link(path, self.folder / "best.npz")
         self._link(path, self.folder / "last.npz")
         if self._fsync:
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         ring = self.epochs()
         kept = set([e for e in ring if e <= epoch][-self.keep:] if self.keep else [])
         for e in ring:
@@ -200,7 +180,7 @@ class CheckpointStore:
         return path
 
     def _link(self, source: Path, final: Path) -> None:
-        tmp = _tmp(final)
+        tmp = temp_path(final)
         try:
             try:
                 os.link(source, tmp)

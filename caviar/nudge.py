@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from caviar.atomic import atomic_write_bytes
 from caviar.overrides import parse_value
 
 LOCK_FILE = "babysit.lock"
@@ -182,10 +183,7 @@ def send(run_dir: str | Path, nudge: Nudge) -> Path:
     # Names sort in sending order: nanosecond clock first, then pid and randomness to stay unique.
     name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.json"
     body = {"set": dict(nudge.changes), "rollback": nudge.rollback, "stop": nudge.stop, "sent": time.time()}
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text(json.dumps(body, allow_nan=False))
-    os.replace(tmp, folder / name)
-    return folder / name
+    return atomic_write_bytes(folder / name, json.dumps(body, allow_nan=False).encode())
 
 
 def pending(run_dir: str | Path) -> list[Path]:

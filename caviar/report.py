@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import html
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from caviar.atomic import atomic_write_bytes
 from caviar import show
 from caviar.importance import MIN_TRIALS, importance, scored
 
@@ -52,18 +51,6 @@ IMPORTANCE_NOTE = (
     "so the ranking covers how far a trial got as well as how well it did. Each hyperparameter is "
     "judged on its own, so read it as a ranking, not as parts of a whole."
 )
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and `os.replace`."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _file_name(stem: str) -> str:
@@ -166,7 +153,7 @@ def write_report(run: Any, *, top: int = 10) -> Path:
     figure_dir = folder / FIGURE_DIR
     figure_dir.mkdir(exist_ok=True)
     for name, fig in page.figures.items():
-        write_atomic(figure_dir / name, plots.png_bytes(fig))
+        atomic_write_bytes(figure_dir / name, plots.png_bytes(fig))
     for old in figure_dir.glob("*.png"):
         if old.name not in page.figures:
             old.unlink(missing_ok=True)
@@ -174,7 +161,7 @@ def write_report(run: Any, *, top: int = 10) -> Path:
     document = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                 f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(page.parts) + "\n</body></html>\n")
     path = folder / REPORT_FILE
-    write_atomic(path, document.encode("utf-8"))
+    atomic_write_bytes(path, document.encode("utf-8"))
     return path
 
 

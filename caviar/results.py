@@ -24,12 +24,13 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from caviar.atomic import atomic_write
 from caviar.results_io import (CHECKPOINTS, DECLARED, JOB_FILE, TABLES, column_order, covered_parts,
                                holds_results, list_parts, visible_parts)
 
@@ -47,28 +48,6 @@ def validate_run_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.startswith("."):
         raise ValueError(f"name: {name!r} must be letters, digits, '.', '_' or '-' and not start with '.'")
     return name
-
-
-def _atomic_write(final: Path, write: Callable[[BinaryIO], object], *, fsync: bool) -> None:
-    """Write `final` through `write(binary_file)` into a temp file, then move it into place. The temp
-    file is hidden (readers skip it) and in the same folder (so os.replace is atomic)."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:             # the rename itself survives a power cut
-        fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- typing the columns
@@ -229,14 +208,16 @@ class TableWriter:
             raise ValueError(f"{self.table}: cannot write the buffered rows ({exc})") from exc
         self.path.mkdir(exist_ok=True)
         final = self.path / f"part-{self._next_seq:06d}.parquet"
-        _atomic_write(final, lambda f: pq.write_table(table, f), fsync=self._fsync)
+        atomic_write(final, lambda f: pq.write_table(table, f), fsync=self._fsync)
         self._next_seq += 1
         self._rows = []
         return final
 
-    def compact(self) -> Path | None:
+    def compact(self, keep: Callable[[pa.Table], Any] | None = None) -> Path | None:
         """Flush, then merge every part into one `part-<first>-<last>.parquet` with the full schema.
 
+        `keep(table) -> boolean mask` drops the rows it marks False (a repair after a crash: the
+        rows of work that is redone); the table is then rewritten even when it is one part.
         The merged part is in place before any covered part is deleted, so a crash at any point
         loses nothing; readers ignore covered parts. Returns the table's one part (None: no rows).
         """
@@ -245,15 +226,17 @@ class TableWriter:
             return None
         parts = list_parts(self.path)
         live = [p for p in parts if p not in set(covered_parts(parts))]
-        if len(live) <= 1:
+        if not live or (len(live) == 1 and keep is None):
             for p in set(parts) - set(live):
                 p.path.unlink(missing_ok=True)
             return live[0].path if live else None
         schema = self.schema
         table = pa.concat_tables([_conform(pq.ParquetFile(p.path).read(), schema) for p in live])
+        if keep is not None:
+            table = table.filter(keep(table))
         lo, hi = min(p.lo for p in live), max(p.hi for p in live)
         merged = self.path / f"part-{lo:06d}-{hi:06d}.parquet"
-        _atomic_write(merged, lambda f: pq.write_table(table, f), fsync=self._fsync)
+        atomic_write(merged, lambda f: pq.write_table(table, f), fsync=self._fsync)
         for p in parts:
             if lo <= p.lo and p.hi <= hi and p.path != merged:
                 p.path.unlink(missing_ok=True)
@@ -338,19 +321,19 @@ def open_run(out: str | Path, name: str, job_toml: str, *, resume: bool = False,
             raise ValueError(f"--resume: there is no run {name!r} in {out} to resume")
         repair(run)
         if not (run / JOB_FILE).is_file():
-            _atomic_write(run / JOB_FILE, write_job, fsync=fsync)
+            atomic_write(run / JOB_FILE, write_job, fsync=fsync)
         return RunFolder(run, resumed=True, fsync=fsync)
     if run.is_dir() and holds_results(run) and not overwrite:
         raise FileExistsError(f"{run} already holds results: pass --resume to continue it "
                               "or --overwrite to replace it")
     if run.is_dir() and not overwrite:   # a folder without results (killed before its first one)
-        _atomic_write(run / JOB_FILE, write_job, fsync=fsync)
+        atomic_write(run / JOB_FILE, write_job, fsync=fsync)
     else:
         # The folder appears whole, job.toml inside, in one rename: a reader never sees it empty.
         out.mkdir(parents=True, exist_ok=True)
         staging = out / f".{name}.new-{secrets.token_hex(4)}"
         staging.mkdir()
-        _atomic_write(staging / JOB_FILE, write_job, fsync=fsync)
+        atomic_write(staging / JOB_FILE, write_job, fsync=fsync)
         if run.is_dir():                 # --overwrite: one rename takes the old run out of the way
             os.replace(run, out / f".{name}.old-{secrets.token_hex(4)}")
         os.replace(staging, run)
