@@ -367,29 +367,15 @@ def _write_missing(run: Any, rows: Mapping[str, list[dict]], *, upto: int | None
     redone after a kill never writes a row twice. `upto`: first drop the rows of later epochs (on a
     resume from the checkpoint of epoch `upto`, rows written after a checkpoint that turned out corrupt).
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    from caviar.results import covered_parts, list_parts
+    from caviar.results_io import read_table
 
     for name, keys in _KEYS.items():
-        folder = run.path / f"{name}.parquet"
-        parts = list_parts(folder) if folder.is_dir() else []
-        live = [p for p in parts if p not in set(covered_parts(parts))]
-        disk = pa.concat_tables([pq.read_table(p.path) for p in live], promote_options="permissive") if live else None
+        disk = read_table(run.path / f"{name}.parquet")
         if disk is not None and upto is not None and disk.num_rows and pc.max(disk["epoch"]).as_py() > upto:
+            run.table(name).compact(keep=lambda table: pc.less_equal(table["epoch"], upto))
             disk = disk.filter(pc.less_equal(disk["epoch"], upto))
-            # One part covering all the old ones (results.py's compaction naming), in place before
-            # any of them goes: a kill in between leaves covered parts, which readers ignore.
-            lo, hi = live[0].lo, live[-1].hi
-            merged = folder / (f"part-{lo:06d}-{hi:06d}.parquet" if hi > lo else f"part-{lo:06d}.parquet")
-            tmp = folder / f".{merged.name}.repair.tmp"
-            pq.write_table(disk, tmp)
-            tmp.replace(merged)
-            for part in live:
-                if part.path != merged:
-                    part.path.unlink(missing_ok=True)
             print(f"caviar babysit: warning: dropped {name} rows after epoch {upto} (checkpoint lost)", file=sys.stderr)
         have = Counter(zip(*(disk[k].to_pylist() for k in keys))) if disk is not None else Counter()
         missing = []

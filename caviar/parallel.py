@@ -120,8 +120,10 @@ def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tupl
     trials = load(run.path).trials
     counts = {"completed": 0, "pruned": 0, "failed": 0}
     best = None
+    finished = set(int(t) for t in trials["trial_id"])
+    _drop_unfinished_epochs(run, finished)
     if trials.empty:
-        return set(), counts, best
+        return finished, counts, best
     trials = trials.drop_duplicates("trial_id", keep="last")
     for status, n in trials["status"].value_counts().items():
         counts[str(status)] = int(n)
@@ -132,7 +134,19 @@ def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tupl
         sampler.tell(int(row.trial_id), score)
         if math.isfinite(score) and (best is None or sign * score > sign * best[0]):
             best = (score, int(row.trial_id), {c[len("params_"):]: getattr(row, c) for c in params})
-    return set(int(t) for t in trials["trial_id"]), counts, best
+    return finished, counts, best
+
+
+def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:
+    """Remove epoch rows of trials that have no trial row (a kill between the two tables' flushes):
+    those trials run again, and would otherwise have their epochs twice."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    epochs = run.table("epochs")
+    if set(epochs.column("trial_id")) - finished:
+        kept = pa.array(sorted(finished), type=pa.int64())
+        epochs.compact(keep=lambda table: pc.is_in(table["trial_id"], value_set=kept))
 
 
 def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: Any, args: argparse.Namespace) -> int:

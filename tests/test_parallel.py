@@ -190,3 +190,21 @@ def test_a_driver_killed_mid_sweep_resumes_to_exactly_n_trials(ray_session, tmp_
     epochs = pd.read_parquet(out / "sweep" / "epochs.parquet")
     assert not epochs.duplicated(["trial_id", "epoch"]).any()
     assert len(epochs) == 16 * 3
+
+
+def test_resume_reruns_a_trial_whose_epochs_were_written_but_not_its_row(ray_session, tmp_path):
+    """A kill between the epochs flush and the trials flush leaves epochs of an unfinished trial."""
+    import pyarrow.compute as pc
+
+    from caviar.results import open_run
+
+    job = write_job(tmp_path, trials=4, epochs=2)
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    run = open_run(tmp_path / "out", "sweep", "", resume=True)
+    run.table("trials").compact(keep=lambda table: pc.not_equal(table["trial_id"], 3))
+    assert sorted(pd.read_parquet(run.path / "trials.parquet").trial_id) == [0, 1, 2]
+    assert sweep(job, tmp_path / "out", ray_session, "--resume") == 0
+    trials = pd.read_parquet(run.path / "trials.parquet")
+    epochs = pd.read_parquet(run.path / "epochs.parquet")
+    assert sorted(trials.trial_id) == [0, 1, 2, 3]
+    assert len(epochs) == 8 and not epochs.duplicated(["trial_id", "epoch"]).any()
