@@ -9,7 +9,11 @@ where sequential compute is the same 64 trials run one after another in this pro
 this run (the machine is shared: only ratios within one run mean anything). Ray's start-up is
 reported apart and not counted in any wall time.
 
-    python benchmarks/parallel.py [--trials 64] [--epochs 20] [--skip tune,optuna]
+    python benchmarks/parallel.py [--trials 64] [--epochs 20] [--hidden 64] [--repeat 3] [--skip tune,optuna]
+
+Each method runs `--repeat` times (Ray Tune once: it is slow) and the median wall time is kept.
+`--hidden 256,256` makes every epoch heavier, to see efficiency once fixed costs (worker start-up)
+are small against the compute.
 
 Needs the bench extra for Ray Tune and Optuna: pip install -e '.[bench]'.
 """
@@ -20,6 +24,7 @@ import argparse
 import concurrent.futures as futures
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -31,13 +36,17 @@ sys.path.insert(0, str(ROOT))
 JOB = ROOT / "jobs" / "digits.toml"
 
 
-def sweep_configs(n_trials: int, epochs: int) -> tuple[list[dict], list[int], object]:
+def overrides(n_trials: int, epochs: int, hidden: str) -> list[str]:
+    return [f"search.trials={n_trials}", f"model.epochs={epochs}", "search.scheduler=fifo",
+            "search.sampler=random", f"model.hidden_layers=[{hidden}]"]
+
+
+def sweep_configs(n_trials: int, epochs: int, hidden: str) -> tuple[list[dict], list[int], object]:
     from caviar.job import load_job
     from caviar.parallel import build_sampler
     from caviar.samplers import trial_seed
 
-    job = load_job(JOB, [f"search.trials={n_trials}", f"model.epochs={epochs}", "search.scheduler=fifo",
-                         "search.sampler=random"])
+    job = load_job(JOB, overrides(n_trials, epochs, hidden))
     sampler = build_sampler(job)
     configs = [{**{k: v for k, v in job.model.items() if k != "trainer"}, **sampler.ask(t)} for t in range(n_trials)]
     return configs, [trial_seed(job.search.seed, t) for t in range(n_trials)], job
@@ -64,12 +73,12 @@ def train(config: dict, data, seed: int, report=None) -> list[dict]:
 _POOL_DATA = None
 
 
-def _pool_init(job_path: str, n_trials: int, epochs: int) -> None:
+def _pool_init(n_trials: int, epochs: int, hidden: str) -> None:
     global _POOL_DATA
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    _, _, job = sweep_configs(n_trials, epochs)
+    _, _, job = sweep_configs(n_trials, epochs, hidden)
     _POOL_DATA = load_data(job)
 
 
@@ -84,9 +93,9 @@ def run_sequential(configs, seeds, data) -> float:
     return time.perf_counter() - start
 
 
-def run_pool(configs, seeds, n_trials, epochs, cores) -> float:
+def run_pool(configs, seeds, n_trials, epochs, hidden, cores) -> float:
     start = time.perf_counter()
-    with futures.ProcessPoolExecutor(cores, initializer=_pool_init, initargs=(str(JOB), n_trials, epochs)) as pool:
+    with futures.ProcessPoolExecutor(cores, initializer=_pool_init, initargs=(n_trials, epochs, hidden)) as pool:
         list(pool.map(_pool_trial, configs, seeds))
     return time.perf_counter() - start
 
@@ -109,14 +118,16 @@ def run_ray_tasks(configs, seeds, data, cores) -> float:
     return time.perf_counter() - start
 
 
-def run_caviar(n_trials, epochs, cores) -> float:
+def run_caviar(n_trials, epochs, hidden, cores) -> float:
+    import contextlib
+    import io
+
     from caviar.cli import main
 
-    with tempfile.TemporaryDirectory() as out:
+    sets = [arg for item in overrides(n_trials, epochs, hidden) for arg in ("--set", item)]
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         start = time.perf_counter()
-        status = main(["parallel", str(JOB), "--out", out, "--quiet", "--concurrency", str(cores),
-                       "--set", f"search.trials={n_trials}", "--set", f"model.epochs={epochs}",
-                       "--set", "search.scheduler=fifo", "--set", "search.sampler=random"])
+        status = main(["parallel", str(JOB), "--out", out, "--quiet", "--concurrency", str(cores), *sets])
         wall = time.perf_counter() - start
     assert status == 0
     return wall
@@ -164,6 +175,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--hidden", default="64", help="hidden layer sizes, comma-separated (default 64)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per method; the median is kept")
     parser.add_argument("--skip", default="", help="comma-separated: pool,ray,caviar,tune,optuna")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -171,12 +184,12 @@ def main() -> None:
 
     from threadpoolctl import threadpool_limits
 
-    configs, seeds, job = sweep_configs(args.trials, args.epochs)
+    configs, seeds, job = sweep_configs(args.trials, args.epochs, args.hidden)
     data = load_data(job)
     with threadpool_limits(1):
-        sequential = run_sequential(configs, seeds, data)
-    print(f"sweep: {args.trials} trials x {args.epochs} epochs on digits, {cores} cores; "
-          f"sequential compute {sequential:.1f} s")
+        sequential = statistics.median(run_sequential(configs, seeds, data) for _ in range(args.repeat))
+    print(f"sweep: {args.trials} trials x {args.epochs} epochs on digits, hidden [{args.hidden}], {cores} cores; "
+          f"sequential compute {sequential:.1f} s (median of {args.repeat})")
 
     import ray
 
@@ -186,8 +199,8 @@ def main() -> None:
 
     rows = []
     runners = {
-        "caviar": lambda: run_caviar(args.trials, args.epochs, cores),
-        "process pool": lambda: run_pool(configs, seeds, args.trials, args.epochs, cores),
+        "caviar": lambda: run_caviar(args.trials, args.epochs, args.hidden, cores),
+        "process pool": lambda: run_pool(configs, seeds, args.trials, args.epochs, args.hidden, cores),
         "plain Ray tasks": lambda: run_ray_tasks(configs, seeds, data, cores),
         "Ray Tune": lambda: run_tune(configs, seeds, data, cores),
         "Optuna (n_jobs)": lambda: run_optuna(configs, seeds, data, cores),
@@ -197,7 +210,8 @@ def main() -> None:
     for name, runner in runners.items():
         if keys[name] in skip:
             continue
-        wall = runner()
+        repeats = 1 if name == "Ray Tune" else args.repeat
+        wall = statistics.median(runner() for _ in range(repeats))
         rows.append((name, wall, sequential / (cores * wall)))
         print(f"  {name:<16} {wall:8.1f} s   efficiency {sequential / (cores * wall):.2f}", flush=True)
     walls = dict((name, wall) for name, wall, _ in rows)

@@ -28,7 +28,7 @@ from caviar.worker import Segment, trial_worker_class
 
 FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
 CALLS_PER_WORKER = 2     # one running, one queued: a worker never waits for the driver
-TARGET_CALL_SECONDS = 0.1  # short trials are batched into calls of about this length
+TARGET_CALL_SECONDS = 0.5  # short trials are batched into calls of about this length
 MAX_BATCH = 64
 WAIT_SECONDS = 0.2       # how often the loop wakes without results (timeouts, flushes, display)
 
@@ -174,8 +174,18 @@ class Sweep:
             segments.append(self._segment(trial, self.scheduler.next_stop(0)))
         return segments
 
+    def _batch_size(self) -> int:
+        """Segments per call: enough for a call to last about TARGET_CALL_SECONDS (each call costs
+        the driver and the worker a few milliseconds), but few enough near the end of the sweep that
+        no worker sits idle while another works through a long batch."""
+        if self.segment_seconds <= 0:
+            return 1
+        batch = min(MAX_BATCH, max(1, int(TARGET_CALL_SECONDS / self.segment_seconds)))
+        left = self.sampler.n_trials - self.next_new + len(self.retry_queue)
+        return max(1, min(batch, left // (2 * CALLS_PER_WORKER * max(1, len(self.slots)))))
+
     def _dispatch(self) -> None:
-        batch = 1 if self.segment_seconds <= 0 else int(min(MAX_BATCH, max(1, TARGET_CALL_SECONDS / self.segment_seconds)))
+        batch = self._batch_size()
         for slot in self.slots:
             while len(slot.calls) < CALLS_PER_WORKER:
                 segments = self._take_work(slot, batch)
