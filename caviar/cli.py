@@ -1,8 +1,9 @@
 """The command line: parse arguments, call into the package, turn user errors into exit status 2.
 
 Each subcommand's work lives in its own module (`parallel`, `babysit`, `nudge`, `show`, `report`);
-this file only knows their flags. A `ValueError` (or a missing file) raised anywhere below is a
-problem with the user's input: it is printed as one line on stderr and the exit status is 2.
+this file only knows their flags. A `ValueError` (or a missing or unwritable file) raised anywhere
+below is a problem with the user's input: it is printed as one line on stderr and the exit status
+is 2. CAVIAR_DEBUG=1 in the environment shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(_handler(args.command)(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
+            IsADirectoryError) as exc:
+        if os.environ.get("CAVIAR_DEBUG"):
+            raise   # the whole traceback, for finding a bug behind a "user error"
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"caviar {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR

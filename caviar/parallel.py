@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from caviar.atomic import atomic_write_bytes
 from caviar.job import Job, load_job
 from caviar.progress import Progress, format_value
 from caviar.samplers import Sampler, make_sampler, trial_seed
@@ -37,7 +38,8 @@ def build_sampler(job: Job) -> Sampler:
 
 
 def max_epochs(job: Job) -> int:
-    return int(job.model.get("epochs", 20))
+    """Epochs of a trial that is never stopped early (the job's fixed `epochs`)."""
+    return int(job.config().get("epochs", 20))
 
 
 def build_scheduler(job: Job) -> Scheduler:
@@ -76,16 +78,23 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return False, 0.0
-    if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        cause = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ValueError(f"--address: cannot join the Ray cluster at {address or 'a new local Ray'}: {cause}") from None
     return True, time.monotonic() - start
 
 
 def resume_command(args: argparse.Namespace, job: Job) -> str:
     parts = [sys.executable, "-m", "caviar", "parallel"] + ([args.job] if args.job else [])
     parts += ["--out", str(args.out), "--name", job.name, "--resume"]
+    parts += ["--address", args.address] if args.address else []
+    parts += ["--concurrency", str(args.concurrency)] if args.concurrency else []
+    parts += ["--quiet"] if args.quiet else []
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -109,8 +118,17 @@ def command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run_table(job, sampler))
         return 0
-    run = open_run(Path(args.out), job.name, job.to_toml(), resume=args.resume, overwrite=args.overwrite)
-    return run_sweep(job, run, sampler, scheduler, data, args)
+    if args.overwrite:
+        # The old run is replaced only once Ray is up: a cluster that cannot be joined costs nothing.
+        ray_session = connect_ray(args.address)
+        run = open_run(Path(args.out), job.name, job.to_toml(), overwrite=True)
+    else:
+        # An existing name is refused before Ray starts.
+        run = open_run(Path(args.out), job.name, job.to_toml(), resume=args.resume)
+        ray_session = connect_ray(args.address)
+    if args.resume and (run.path / "job.toml").read_text() != job.to_toml():
+        atomic_write_bytes(run.path / "job.toml", job.to_toml().encode(), fsync=True)  # the job as now run
+    return run_sweep(job, run, sampler, scheduler, data, args, ray_session)
 
 
 def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tuple | None]:
@@ -121,6 +139,9 @@ def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tupl
     counts = {"completed": 0, "pruned": 0, "failed": 0}
     best = None
     finished = set(int(t) for t in trials["trial_id"])
+    if finished and max(finished) >= sampler.n_trials:
+        raise ValueError(f"search.trials: this run already has trial {max(finished)}; a resumed sweep "
+                         f"can grow but not shrink (got {sampler.n_trials})")
     _drop_unfinished_epochs(run, finished)
     if trials.empty:
         return finished, counts, best
@@ -149,19 +170,30 @@ def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:
         epochs.compact(keep=lambda table: pc.is_in(table["trial_id"], value_set=kept))
 
 
-def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: Any, args: argparse.Namespace) -> int:
-    """Start Ray, run the sweep into `run`, print the leaderboard. Returns the exit status."""
+def worker_count(requested: int, cpus: int, trials_left: int, quiet: bool) -> int:
+    """Workers to start: as asked (default one per CPU), but no more than there are CPUs (a worker
+    holds one; more would wait forever) or trials left to run."""
+    n = requested or cpus
+    if n > cpus:
+        if not quiet:
+            print(f"caviar: concurrency {n} is more than the {cpus} CPUs Ray has; using {cpus}", file=sys.stderr)
+        n = cpus
+    return max(1, min(n, trials_left))
+
+
+def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: Any, args: argparse.Namespace,
+              ray_session: tuple[bool, float]) -> int:
+    """Run the sweep into `run` on the connected Ray, print the leaderboard. Returns the exit status."""
     import ray
 
     from caviar.sweep import Sweep
 
-    finished, counts, best = _restore(run, sampler) if args.resume else (set(), None, None)
-    started, startup = connect_ray(args.address)
+    started, startup = ray_session
     quiet = getattr(args, "quiet", False)
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        n_workers = args.concurrency or job.search.concurrency or cpus
-        n_workers = max(1, min(n_workers, sampler.n_trials - len(finished)) if sampler.n_trials > len(finished) else 1)
+        finished, counts, best = _restore(run, sampler) if args.resume else (set(), None, None)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n_workers = worker_count(args.concurrency or job.search.concurrency, cpus, sampler.n_trials - len(finished), quiet)
         if not quiet:
             print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
                   f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)
@@ -171,10 +203,11 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
             epochs_table.append(epoch_rows)
             trials_table.append([row])
 
-        def flush() -> None:
+        def flush(trials: bool = True) -> None:
             # Epochs first: a trial row on disk always has its epochs on disk.
             epochs_table.flush()
-            trials_table.flush()
+            if trials:
+                trials_table.flush()
 
         progress = Progress(sampler.n_trials, job.search.metric, already_done=len(finished),
                             stream=open(os.devnull, "w") if quiet else None)

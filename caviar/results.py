@@ -235,6 +235,10 @@ class TableWriter:
         if keep is not None:
             table = table.filter(keep(table))
         lo, hi = min(p.lo for p in live), max(p.hi for p in live)
+        if len(live) == 1:
+            # Rewriting a lone part (keep=): a range ending at a fresh number strictly covers it,
+            # so a crash before the old part is deleted leaves a covered part, not a same-range twin.
+            hi = max(hi, self._next_seq)
         merged = self.path / f"part-{lo:06d}-{hi:06d}.parquet"
         atomic_write(merged, lambda f: pq.write_table(table, f), fsync=self._fsync)
         for p in parts:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.exceptions import RayError
 
 from caviar.samplers import Sampler, trial_seed
 from caviar.schedulers import Scheduler
@@ -31,11 +31,6 @@ CALLS_PER_WORKER = 2     # one running, one queued: a worker never waits for the
 TARGET_CALL_SECONDS = 0.5  # short trials are batched into calls of about this length
 MAX_BATCH = 64
 WAIT_SECONDS = 0.2       # how often the loop wakes without results (timeouts, flushes, display)
-
-
-def param_value(value: Any) -> Any:
-    """A searched value as a results column holds it: lists (layer sizes) become their text."""
-    return str(value) if isinstance(value, (list, tuple)) else value
 
 
 @dataclass
@@ -76,7 +71,7 @@ class Slot:
     """A worker actor and what the driver has asked of it."""
 
     actor: Any
-    node: str
+    node_ref: Any                                         # the worker's node IP, once it has started
     calls: deque[Call] = field(default_factory=deque)
     held: dict[int, int] = field(default_factory=dict)   # paused trial -> epoch to continue to
     drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
@@ -114,6 +109,7 @@ class Sweep:
         self.active: dict[int, TrialState] = {}
         self.counts = {"completed": 0, "pruned": 0, "failed": 0}
         self.best: tuple[float, int, dict[str, Any]] | None = None   # (score, trial_id, params)
+        self.metric_names: dict[str, None] = {}  # every metric reported so far, in first-seen order
         self.segment_seconds = 0.0              # running mean, sizes the batches
         self.slots: list[Slot] = []
         self.last_flush = time.monotonic()
@@ -122,13 +118,20 @@ class Sweep:
     def _new_slot(self) -> Slot:
         sys_path = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
         actor = trial_worker_class().remote(self.data_ref, self.trainer_name, sys_path, 1)
-        return Slot(actor=actor, node="")
+        return Slot(actor=actor, node_ref=actor.node.remote())
 
     def start_workers(self) -> None:
         self.slots = [self._new_slot() for _ in range(self.n_workers)]
-        nodes = ray.get([slot.actor.node.remote() for slot in self.slots])
-        for slot, node in zip(self.slots, nodes):
-            slot.node = node
+
+    @staticmethod
+    def _node(slot: Slot) -> str:
+        """The IP of the node a worker runs on (known by the time it has finished a trial)."""
+        if not isinstance(slot.node_ref, str):
+            try:
+                slot.node_ref = ray.get(slot.node_ref, timeout=10)
+            except RayError:
+                slot.node_ref = ""
+        return slot.node_ref
 
     def stop_workers(self) -> None:
         for slot in self.slots:
@@ -152,7 +155,7 @@ class Sweep:
         self.next_new += 1
         config = {**self.base_config, **self.sampler.ask(trial_id)}
         trial = TrialState(
-            trial_id=trial_id, config=config, params={n: param_value(config[n]) for n in self.sampler.space.names},
+            trial_id=trial_id, config=config, params={n: config[n] for n in self.sampler.space.names},
             seed=trial_seed(self.job_seed, trial_id), round=self.sampler.round_of(trial_id),
             max_epochs=int(config.get("epochs", self.max_epochs)),
         )
@@ -199,7 +202,7 @@ class Sweep:
                 slot.calls.append(Call(stream, segments))
 
     # ---- results ---------------------------------------------------------------------------------
-    def _finish(self, trial: TrialState, status: str, error: str | None, node: str) -> None:
+    def _finish(self, trial: TrialState, status: str, error: str | None, slot: Slot) -> None:
         self.active.pop(trial.trial_id, None)
         if status != "failed" and self.metric not in trial.last_metrics:
             status, error = "failed", f"the trainer did not report the metric {self.metric!r}"
@@ -207,8 +210,9 @@ class Sweep:
         row = {"trial_id": trial.trial_id, "status": status}
         row.update({f"params_{name}": value for name, value in trial.params.items()})
         row.update(score=score, epochs=trial.epochs, seconds=trial.seconds, seed=trial.seed, error=error,
-                   node=node, round=trial.round)
-        row.update(trial.last_metrics)
+                   node=self._node(slot), round=trial.round)
+        # Every metric seen so far, null where this trial has none: all parts share their columns.
+        row.update({name: trial.last_metrics.get(name) for name in self.metric_names})
         self.write_trial(row, trial.epoch_rows)
         self.counts[status] += 1
         self.finished.add(trial.trial_id)
@@ -225,6 +229,8 @@ class Sweep:
             trial.epoch_rows.append({"trial_id": trial_id, "epoch": epoch, "learning_rate": float(learning_rate),
                                      "seconds": seconds, **metrics})
             trial.last_metrics, trial.epochs = metrics, epoch
+            if len(metrics) > len(self.metric_names) or any(k not in self.metric_names for k in metrics):
+                self.metric_names.update(dict.fromkeys(metrics))
             value = metrics.get(self.metric)
             if value is not None and math.isfinite(value):
                 trial.best = max(trial.best, self.sign * value)
@@ -235,17 +241,17 @@ class Sweep:
         trial.seconds += seconds
         self.segment_seconds = seconds if self.segment_seconds <= 0 else 0.8 * self.segment_seconds + 0.2 * seconds
         if kind == "failed":
-            self._finish(trial, "failed", event[4], slot.node)
+            self._finish(trial, "failed", event[4], slot)
         elif kind == "done":
-            self._finish(trial, "completed", None, slot.node)
+            self._finish(trial, "completed", None, slot)
         elif self.metric not in trial.last_metrics:
             slot.drop.append(trial_id)
-            self._finish(trial, "failed", None, slot.node)
+            self._finish(trial, "failed", f"the trainer did not report the metric {self.metric!r}", slot)
         elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
             slot.held[trial_id] = self.scheduler.next_stop(trial.epochs)
         else:
             slot.drop.append(trial_id)
-            self._finish(trial, "pruned", None, slot.node)
+            self._finish(trial, "pruned", None, slot)
 
     def _lose_slot(self, index: int, culprit_error: str) -> None:
         """A worker died or was killed: fail or retry the trial it was running, requeue the rest."""
@@ -256,7 +262,6 @@ class Sweep:
         culprit = lost[len(slot.held)] if len(lost) > len(slot.held) else None
         ray.kill(slot.actor)
         self.slots[index] = self._new_slot()
-        self.slots[index].node = slot.node
         for trial_id in dict.fromkeys(lost):
             trial = self.active[trial_id]
             trial.restart()
@@ -265,7 +270,7 @@ class Sweep:
                 if "timed out" in culprit_error or trial.retries > self.max_retries:
                     error = culprit_error if "timed out" in culprit_error else (
                         f"{culprit_error} (gave up after {trial.retries} attempts)")
-                    self._finish(trial, "failed", error, slot.node)
+                    self._finish(trial, "failed", error, slot)
                     continue
             self.retry_queue.appendleft(trial) if trial_id == culprit else self.retry_queue.append(trial)
 
@@ -297,8 +302,11 @@ class Sweep:
             except StopIteration:
                 slot.calls.remove(call)
                 continue
-            except (RayActorError, WorkerCrashedError, GetTimeoutError, RayTaskError) as exc:
-                self._lose_slot(index, f"worker process died ({type(exc).__name__})")
+            except RayError as exc:
+                # The worker process died (killed, out of memory, the trainer's module failed to
+                # import on its node...): say which, in one line.
+                cause = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+                self._lose_slot(index, f"worker process died ({type(exc).__name__}: {cause[:300]})")
                 continue
             for event in events:
                 self._on_event(slot, call, event)
@@ -312,8 +320,11 @@ class Sweep:
             self._poll()
             self._check_timeouts()
             if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-                self.flush()
+                # Trial rows wait until some trial has reported its metrics, so that the first
+                # trials part already has every metric column (pandas reads a folder of parts
+                # with the first part's columns).
+                self.flush(trials=bool(self.metric_names))
                 self.last_flush = time.monotonic()
             self.on_change(self)
-        self.flush()
+        self.flush(trials=True)
         self.on_change(self)

@@ -53,8 +53,8 @@ def resolve_trainer(name: str) -> type:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"model.trainer: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # ImportError, or the module itself failing (a SyntaxError, ...)
+        raise ValueError(f"model.trainer: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"model.trainer: module {module_name!r} has no class {class_name!r}")

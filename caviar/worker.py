@@ -26,6 +26,11 @@ from typing import Any, Iterator, Mapping
 from caviar.trainer import resolve_trainer
 
 
+# Columns the drivers write themselves: a trainer's metric may not take their names.
+RESERVED_METRICS = frozenset({"trial_id", "status", "score", "epochs", "seconds", "seed", "error", "node",
+                              "round", "epoch", "decision"})
+
+
 @dataclass(frozen=True)
 class Segment:
     """Train `trial_id` from where it is up to `until_epoch` (inclusive) of `max_epochs`."""
@@ -50,7 +55,6 @@ class SegmentRunner:
     Args:
         data: the Dataset every trainer gets.
         trainer_name: "mlp" or "package.module:ClassName".
-        model_keys: not used for training; kept so a worker can be asked what it runs.
     """
 
     def __init__(self, data: Any, trainer_name: str) -> None:
@@ -80,6 +84,10 @@ class SegmentRunner:
                 metrics = trainer.train_epoch()
                 epoch += 1
                 clean = {str(k): float(v) for k, v in metrics.items()}
+                clash = sorted(k for k in clean if k in RESERVED_METRICS or k.startswith("params_"))
+                if clash:
+                    raise ValueError(f"the trainer reported metrics named {clash}: those names are "
+                                     "caviar's own result columns; rename them")
                 yield ("epoch", trial_id, epoch, clean, time.perf_counter() - epoch_start)
                 bad = [k for k, v in clean.items() if not math.isfinite(v)]
                 if bad:
@@ -139,11 +147,6 @@ def _make_actor_class():
 
         def node(self) -> str:
             return ray.util.get_node_ip_address()
-
-        def pid(self) -> int:
-            import os
-
-            return os.getpid()
 
         def run(self, segments: list[Segment], drop: list[int], flush_seconds: float, flush_each_segment: bool):
             yield from run_batch(self.runner, segments, drop, flush_seconds, flush_each_segment)

@@ -208,3 +208,42 @@ def test_resume_reruns_a_trial_whose_epochs_were_written_but_not_its_row(ray_ses
     epochs = pd.read_parquet(run.path / "epochs.parquet")
     assert sorted(trials.trial_id) == [0, 1, 2, 3]
     assert len(epochs) == 8 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_more_concurrency_than_cpus_is_capped_instead_of_waiting_forever(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=4, epochs=1)
+    assert main(["parallel", str(job), "--out", str(tmp_path / "out"), "--address", ray_session,
+                 "--concurrency", "5"]) == 0
+    assert "concurrency 5 is more than the 2 CPUs" in capsys.readouterr().err
+    assert len(pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")) == 4
+
+
+def test_a_resumed_sweep_cannot_shrink(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=4, epochs=1)
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    capsys.readouterr()
+    assert sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "search.trials" in err[0]
+
+
+def test_a_resumed_sweep_can_grow_and_records_the_job_as_now_run(ray_session, tmp_path):
+    job = write_job(tmp_path, trials=3, epochs=1)
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    assert sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=5") == 0
+    run = tmp_path / "out" / "sweep"
+    assert sorted(pd.read_parquet(run / "trials.parquet").trial_id) == [0, 1, 2, 3, 4]
+    assert "trials = 5" in (run / "job.toml").read_text()
+
+
+def test_overwrite_keeps_the_old_run_when_ray_cannot_be_joined(ray_session, tmp_path):
+    job = write_job(tmp_path, trials=2, epochs=1)
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    run = tmp_path / "out" / "sweep"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    result = subprocess.run([sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(tmp_path / "out"),
+                             "--overwrite", "--address", "127.0.0.9:1"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "--address" in result.stderr.strip().splitlines()[-1]
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

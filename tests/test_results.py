@@ -362,3 +362,17 @@ def test_sigkill_at_any_moment_loses_no_flushed_row_and_resume_goes_on(tmp_path,
     check_every_flushed_row_once(tmp_path, reported)
     plain = pd.read_parquet(final.path / "trials.parquet")
     assert sorted(plain.trial_id) == sorted(trials.trial_id)
+
+
+def test_rewriting_a_lone_part_without_some_rows_leaves_one_part_that_covers_it(tmp_path):
+    import pyarrow.compute as pc
+
+    run = open_run(tmp_path, "sweep", JOB)
+    trials = run.table("trials")
+    trials.append([trial_row(0), trial_row(1), trial_row(2)])
+    old = trials.flush()
+    merged = trials.compact(keep=lambda table: pc.not_equal(table["trial_id"], 1))
+    assert merged != old and not old.exists()
+    assert parts(run) == [merged.name]
+    # Even had the old part survived a crash, the merged one covers it: each row is read once.
+    assert pd.read_parquet(trials.path).trial_id.tolist() == [0, 2]

@@ -49,3 +49,11 @@ def test_batches_coalesce_events_but_keep_their_order():
     assert [(e[0], e[1]) for e in batches[0] if e[0] != "epoch"] == [("done", 0), ("done", 1), ("done", 2)]
     each = list(run_batch(runner, segments, [], flush_seconds=60.0, flush_each_segment=True))
     assert len(each) == 3
+
+
+def test_a_metric_named_like_a_result_column_fails_the_trial():
+    runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+    runner.trainer_class = type("Clashing", (runner.trainer_class,), {
+        "train_epoch": lambda self: {"score": 1.0, "val_accuracy": 0.5}})
+    events = list(runner.run(Segment(0, {}, 1, 2, 2)))
+    assert events[-1][0] == "failed" and "score" in events[-1][4]
