@@ -1,30 +1,35 @@
 """Panda mode: one model, watched epoch by epoch, taken back to its last good day when a day goes badly.
 
-`python -m caviar babysit [JOB]` trains the job's [model] (or, with `--from SWEEP`, the best trial of
-a finished sweep) one epoch at a time. After each epoch the pure policy (`caviar.policy`) decides;
-this module carries the decision out, applies a person's nudges (`caviar.nudge`), and writes
-OUT/NAME/epochs.parquet (one row per epoch: epoch, learning_rate, seconds, metrics, decision),
-events.parquet (epoch, event, learning_rate, score, detail) and checkpoints/ (the initial state as
-epoch 0, the best, the last and a ring of the newest).
+`python -m caviar babysit [JOB]` (`caviar.babysit_command`) trains the job's [model] (or, with
+`--from SWEEP`, the best trial of a finished sweep) one epoch at a time. After each epoch the pure
+policy (`caviar.policy`) decides; this module carries the decision out, applies a person's nudges
+(`caviar.nudge`), and writes OUT/NAME/epochs.parquet (one row per epoch: epoch, learning_rate,
+seconds, metrics, decision), events.parquet (epoch, event, learning_rate, score, detail) and
+checkpoints/ (the initial state as epoch 0, the best, the last and a ring of the newest).
 
-A step: train, decide, carry the decision out, apply waiting nudges, then — when due — persist: the
-checkpoint (holding the policy's counters, the rate, the nudged values and the rows since the last
-persist), then those rows, then the nudge files are archived. Rows never reach the disk before the
-checkpoint that holds them, so after a SIGKILL `--resume` restores that checkpoint (the trainer's
-state holds its RNG), replays the later epochs exactly, and writes back any of its rows the kill
-kept off disk, once.
+A fresh run trains its first epoch before the results folder is opened, so a trainer that does not
+report the job's metric (or reports a column the loop writes itself) is refused with nothing on disk
+touched. A step: train, decide, carry the decision out, apply waiting nudges, then — when due —
+persist: the checkpoint (holding the policy's counters, the rate, the nudged values and the rows
+since the last persist), then those rows, then the nudge files are archived. Rows never reach the
+disk before the checkpoint that holds them, so after a SIGKILL `--resume` restores that checkpoint
+(the trainer's state holds its RNG), replays the later epochs exactly, and writes back any of its
+rows the kill kept off disk, once.
+
+When a persist is due (`persist_due`): at once when a nudge was applied, the run stops or Ctrl-C
+asked it to; on an improvement when a persist costs less than CHEAP_PERSIST (3%) of an epoch (both
+on average) — then every improvement is on disk as it happens; otherwise once the time since the
+last persist is PERSIST_RATIO (100) times what a persist costs. Checkpointing thus takes at most ~3% of
+the time, even when every epoch improves, and ~1% with 5 ms epochs (digits; benchmarks/babysit.py),
+where a persist costs about as much as an epoch and the improvements wait in memory.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import math
 import sys
 import time
 import warnings
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -32,12 +37,39 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from caviar import nudge as channel
+from caviar.babysit_resume import resume_point, write_missing
 from caviar.policy import Day, Decision, Diverged, Plateau, PolicyState, Rollback, Stop, manual_rollback, step
 
 Snapshot = tuple[int, dict, dict]  # (epoch, trainer state, meta): what one checkpoint holds
-# Persist (checkpoint + rows) once the time since the last persist is this many times what a persist
-# cost: checkpointing then takes ~1/PERSIST_RATIO of the time, even with 20 ms epochs (benchmarks/).
-PERSIST_RATIO = 100.0
+PERSIST_RATIO = 100.0  # persist once the time since the last persist is this many times its cost
+CHEAP_PERSIST = 0.03  # an improvement persists at once when a persist costs less than this × an epoch
+RESERVED = ("decision", "epoch", "seconds", "trial_id")  # columns the loop writes itself (or caviar mode's)
+
+
+def persist_due(*, forced: bool, improved: bool, since: float, cost: float, mean_epoch: float) -> bool:
+    """Whether a step persists now (pure). forced: a nudge was applied, the run stopped or was
+    interrupted. since: seconds since the last persist ended; cost: mean seconds a persist takes
+    (means, not the last one: one slow fsync does not turn the rule off); mean_epoch: mean seconds
+    of training per epoch."""
+    if forced or (improved and cost < CHEAP_PERSIST * mean_epoch):
+        return True
+    return since >= PERSIST_RATIO * cost
+
+
+def epoch_metrics(reported: Mapping[str, Any], metric: str) -> dict[str, float]:
+    """A trainer's `train_epoch()` result as floats, checked: it must report `metric` and no column
+    the loop writes itself ("learning_rate" is the effective rate: it goes to that column)."""
+    clash = sorted(set(reported) & set(RESERVED))
+    if clash:
+        raise ValueError(f"babysit: the trainer reports {clash[0]!r}, a column the babysitter writes itself "
+                         f"(reserved: {', '.join(RESERVED)})")
+    if metric not in reported:
+        raise ValueError(f"babysit.metric: the trainer reports {', '.join(sorted(reported))}, not {metric!r}")
+    try:
+        return {k: float(v) for k, v in reported.items()}
+    except (TypeError, ValueError):
+        bad = next(k for k, v in reported.items() if not isinstance(v, (int, float, np.number)))
+        raise ValueError(f"babysit: the trainer reports {bad}={reported[bad]!r}, not a number") from None
 
 
 @dataclass
@@ -60,68 +92,11 @@ class Summary:
                 f"epochs, {self.rollbacks} rollbacks; stopped: {self.stopped})  results: {self.path}")
 
 
-def command(args: argparse.Namespace) -> int:
-    """`caviar babysit [JOB] [--from RUN] [--resume | --overwrite]`: 0 when the run finished."""
-    from caviar import cli
-    from caviar.job import load_job
-    from caviar.results import open_run
-    from caviar.trainer import resolve_trainer
+def command(args: Any) -> int:
+    """`caviar babysit [JOB] [--from RUN] [--resume | --overwrite]` (see `caviar.babysit_command`)."""
+    from caviar.babysit_command import command as run_command
 
-    job = cli.load_job_from_args(args)
-    run_dir = Path(args.out) / job.name
-    if args.resume and (run_dir / "job.toml").is_file():
-        # The job as run (same model); --set applies on top (`babysit.epochs=100`: more epochs).
-        job = load_job(run_dir / "job.toml", cli.job_overrides(args))
-    elif args.from_run:
-        job = with_best_trial(job, Path(args.out) / args.from_run)
-    pid = channel.running_pid(run_dir)
-    if pid is not None:
-        raise ValueError(f"run: {job.name!r} is being babysat right now by process {pid}")
-    # The data and the trainer are checked before the results folder is touched.
-    resolve_trainer(job.trainer)
-    data = job.data.load()
-    run = open_run(args.out, job.name, job.to_toml(), resume=args.resume, overwrite=args.overwrite)
-    channel.acquire_lock(run.path)
-    try:
-        summary = babysit(job, run, data=data, echo=lambda line: print(line, flush=True))
-    finally:
-        channel.release_lock(run.path)
-    print(summary.line(), flush=True)
-    return 0
-
-
-def with_best_trial(job: Any, sweep: Path) -> Any:
-    """`job` with [model] overridden by the `params_*` of the sweep's best completed trial."""
-    import pandas as pd
-
-    from caviar.job import parse_job, validate_name
-
-    trials_path = Path(sweep.parent) / validate_name(sweep.name, "--from") / "trials.parquet"
-    if not trials_path.exists():
-        raise ValueError(f"--from: no trials.parquet in {sweep}: is {sweep.name!r} a finished sweep?")
-    trials = pd.read_parquet(trials_path)
-    done = trials[(trials["status"] == "completed") & trials["score"].notna()] if "status" in trials else trials
-    if done.empty:
-        raise ValueError(f"--from: the sweep {sweep.name!r} has no completed trial with a score")
-    best = done.loc[done["score"].idxmax() if job.search.mode == "max" else done["score"].idxmin()]
-    params = {c[7:]: _plain(best[c]) for c in trials.columns if c.startswith("params_") and pd.notna(best[c])}
-    raw = job.to_raw()
-    raw["model"].update(params)
-    print(f"from {sweep.name}: score {best['score']:.4f} with {params}", flush=True)
-    return parse_job(raw)
-
-
-def _plain(value: Any) -> Any:
-    """A pandas cell as the plain value a job file holds; a list (e.g. hidden_layers from a choice)
-    is stored as its JSON text in a string column."""
-    value = value.item() if isinstance(value, np.generic) else value
-    if isinstance(value, str) and value.startswith("["):
-        with contextlib.suppress(ValueError):
-            return json.loads(value)
-    return value
-
-
-# --- the loop ---------------------------------------------------------------------------------------
+    return run_command(args)
 
 
 def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None] = print) -> Summary:
@@ -129,16 +104,14 @@ def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None]
 
     `data`: the job's Dataset, when the caller has loaded it already.
     """
-    from caviar.checkpoint import CheckpointStore
-    from caviar.trainer import resolve_trainer
-
-    spec = job.babysit
-    data = job.data.load() if data is None else data
-    trainer = resolve_trainer(job.trainer)(job.config(), data, spec.seed)
-    sitter = _Sitter(job, run, trainer, CheckpointStore(run.checkpoints_dir, keep=spec.keep_checkpoints), data, echo)
-    sitter.start()
-    while sitter.stopped is None:
-        sitter.step()
+    sitter = Sitter(job, job.data.load() if data is None else data, echo, run.path)
+    last = resume_point(run.path) if run.resumed else None
+    if last is not None:
+        sitter.resume(last)
+    else:
+        sitter.begin()
+    sitter.attach(run)
+    sitter.run_until_stopped()
     return sitter.finish()
 
 
@@ -153,39 +126,41 @@ def _learning_rate(job: Any) -> float:
     return float(job.config()["learning_rate"])
 
 
-def _warn_once(load: Callable[[], Any]) -> Any:
-    """`load()`, with the store's warnings (a corrupt checkpoint skipped) as one line each on stderr."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        found = load()
-    for warning in caught:
-        print(f"caviar babysit: warning: {warning.message}", file=sys.stderr, flush=True)
-    return found
-
-
 def _best(store: Any) -> Any:
     """The best checkpoint (epoch 0, the initial state, until something improved)."""
-    if (best := _warn_once(store.load_best)) is None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        best = store.load_best()
+    for warning in caught:
+        print(f"caviar babysit: warning: {warning.message}", file=sys.stderr, flush=True)
+    if best is None:
         raise FileNotFoundError(f"{store.folder}: no best checkpoint reads")
     return best
 
 
-class _Sitter:
+class Sitter:
     """One babysat run between epochs; each method is one part of a step.
 
+    Built (trainer constructed, learning rate checked) and started — `begin()` for a fresh run, which
+    trains the first epoch, or `resume(checkpoint)` — before the results folder is opened; then
+    `attach(run)` writes, `run_until_stopped()` trains, `finish()` restores the best and compacts.
+
     A *snapshot* is what a checkpoint holds: (epoch, trainer state, meta). The newest one and the best
-    one live in memory (a rollback needs no disk); they are written — persisted, with the rows since
-    the last persist — when a person's nudge was applied or the run stops, and otherwise once the
-    time since the last persist is PERSIST_RATIO times what a persist costs, so that checkpointing
-    takes a small share of the time however short an epoch is. Epochs after the last persist are
-    replayed exactly by a resume (same state, same RNG), so skipping a write loses no result.
+    one live in memory (a rollback needs no disk) until `persist_due` says to write them. Epochs after
+    the last persist are replayed exactly by a resume (same state, same RNG), so skipping a write
+    loses no result.
     """
 
-    def __init__(self, job: Any, run: Any, trainer: Any, store: Any, data: Any, echo: Callable[[str], None]):
-        self.job, self.run, self.trainer, self.store, self.data, self.echo = job, run, trainer, store, data, echo
+    def __init__(self, job: Any, data: Any, echo: Callable[[str], None], path: Path):
+        from caviar.trainer import resolve_trainer
+
+        self.job, self.data, self.echo, self.path = job, data, echo, Path(path)
         self.spec, self.metric = job.babysit, job.babysit.metric
-        self.epoch = 0  # epochs trained (rolled-back ones count: it is the compute spent)
         self.lr = _learning_rate(job)  # the base learning rate the next epoch trains with
+        self.trainer = resolve_trainer(job.trainer)(job.config(), data, self.spec.seed)
+        self.run: Any = None
+        self.store: Any = None
+        self.epoch = 0  # epochs trained (rolled-back ones count: it is the compute spent)
         self.policy = PolicyState()
         self.nudged: dict[str, Any] = {}  # a person's changes other than the learning rate: kept across rollbacks
         self.stopped: str | None = None  # why the run stopped (None while it runs)
@@ -193,58 +168,103 @@ class _Sitter:
         self.handled: list[tuple[Path, bool]] = []  # nudge files applied (or refused) since then
         self.best: Snapshot | None = None  # the best snapshot while it is newer than the disk's best.npz
         self.best_saved = True
-        self.cost, self.since = 0.0, time.perf_counter()  # seconds the last persist took; when it ended
+        self.persisted, self.persists = 0.0, 0  # seconds spent persisting, persists done by this process
+        self.since = time.perf_counter()  # when the last persist ended
+        self.trained, self.timed = 0.0, 0  # seconds of training, epochs trained by this process
+        self.first: tuple[dict[str, float], float] | None = None  # epoch 1, trained before the folder opened
+        self.resumed_from: Any = None  # the checkpoint a resume goes on from
+        self.saved_epoch = 0  # the epoch of the newest persisted checkpoint
+        self.interrupted = False  # Ctrl-C: stop at the next epoch boundary, everything persisted
+        self.last_metrics: dict[str, float] = {}
 
-    # -- start and resume --
+    # -- start and resume (nothing written) --
 
-    def start(self) -> None:
-        last = _warn_once(self.store.load_last) if self.run.resumed else None
-        if last is None:
-            self.trainer.set_hyperparameters(learning_rate=self.lr)
-            # The untrained model's loss is the yardstick of divergence where the trainer can tell it:
-            # a first epoch at a far too high rate blows up itself, and must not be the yardstick.
-            can = hasattr(self.trainer, "evaluate")
-            initial = float(self.trainer.evaluate(self.data.x_train, self.data.y_train)["loss"]) if can else math.nan
-            if math.isfinite(initial) and initial > 0:
-                self.policy = PolicyState(first_loss=initial)
-                self._event("start", None, f"initial train loss {initial:.4g}")
-            snapshot = self._snapshot({})
-            self.best, self.best_saved = snapshot, False  # epoch 0: where an early divergence goes back to
-            self._persist(snapshot)
-            self.echo(f"babysitting {self.job.name}: {self.metric} ({self.spec.mode}), up to {self.spec.epochs} "
-                      f"epochs, learning rate {self.lr:.2e}; results in {self.run.path}")
-            return
+    def begin(self) -> None:
+        """A fresh run: measure the untrained model, keep it as epoch 0, and train the first epoch
+        (its metrics checked before any file is written)."""
+        self.trainer.set_hyperparameters(learning_rate=self.lr)
+        # The untrained model's loss is the yardstick of divergence where the trainer can tell it:
+        # a first epoch at a far too high rate blows up itself, and must not be the yardstick.
+        can = hasattr(self.trainer, "evaluate")
+        initial = float(self.trainer.evaluate(self.data.x_train, self.data.y_train)["loss"]) if can else math.nan
+        if math.isfinite(initial) and initial > 0:
+            self.policy = PolicyState(first_loss=initial)
+            self._event("start", None, f"initial train loss {initial:.4g}")
+        self.best, self.best_saved = self._snapshot({}), False  # epoch 0: where an early divergence goes back to
+        self.echo(f"babysitting {self.job.name}: {self.metric} ({self.spec.mode}), up to {self.spec.epochs} "
+                  f"epochs, learning rate {self.lr:.2e}; results in {self.path}")
+        self.first = self._train()
+
+    def resume(self, last: Any) -> None:
+        """Go on from checkpoint `last` (its trainer state, counters, rate and nudged values)."""
         state, meta = last
         self.trainer.load_state_dict(state)
         self.epoch, self.lr = int(meta["epoch"]), float(meta["learning_rate"])
         self.policy = PolicyState.from_dict(meta["policy"])
         self.nudged, self.stopped = dict(meta.get("nudged", {})), meta.get("stopped")
-        _write_missing(self.run, meta.get("rows", {}), upto=self.epoch)
-        for name in meta.get("nudges", []):  # applied before the kill: never apply twice
-            channel.archive(self.run.path / channel.NUDGES_DIR / name)
         if self.stopped == "epochs" and self.epoch < self.spec.epochs:
             self.stopped = None  # a finished run given more epochs goes on
+        self.resumed_from = last
+
+    def attach(self, run: Any) -> None:
+        """Start writing into the open run folder: epoch 0 and the first epoch, or a resume's repairs."""
+        from caviar.checkpoint import CheckpointStore
+
+        self.run = run
+        self.store = CheckpointStore(run.checkpoints_dir, keep=self.spec.keep_checkpoints)
+        if self.resumed_from is None:
+            assert self.best is not None and self.first is not None, "begin() comes before attach()"
+            self._persist(self.best)
+            metrics, seconds = self.first
+            self.first = None
+            self._judge(metrics, seconds)
+            return
+        meta = self.resumed_from.meta
+        write_missing(run, meta.get("rows", {}), upto=self.epoch)
+        for name in meta.get("nudges", []):  # applied before the kill: never apply twice
+            channel.archive(run.path / channel.NUDGES_DIR / name)
+        self.saved_epoch = self.epoch
         self._event("resume", None, f"from the checkpoint of epoch {self.epoch}")
         self.echo(f"resuming {self.job.name} after epoch {self.epoch}, learning rate {self.lr:.2e}")
 
     # -- one step --
 
+    def run_until_stopped(self) -> bool:
+        """Train until the policy, a nudge or the budget stops the run (True), or Ctrl-C set
+        `interrupted` (False: the state at this epoch boundary is persisted)."""
+        while self.stopped is None and not self.interrupted:
+            self.step()
+        if self.stopped is None and (self.saved_epoch != self.epoch or self.handled):
+            self._persist(self._snapshot(self.last_metrics))
+        return self.stopped is not None
+
     def step(self) -> None:
+        metrics, seconds = self._train()
+        self._judge(metrics, seconds)
+
+    def _train(self) -> tuple[dict[str, float], float]:
+        """One epoch: its checked metrics and its seconds."""
         started = time.perf_counter()
-        metrics = {k: float(v) for k, v in self.trainer.train_epoch().items()}
+        reported = self.trainer.train_epoch()
         seconds = time.perf_counter() - started
+        self.trained, self.timed = self.trained + seconds, self.timed + 1
+        return epoch_metrics(reported, self.metric), seconds
+
+    def _judge(self, metrics: dict[str, float], seconds: float) -> None:
+        """Decide on the epoch just trained, carry it out, apply nudges, persist when due, display."""
         self.epoch += 1
-        if self.metric not in metrics:
-            raise ValueError(f"babysit.metric: the trainer reports {', '.join(sorted(metrics))}, not {self.metric!r}")
         score = metrics[self.metric]
         day = Day(self.epoch, score, metrics.get("train_loss", 0.0), self.lr)
         decision, self.policy = step(self.policy, day, self.spec)
         self.rows["epochs"].append({"epoch": self.epoch, "learning_rate": metrics.pop("learning_rate", self.lr),
                                     "seconds": seconds, **metrics, "decision": decision.kind})
+        self.last_metrics = metrics
         self._carry_out(decision, score)
         nudged = self._take_nudges(score)
         line = self._line(day, decision)
-        due = nudged or self.stopped or time.perf_counter() - self.since >= PERSIST_RATIO * self.cost
+        due = persist_due(forced=nudged or self.stopped is not None or self.interrupted, improved=decision.improved,
+                          since=time.perf_counter() - self.since, cost=self.persisted / max(self.persists, 1),
+                          mean_epoch=self.trained / max(self.timed, 1))
         if decision.improved or due:
             snapshot = self._snapshot(metrics)
             if decision.improved:
@@ -318,8 +338,9 @@ class _Sitter:
         for path, refused in self.handled:
             channel.archive(path, refused=refused)
         self.rows, self.handled = {"epochs": [], "events": []}, []
+        self.saved_epoch = snapshot[0]
         self.since = time.perf_counter()
-        self.cost = self.since - started
+        self.persisted, self.persists = self.persisted + self.since - started, self.persists + 1
 
     def _event(self, event: str, score: float | None, detail: str) -> None:
         self.rows["events"].append({"epoch": self.epoch, "event": event, "learning_rate": self.lr,
@@ -350,41 +371,13 @@ class _Sitter:
             final = {k: float(v) for k, v in meta.get("metrics", {}).items() if k.startswith("val_")}
         detail = f"best epoch {best_epoch} restored; " + ", ".join(f"{k} {v:.4f}" for k, v in final.items())
         self._event("final", best_score, detail)
-        _write_missing(self.run, self.rows)  # a resumed run that had already stopped may have them
+        if self.run.resumed:  # a resumed run that had already stopped may have written them before
+            write_missing(self.run, self.rows)
+        else:  # a fresh run persisted every row when it stopped: only these are new
+            for name, rows in self.rows.items():
+                if rows:
+                    self.run.table(name).append(rows)
         self.rows = {"epochs": [], "events": []}
         self.run.compact()
         return Summary(self.run.path, self.metric, best_epoch, best_score, self.epoch, self.policy.rollbacks,
                        self.stopped or "", final)
-
-
-# --- rows after a crash ---------------------------------------------------------------------------
-
-_KEYS = {"epochs": ("epoch",), "events": ("epoch", "event", "detail")}  # what tells two rows apart
-
-
-def _write_missing(run: Any, rows: Mapping[str, list[dict]], *, upto: int | None = None) -> None:
-    """Write those of `rows` that are not on disk yet (by key, counting repeats), so that a step
-    redone after a kill never writes a row twice. `upto`: first drop the rows of later epochs (on a
-    resume from the checkpoint of epoch `upto`, rows written after a checkpoint that turned out corrupt).
-    """
-    import pyarrow.compute as pc
-
-    from caviar.results_io import read_table
-
-    for name, keys in _KEYS.items():
-        disk = read_table(run.path / f"{name}.parquet")
-        if disk is not None and upto is not None and disk.num_rows and pc.max(disk["epoch"]).as_py() > upto:
-            run.table(name).compact(keep=lambda table: pc.less_equal(table["epoch"], upto))
-            disk = disk.filter(pc.less_equal(disk["epoch"], upto))
-            print(f"caviar babysit: warning: dropped {name} rows after epoch {upto} (checkpoint lost)", file=sys.stderr)
-        have = Counter(zip(*(disk[k].to_pylist() for k in keys))) if disk is not None else Counter()
-        missing = []
-        for row in rows.get(name, []):
-            key = tuple(row.get(k) for k in keys)
-            if have[key] > 0:
-                have[key] -= 1
-            else:
-                missing.append(row)
-        if missing:
-            run.table(name).append(missing)
-            run.table(name).flush()

@@ -6,15 +6,17 @@ JSON file into OUT/NAME/nudges/. The loop picks the files up at its next epoch b
 order, applies them, and moves them to nudges/applied/ (or nudges/refused/). The channel carries
 data only — keys and TOML values — and nothing in it is ever executed.
 
-Files: OUT/NAME/babysit.lock holds {"pid", "start"} of the live loop (start: the process's start
-time in clock ticks where /proc has it, so a recycled pid is not mistaken for the loop).
+Files: OUT/NAME/babysit.lock is held with an exclusive `flock` by the live loop for as long as it
+runs, and holds {"pid", "start"} (start: the process's start time in clock ticks where /proc has
+it, so a recycled pid is not mistaken for the loop) for `nudge` to ask whether it is alive.
 OUT/NAME/nudges/<time_ns>-<pid>-<random>.json: {"set": {key: value}, "rollback": bool,
-"stop": bool, "sent": unix seconds}. Both are written whole (temp file, then a rename/link).
+"stop": bool, "sent": unix seconds}, written whole (temp file, then a rename).
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -31,6 +33,7 @@ LOCK_FILE = "babysit.lock"
 NUDGES_DIR = "nudges"
 APPLIED_DIR = "applied"
 REFUSED_DIR = "refused"
+_HELD: dict[Path, int] = {}  # run folder -> open file descriptor of its lock, for each run this process babysits
 
 
 # --- the lock: is a babysit of this run alive? ---------------------------------------------------
@@ -76,38 +79,62 @@ def running_pid(run_dir: str | Path) -> int | None:
 
 
 def acquire_lock(run_dir: str | Path) -> Path:
-    """Mark this process as the run's babysitter; returns the lock file.
+    """Mark this process as the run's babysitter until it exits (or `release_lock`); returns the lock file.
 
-    Raises ValueError when another live process holds the lock. A stale lock (its process died,
-    e.g. by SIGKILL) is taken over.
+    The lock is an exclusive `flock` on babysit.lock, held on an open file for the life of the
+    process: the kernel drops it when the process dies (even by SIGKILL), so a stale file is simply
+    taken over, and of two processes starting at once exactly one gets it. The file's content
+    ({"pid", "start"}) only answers `running_pid` (the `nudge` command's "is it running?").
+    Raises ValueError when another process holds the lock.
     """
     run_dir = Path(run_dir)
     lock = run_dir / LOCK_FILE
-    tmp = run_dir / f".{LOCK_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid())}))
-    try:
-        for _ in range(3):
-            try:
-                os.link(tmp, lock)  # atomic create-if-absent, with the content already in place
-                return lock
-            except FileExistsError:
-                pid = running_pid(run_dir)
-                if pid is not None and pid != os.getpid():
-                    raise ValueError(f"run {run_dir.name!r}: already being babysat by process {pid}") from None
-                lock.unlink(missing_ok=True)  # stale: its process is gone
-        raise ValueError(f"run {run_dir.name!r}: could not take {lock}")
-    finally:
-        tmp.unlink(missing_ok=True)
+    key = run_dir.resolve()
+    if key in _HELD:
+        return lock
+    for _ in range(3):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = running_pid(run_dir)
+            who = f"process {pid}" if pid is not None else "another process"
+            raise ValueError(f"run {run_dir.name!r}: already being babysat by {who}") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The holder releases by unlinking the file, then closing it: a file opened just before the
+        # unlink is locked by nobody else, but nobody else sees it either. Take the one at the path.
+        try:
+            ours = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            ours = False
+        if not ours:
+            os.close(fd)
+            continue
+        body = json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid())}).encode()
+        os.pwrite(fd, body, 0)  # in place: replacing the file would leave the lock on the old one
+        os.ftruncate(fd, len(body))
+        _HELD[key] = fd
+        return lock
+    raise ValueError(f"run {run_dir.name!r}: could not take {lock}")
 
 
 def release_lock(run_dir: str | Path) -> None:
     """Remove the lock if this process holds it."""
-    lock = Path(run_dir) / LOCK_FILE
+    run_dir = Path(run_dir)
+    fd = _HELD.pop(run_dir.resolve(), None)
+    if fd is None:
+        return
+    lock = run_dir / LOCK_FILE
     try:
-        if int(json.loads(lock.read_text())["pid"]) == os.getpid():
-            lock.unlink()
-    except (OSError, ValueError, KeyError, TypeError):
+        if os.path.samestat(os.fstat(fd), os.stat(lock)):
+            lock.unlink()  # while still locked, so nobody takes a file that is about to vanish
+    except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 # --- nudges ---------------------------------------------------------------------------------------

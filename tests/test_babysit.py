@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+import shlex
 import signal
 import subprocess
 import sys
@@ -12,7 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caviar import cli
+from caviar import babysit as babysit_module
+from caviar import cli, results_io
+from caviar.checkpoint import CheckpointStore
+from caviar.job import Job, load_job, parse_job
+from caviar.results import open_run
 
 PYTHON = [sys.executable, "-m", "caviar"]
 
@@ -125,9 +132,11 @@ def test_an_existing_run_is_refused_without_resume_or_overwrite(tmp_path, capsys
     assert len(table(tmp_path / "out" / "taken", "epochs")) == 3
 
 
-def test_from_a_sweep_starts_with_its_best_completed_trial(tmp_path):
-    sweep = tmp_path / "out" / "sweep"
+def fake_sweep(out: Path, name: str = "sweep") -> Path:
+    """A finished sweep's folder: its job.toml and a trials table of four trials (one file)."""
+    sweep = out / name
     sweep.mkdir(parents=True)
+    (sweep / "job.toml").write_text(f'name = "{name}"\n')
     pd.DataFrame({
         "trial_id": [0, 1, 2, 3],
         "status": ["completed", "completed", "failed", "pruned"],
@@ -135,11 +144,214 @@ def test_from_a_sweep_starts_with_its_best_completed_trial(tmp_path):
         "params_batch_size": [64, 32, 16, 128],
         "score": [0.91, 0.95, np.nan, 0.99],  # the pruned trial's score does not count
     }).to_parquet(sweep / "trials.parquet")
+    return sweep
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` and its bytes: a run folder exactly as it is."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_from_a_sweep_starts_with_its_best_completed_trial_in_a_run_of_its_own(tmp_path):
+    sweep = fake_sweep(tmp_path / "out")
+    before = files(sweep)
     assert babysit_inline(tmp_path, job_file(tmp_path, "best", babysit="epochs = 2"), "--from", "sweep") == 0
-    epochs = table(tmp_path / "out" / "best", "epochs")
-    assert list(epochs["learning_rate"]) == [0.02, 0.02]
-    as_run = (tmp_path / "out" / "best" / "job.toml").read_text()
+    run = tmp_path / "out" / "sweep-babysit"  # never the sweep's own folder (nor the job's name)
+    epochs = table(run, "epochs")
+    assert list(epochs["epoch"]) == [1, 2] and list(epochs["learning_rate"]) == [0.02, 0.02]
+    as_run = (run / "job.toml").read_text()
     assert "learning_rate = 0.02" in as_run and "batch_size = 32" in as_run
+    assert files(sweep) == before and not (tmp_path / "out" / "best").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--name", "sweep"], "--name: 'sweep' is the sweep given to --from"),
+    (["--name", "sweep", "--overwrite"], "--name: 'sweep' is the sweep given to --from"),
+    (["--resume"], "--from: not with --resume"),
+    (["--name", "sweep", "--resume"], "--from: not with --resume"),
+])
+def test_babysit_from_a_sweep_never_writes_into_the_sweep(tmp_path, capsys, argv, message):
+    sweep = fake_sweep(tmp_path / "out")
+    before = files(sweep)
+    assert babysit_inline(tmp_path, job_file(tmp_path, "sweep", babysit="epochs = 1"), "--from", "sweep", *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+    assert files(sweep) == before and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sweep"]
+
+
+def test_from_takes_the_best_by_the_sweeps_own_mode_from_every_part(tmp_path):
+    # A sweep that minimised val_loss, its trials in two parts (the second has a column the first
+    # lacks, a list stored as JSON text), and a babysit job that maximises val_accuracy.
+    sweep = tmp_path / "out" / "losses"
+    (sweep / "trials.parquet").mkdir(parents=True)
+    (sweep / "job.toml").write_text('name = "losses"\n[search]\nmetric = "val_loss"\nmode = "min"\n')
+    common = {"status": ["completed", "completed"], "seed": [1, 2]}
+    pd.DataFrame({"trial_id": [0, 1], **common, "params_learning_rate": [0.001, 0.003],
+                  "score": [0.9, 0.5]}).to_parquet(sweep / "trials.parquet" / "part-000000.parquet")
+    pd.DataFrame({"trial_id": [2, 3], **common, "params_learning_rate": [0.02, 0.05],
+                  "params_hidden_layers": ["[16]", "[8, 8]"],
+                  "score": [0.1, 0.7]}).to_parquet(sweep / "trials.parquet" / "part-000001.parquet")
+    assert babysit_inline(tmp_path, job_file(tmp_path, "b", babysit="epochs = 1"), "--from", "losses",
+                          "--name", "picked") == 0
+    model = load_job(tmp_path / "out" / "picked" / "job.toml").model
+    assert model["learning_rate"] == 0.02 and model["hidden_layers"] == [16]  # trial 2: the lowest loss
+
+
+# --- bad input never costs the old run ----------------------------------------------------------
+
+
+class SteadyTrainer:
+    """A tiny deterministic trainer: val_accuracy = 1 - 0.5 / epoch, so every epoch improves.
+
+    Config: learning_rate (required by babysit), sleep (seconds per epoch), report (extra metrics
+    to report), explode (refuse to be built).
+    """
+
+    def __init__(self, config, data, seed):
+        if config.get("explode"):
+            raise ValueError("model.explode: this trainer refuses to be built")
+        self.config, self.epoch = dict(config), 0
+
+    def train_epoch(self):
+        time.sleep(float(self.config.get("sleep", 0.0)))
+        self.epoch += 1
+        return {"train_loss": 1.0 / self.epoch, "val_accuracy": 1.0 - 0.5 / self.epoch,
+                "learning_rate": float(self.config["learning_rate"]), **self.config.get("report", {})}
+
+    def state_dict(self):
+        return {"epoch": np.array(self.epoch)}
+
+    def load_state_dict(self, state):
+        self.epoch = int(state["epoch"])
+
+    def set_hyperparameters(self, **changes):
+        self.config.update(changes)
+
+
+def steady_job(tmp_path: Path, name: str, model: str = "learning_rate = 0.01", babysit: str = "epochs = 2") -> Path:
+    return job_file(tmp_path, name, model=f'trainer = "tests.test_babysit:SteadyTrainer"\n{model}', babysit=babysit)
+
+
+@pytest.mark.parametrize("model, babysit, message", [
+    ("learning_rate = 0.01", 'metric = "val_f1"', "babysit.metric: the trainer reports"),
+    ("sleep = 0.0", "", "model.learning_rate"),
+    ("learning_rate = 0.01\nexplode = true", "", "model.explode"),
+    ("learning_rate = 0.01\nreport = { epoch = 7 }", "", "reports 'epoch', a column the babysitter writes"),
+    ("learning_rate = 0.01\nreport = { decision = 1 }", "", "reports 'decision'"),
+])
+def test_a_bad_job_exits_2_and_leaves_the_old_run_byte_identical_even_with_overwrite(
+        tmp_path, capsys, model, babysit, message):
+    assert babysit_inline(tmp_path, steady_job(tmp_path, "kept")) == 0
+    run = tmp_path / "out" / "kept"
+    before = files(run)
+    capsys.readouterr()
+    bad = steady_job(tmp_path, "kept", model=model, babysit=babysit)
+    assert babysit_inline(tmp_path, bad, "--overwrite") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err
+    assert files(run) == before
+    assert babysit_inline(tmp_path, bad, "--name", "new") == 2 and not (tmp_path / "out" / "new").exists()
+
+
+def test_resume_refuses_a_sweep(tmp_path, capsys):
+    sweep = fake_sweep(tmp_path / "out")
+    before = files(sweep)
+    assert babysit_inline(tmp_path, job_file(tmp_path, "sweep", babysit="epochs = 1"), "--resume") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'sweep' is a sweep" in err and files(sweep) == before
+
+
+def test_resume_refuses_a_run_whose_checkpoints_are_all_lost(tmp_path, capsys):
+    job = steady_job(tmp_path, "lost", babysit="epochs = 3")
+    assert babysit_inline(tmp_path, job) == 0
+    run = tmp_path / "out" / "lost"
+    for checkpoint in (run / "checkpoints").iterdir():
+        checkpoint.write_bytes(checkpoint.read_bytes()[:20])  # torn: none of them reads
+    before = files(run)
+    capsys.readouterr()
+    assert babysit_inline(tmp_path, job, "--resume", "--set", "babysit.epochs=5") == 2  # no epoch written twice
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "every checkpoint is corrupt" in err and "--overwrite" in err
+    assert files(run) == before
+
+
+# --- when rows and checkpoints reach the disk ----------------------------------------------------
+
+
+def test_a_persist_is_due_on_every_improvement_only_when_it_is_cheap_against_an_epoch():
+    due = functools.partial(babysit_module.persist_due, forced=False, since=0.01)
+    assert due(improved=True, cost=0.002, mean_epoch=1.0)  # 0.2% of an epoch: at once
+    assert not due(improved=True, cost=0.002, mean_epoch=0.005)  # as long as an epoch: wait for the budget
+    assert not due(improved=False, cost=0.002, mean_epoch=1.0)
+    assert babysit_module.persist_due(forced=False, improved=False, since=0.2, cost=0.002, mean_epoch=0.005)
+    assert babysit_module.persist_due(forced=True, improved=False, since=0.0, cost=1.0, mean_epoch=0.001)
+
+
+def steady(name: str, epochs: int, **model) -> Job:
+    return parse_job({"name": name, "data": {"source": "digits"}, "babysit": {"epochs": epochs},
+                      "model": {"trainer": "tests.test_babysit:SteadyTrainer", "learning_rate": 0.01, **model}})
+
+
+def test_every_improvement_is_on_disk_as_it_happens_when_epochs_are_long(tmp_path, monkeypatch):
+    # Epochs of 0.4 s, persists of a few ms: an improvement is checkpointed at once. The time budget
+    # is switched off, so that only the improvement rule can write (the last epoch stops: it always does).
+    monkeypatch.setattr(babysit_module, "PERSIST_RATIO", math.inf)
+    job = steady("eager", 2, sleep=0.4)
+    run = open_run(tmp_path, "eager", job.to_toml())
+    seen = []
+
+    def echo(line: str) -> None:  # after each epoch's step, the disk as a kill would leave it
+        if line.startswith("epoch"):
+            best = CheckpointStore(run.checkpoints_dir).load_best()
+            seen.append((int(line.split()[1]), int(best.meta["epoch"]), len(table(run.path, "epochs"))))
+
+    babysit_module.babysit(job, run, echo=echo)
+    assert seen == [(1, 1, 1), (2, 2, 2)]
+
+
+def test_a_fresh_run_never_reads_its_tables_back(tmp_path):
+    reads = []
+
+    def count_reads(frame, event, arg):
+        if event == "call" and frame.f_code is results_io.read_table.__code__:
+            reads.append(frame.f_locals.get("table_path"))
+
+    def babysit_counting(job: Job, run) -> None:
+        sys.setprofile(count_reads)
+        try:
+            babysit_module.babysit(job, run, echo=lambda line: None)
+        finally:
+            sys.setprofile(None)
+
+    babysit_counting(steady("lean", 3), open_run(tmp_path, "lean", steady("lean", 3).to_toml()))
+    assert reads == [] and len(table(tmp_path / "lean", "epochs")) == 3
+    # a resumed run does read them: the rows a kill kept off the disk are written back, once
+    babysit_counting(steady("lean", 4), open_run(tmp_path, "lean", "", resume=True))
+    assert reads and list(table(tmp_path / "lean", "epochs")["epoch"]) == [1, 2, 3, 4]
+
+
+# --- Ctrl-C ---------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_keeps_every_epoch_shown_and_prints_the_command_that_resumes(tmp_path):
+    job = steady_job(tmp_path, "paused", model="learning_rate = 0.01\nsleep = 0.05", babysit="epochs = 12")
+    proc = babysit_process(tmp_path, job)
+    run = tmp_path / "out" / "paused"
+    assert wait_for_epoch(proc, 2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    shown = max([2] + [int(line.split()[1]) for line in out.splitlines() if line.startswith("epoch")])
+    (line,) = err.strip().splitlines()
+    resume = shlex.split(line.partition("Resume with: ")[2])
+    assert resume[-5:] == ["--out", str(tmp_path / "out"), "--name", "paused", "--resume"]
+    assert list(table(run, "epochs")["epoch"]) == list(range(1, shown + 1))  # every epoch shown is saved
+
+    done = subprocess.run(resume, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    epochs = table(run, "epochs")
+    assert list(epochs["epoch"]) == list(range(1, 13))
+    assert np.allclose(epochs["val_accuracy"], 1 - 0.5 / epochs["epoch"])  # went on from the state it had
 
 
 # --- crashes --------------------------------------------------------------------------------------

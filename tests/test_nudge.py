@@ -136,6 +136,48 @@ def test_a_live_lock_is_refused_and_a_dead_ones_is_taken_over(tmp_path):
     nudge.release_lock(tmp_path)
 
 
+def test_a_live_babysitter_keeps_its_lock_whatever_the_lock_file_says(tmp_path):
+    # What a racing second process sees when it read the file before the first one wrote it: a dead
+    # pid. The lock is the kernel's, held for the life of the holder, so a stale file is no opening.
+    proc = hold_lock(tmp_path)
+    try:
+        (tmp_path / nudge.LOCK_FILE).write_text(json.dumps({"pid": 2**30, "start": 1}))
+        with pytest.raises(ValueError, match="already being babysat"):
+            nudge.acquire_lock(tmp_path)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    nudge.acquire_lock(tmp_path)  # its holder gone, the lock is free
+    assert nudge.running_pid(tmp_path) == os.getpid()
+    nudge.release_lock(tmp_path)
+
+
+def test_babysitters_starting_together_on_a_stale_lock_get_it_once(tmp_path):
+    (tmp_path / nudge.LOCK_FILE).write_text(json.dumps({"pid": 2**30, "start": 1}))  # left by a SIGKILL
+    go, answers, done = os.pipe(), os.pipe(), os.pipe()
+    children = []
+    for _ in range(6):  # real processes (forked), released at the same moment
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.read(go[0], 1)
+                try:
+                    nudge.acquire_lock(tmp_path)
+                    os.write(answers[1], b"1")
+                except ValueError:
+                    os.write(answers[1], b"0")
+                os.read(done[0], 1)  # hold it until every answer is in
+            finally:
+                os._exit(0)
+        children.append(pid)
+    os.write(go[1], b"x" * len(children))
+    got = b"".join(os.read(answers[0], 1) for _ in children)
+    os.write(done[1], b"x" * len(children))
+    for pid in children:
+        os.waitpid(pid, 0)
+    assert got.count(b"1") == 1
+
+
 # --- the command ----------------------------------------------------------------------------------
 
 
