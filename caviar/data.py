@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from caviar.overrides import one_line, show_value
+from caviar.values import is_number
+
 BUILTINS = ("blobs", "digits", "spiral")
 FILE_TYPES = (".csv", ".npz", ".parquet")
 # Option defaults of each built-in; their keys are the valid option names.
@@ -201,7 +204,7 @@ def _check_arguments(target: Any, valid_fraction: Any, test_fraction: Any, seed:
     if not isinstance(target, str) or not target:
         raise ValueError(f"data.target: must be a column name, got {target!r}")
     for field, value, low in (("valid_fraction", valid_fraction, "(0"), ("test_fraction", test_fraction, "[0")):
-        if not _is_number(value) or not (0 <= value < 1) or (low == "(0" and value == 0):
+        if not is_number(value) or not (0 <= value < 1) or (low == "(0" and value == 0):
             raise ValueError(f"data.{field}: must be a number in {low}, 1), got {value!r}")
     if valid_fraction + test_fraction >= 1:
         raise ValueError(f"data.test_fraction: valid_fraction + test_fraction must be < 1 to leave rows to "
@@ -273,13 +276,9 @@ def _int_option(options: Mapping[str, Any], key: str, low: int) -> int:
 
 
 def _float_option(options: Mapping[str, Any], key: str, *, positive: bool) -> float:
-    if not _is_number(value := options[key]) or not math.isfinite(value) or value < 0 or (positive and value == 0):
+    if not is_number(value := options[key]) or not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise ValueError(f"data.options: {key} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return float(value)
-
-
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating))
 
 
 def _parses_as_number(value: Any) -> bool:
@@ -301,7 +300,7 @@ def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.nda
         raise ValueError(f"data.source: {label}: the file is empty") from error
     # pandas and pyarrow raise many types on a malformed file; every one is a problem with the input.
     except (OSError, ValueError, TypeError, NotImplementedError) as error:
-        raise ValueError(f"data.source: {label}: cannot read as {kind}: {_one_line(error)}") from error
+        raise ValueError(f"data.source: {label}: cannot read as {kind}: {one_line(error)}") from error
     columns = [str(column) for column in frame.columns]
     frame.columns = columns
     if target not in columns:
@@ -317,7 +316,7 @@ def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.nda
         if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_complex_dtype(column):
             row = next((i for i, value in enumerate(column) if not _parses_as_number(value)), 0)
             raise ValueError(f"data.source: {label}: column {name!r} is not numeric "
-                             f"(found {_show(column.iloc[row])} at row {row})")
+                             f"(found {show_value(column.iloc[row])} at row {row})")
     x = frame[features].to_numpy(dtype=np.float64, na_value=np.nan)
     _check_finite(x, label, lambda j: f"column {features[j]!r}")
     y = frame[target]
@@ -333,10 +332,10 @@ def _read_npz(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, tuple[str
     try:
         archive = np.load(path, allow_pickle=False)
     except ValueError as error:
-        reason = f"it {refused}" if "pickle" in str(error) else _one_line(error)
+        reason = f"it {refused}" if "pickle" in str(error) else one_line(error)
         raise ValueError(f"data.source: {label}: not an .npz archive ({reason})") from error
     except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"data.source: {label}: cannot read as .npz: {_one_line(error)}") from error
+        raise ValueError(f"data.source: {label}: cannot read as .npz: {one_line(error)}") from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"data.source: {label}: holds one .npy array, not an .npz archive of 'x' and 'y'")
     with archive:
@@ -371,15 +370,16 @@ def _encode_classes(y: np.ndarray, label: str, what: str) -> tuple[np.ndarray, i
     if y.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
         if len(bad):
-            raise ValueError(f"{problem} has {_show(y[bad[0]])} at row {bad[0]}; class labels are integers or strings")
+            raise ValueError(f"{problem} has {show_value(y[bad[0]])} at row {bad[0]}; class labels are integers "
+                             "or strings")
     elif y.dtype.kind not in "biuOUS":
         raise ValueError(f"{problem} does not hold class labels (dtype {y.dtype})")
     try:
         classes, codes = np.unique(y, return_inverse=True)
     except TypeError as error:  # an object column mixing, say, numbers and strings
-        raise ValueError(f"{problem} mixes kinds of class labels ({_one_line(error)})") from error
+        raise ValueError(f"{problem} mixes kinds of class labels ({one_line(error)})") from error
     if len(classes) < 2:
-        raise ValueError(f"{problem} has a single class ({_show(classes[0])}); classification needs at least 2")
+        raise ValueError(f"{problem} has a single class ({show_value(classes[0])}); classification needs at least 2")
     return codes.astype(np.int64), len(classes)
 
 
@@ -387,13 +387,4 @@ def _check_finite(x: np.ndarray, label: str, column: Callable[[int], str]) -> No
     """Raise naming the first NaN or infinite value of x (n, d), by column and row."""
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         row, col = np.argwhere(~np.isfinite(x))[0]  # the first in reading order
-        raise ValueError(f"data.source: {label}: {column(int(col))} has {_show(x[row, col])} at row {row}")
-
-
-def _show(value: Any) -> str:
-    """A value as the user would write it: 'abc', 3, nan, inf (not np.float64(nan))."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
+        raise ValueError(f"data.source: {label}: {column(int(col))} has {show_value(x[row, col])} at row {row}")

@@ -15,28 +15,31 @@ filled in, so that loading it again gives an equal Job.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import tomli_w
 
 from caviar.data import BUILTINS, FILE_TYPES, OPTIONS as DATA_OPTIONS
-from caviar.overrides import apply_overrides, did_you_mean, field_path, one_line, reject_unknown, show_value
 from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
-from caviar.space import Choice, Fixed, SearchSpace, parse_dimension
+from caviar.overrides import apply_overrides, did_you_mean, field_path, one_line, reject_unknown, show_value
+from caviar.samplers import SAMPLER_CHECKS, SAMPLERS
+from caviar.schedulers import MODES, SCHEDULER_CHECKS, SCHEDULERS
+from caviar.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, Uniform, parse_dimension
+from caviar.values import (Check, Expected, above_one, checked, fraction_closed, non_negative, number, one_of,
+                           plain, positive, string)
 
 SECTIONS = ("data", "model", "space", "search", "babysit")
-SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
-SCHEDULERS = ("fifo", "asha")
-MODES = ("max", "min")
 BUILTIN_TRAINER = "mlp"
 # What the built-in trainer reports each epoch, i.e. what a job on it can optimize.
 MLP_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+# The built-in trainer's whole-number hyperparameters (batch_size, epochs): a float range for one
+# passes a probe at round values, then fails trial after trial on a fraction.
+MLP_INTEGERS = tuple(f.name for f in fields(MLPConfig) if type(f.default) is int)
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 _TRAINER = re.compile(rf"{BUILTIN_TRAINER}|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -137,8 +140,8 @@ class Job:
         if babysit["target"] is None:  # TOML has no null: a missing key means none
             del babysit["target"]
         space = {name: dim.spec() for name, dim in self.space.dimensions.items()}
-        return _plain({"name": self.name, "data": data, "model": dict(self.model), "space": space,
-                       "search": asdict(self.search), "babysit": babysit})
+        return plain({"name": self.name, "data": data, "model": dict(self.model), "space": space,
+                      "search": asdict(self.search), "babysit": babysit})
 
     def to_toml(self) -> str:
         """The job as run (overrides applied, defaults filled in); `parse_job` of it gives an equal Job."""
@@ -147,12 +150,13 @@ class Job:
 
 
 def validate_name(name: Any, field_name: str = "name") -> str:
-    """A run name: letters, digits, '.', '_' and '-', not '.' or '..', so it stays inside --out."""
+    """A run name: letters, digits, '.', '_' and '-', not starting with '.', so it stays inside --out
+    and is never hidden (the results store skips hidden folders and uses them for temporary ones)."""
     if not isinstance(name, str):
         raise ValueError(f"{field_name}: expected a string, got {show_value(name)}")
-    if not _NAME.fullmatch(name) or name in (".", "..") or len(name) > _MAX_NAME:
-        raise ValueError(f"{field_name}: expected letters, digits, '.', '_' and '-' only (not '.' or '..', at "
-                         f"most {_MAX_NAME} characters): it names a folder under --out, got {show_value(name)}")
+    if not _NAME.fullmatch(name) or name.startswith(".") or len(name) > _MAX_NAME:
+        raise ValueError(f"{field_name}: expected letters, digits, '.', '_' and '-' only, not starting with '.' "
+                         f"(at most {_MAX_NAME} characters): it names a folder under --out, got {show_value(name)}")
     return name
 
 
@@ -201,17 +205,6 @@ def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *,
 
 # --- sections ------------------------------------------------------------------------------------
 
-Check = Callable[[Any], Any]  # value -> normalized value; raises _Expected
-
-
-class _Expected(ValueError):
-    """A value of the wrong kind; the caller adds the field path and the value."""
-
-    def __init__(self, what: str, hint: str = "") -> None:
-        super().__init__(what)
-        self.what, self.hint = what, hint
-
-
 def _section(cls: type, table: Mapping[str, Any], section: str, checks: Mapping[str, Check],
              defaults: Mapping[str, Any] | None = None) -> Any:
     """Build the dataclass `cls` from a table: unknown keys rejected, each value checked."""
@@ -224,7 +217,7 @@ def _section(cls: type, table: Mapping[str, Any], section: str, checks: Mapping[
             value = defaults[f.name]
         else:
             value = f.default_factory() if callable(f.default_factory) else f.default
-        values[f.name] = _checked(f"{section}.{f.name}", value, checks[f.name])
+        values[f.name] = checked(f"{section}.{f.name}", value, checks[f.name])
     return cls(**values)
 
 
@@ -242,7 +235,7 @@ def _data(table: Mapping[str, Any]) -> DataSpec:
 
 
 def _model(table: Mapping[str, Any]) -> dict[str, Any]:
-    trainer = _checked("model.trainer", table.get("trainer", BUILTIN_TRAINER), _trainer)
+    trainer = checked("model.trainer", table.get("trainer", BUILTIN_TRAINER), _trainer)
     model = {"trainer": trainer, **{k: v for k, v in table.items() if k != "trainer"}}
     if trainer == BUILTIN_TRAINER:
         reject_unknown(model, ("trainer",) + MLP_HYPERPARAMETERS, ("model",), what="hyperparameter of the mlp "
@@ -273,12 +266,19 @@ def _check_mlp(job: Job) -> None:
             raise ValueError(f"{section}.metric: the mlp trainer reports {', '.join(MLP_METRICS)}, got "
                              f"{show_value(metric)}{did_you_mean(metric, MLP_METRICS)}")
     # One value at a time, so the message names the field: [model] values, then every value a
-    # [space] dimension can take (each choice; both ends and the middle of a range).
+    # [space] dimension can take (each choice; both ends and the middle of a range). A float range
+    # for an integer is refused outright: its probes at round values could all be whole numbers.
     probes = [(("model", k), v, "") for k, v in job.model.items() if k != "trainer"]
     for key, dim in job.space.dimensions.items():
         if isinstance(dim, Fixed):
             hint = " (to search over values, write { choice = [...] })" if isinstance(dim.spec(), list) else ""
             probes.append((("space", key), dim.spec(), hint))
+        elif key in MLP_INTEGERS and isinstance(dim, (Uniform, LogUniform, OneMinusLogUniform)):
+            whole = [int(b) for b in (dim.low, dim.high) if float(b).is_integer()]
+            kind = "int_log_uniform" if dim.log else "int_uniform"
+            fix = f"{{ {kind} = {show_value(whole)} }}" if len(whole) == 2 else f"{kind} or choice"
+            raise ValueError(f"space.{key}: {key} takes whole numbers, but {dim.kind} draws fractions, got "
+                             f"{show_value(dim.spec())} (write {fix})")
         else:
             n = len(dim.values) if isinstance(dim, Choice) else 2
             for u in sorted({0.0, 0.5, 1.0} | {(i + 0.5) / n for i in range(n)}):
@@ -303,102 +303,42 @@ def _without_key(exc: Exception, key: str) -> str:
     return message[len(key) + 2:] if message.startswith(f"{key}: ") else message
 
 
-# --- checks --------------------------------------------------------------------------------------
+# --- checks: the rules of each field (the samplers' and schedulers' own ones for their options) ----
 
-def _checked(path: str, value: Any, check: Check) -> Any:
-    try:
-        return check(value)
-    except _Expected as exc:
-        raise ValueError(f"{path}: expected {exc.what}, got {show_value(value)}{exc.hint}") from None
-
-
-def _integer(minimum: int) -> Check:
-    what = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
-    return _number(what, lambda v: minimum <= v < 2**63, integer=True)
-
-
-def _number(what: str, ok: Callable[[float], bool], *, integer: bool = False) -> Check:
-    """A real number (a TOML integer counts, a bool does not) for which `ok` holds, as a float;
-    with `integer`, an integer only, kept as one."""
-    def check(value: Any) -> float | int:
-        try:  # math.isfinite(10**400) overflows: such a number is as wrong as nan
-            good = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool) and (
-                integer or math.isfinite(value)) and ok(value)
-        except OverflowError:
-            good = False
-        if not good:
-            raise _Expected(what)
-        return value if integer else float(value)
-
-    return check
-
-
-def _string(what: str, ok: Callable[[str], Any] = str.strip, suggest: Sequence[str] = ()) -> Check:
-    """A string for which `ok` holds; a miss gets "(did you mean ...?)" from `suggest`."""
-    def check(value: Any) -> str:
-        if not isinstance(value, str) or not ok(value):
-            raise _Expected(what, did_you_mean(value, suggest) if isinstance(value, str) else "")
-        return value
-
-    return check
-
-
-def _one_of(options: Sequence[str]) -> Check:
-    return _string("one of " + ", ".join(options), lambda v: v in options, options)
-
-
-_text = _string("a non-empty string")
-_trainer = _string(f"{BUILTIN_TRAINER!r} or 'package.module:ClassName'", _TRAINER.fullmatch)
-_source = _string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file",
-                  lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES, BUILTINS)
+_text = string("a non-empty string")
+_trainer = string(f"{BUILTIN_TRAINER!r} or 'package.module:ClassName'", _TRAINER.fullmatch)
+_source = string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file",
+                 lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES, BUILTINS)
 
 
 def _table(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _Expected("a table")
+        raise Expected("a table")
     return value
 
 
 def _target(value: Any) -> float | None:
     """A number, or none (TOML has no null: the key left out, or the string "none")."""
     none = value is None or (isinstance(value, str) and value.lower() == "none")
-    return None if none else _number('a number or "none"', lambda v: True)(value)
+    return None if none else number('a number or "none"', lambda v: True)(value)
 
 
-_non_negative, _positive = _integer(0), _integer(1)
-_fraction_closed = _number("a fraction in (0, 1]", lambda v: 0 < v <= 1)
-_at_least_0 = _number("a number >= 0", lambda v: v >= 0)
-_above_1 = _number("a number > 1", lambda v: v > 1)
+_at_least_0 = number("a number >= 0", lambda v: v >= 0)
 
 _DATA_CHECKS: dict[str, Check] = dict(
-    source=_source, target=_text, seed=_non_negative, options=_table,
-    valid_fraction=_number("a fraction in (0, 1)", lambda v: 0 < v < 1),
-    test_fraction=_number("a fraction in [0, 1)", lambda v: 0 <= v < 1),
+    source=_source, target=_text, seed=non_negative, options=_table,
+    valid_fraction=number("a fraction in (0, 1)", lambda v: 0 < v < 1),
+    test_fraction=number("a fraction in [0, 1)", lambda v: 0 <= v < 1),
 )
 _SEARCH_CHECKS: dict[str, Check] = dict(
-    sampler=_one_of(SAMPLERS), trials=_positive, scheduler=_one_of(SCHEDULERS), metric=_text,
-    mode=_one_of(MODES), concurrency=_non_negative, seed=_non_negative, grid_points=_integer(2),
-    rounds=_positive, keep_fraction=_fraction_closed, shrink=_fraction_closed, grace_period=_positive,
-    reduction_factor=_above_1, max_retries=_non_negative,
-    trial_timeout=_number("a number of seconds >= 0 (0: no limit)", lambda v: v >= 0),
+    sampler=one_of(SAMPLERS), trials=positive, scheduler=one_of(SCHEDULERS), metric=_text,
+    mode=one_of(MODES), concurrency=non_negative, seed=non_negative, **SAMPLER_CHECKS, **SCHEDULER_CHECKS,
+    max_retries=non_negative, trial_timeout=number("a number of seconds >= 0 (0: no limit)", lambda v: v >= 0),
 )
 _BABYSIT_CHECKS: dict[str, Check] = dict(
-    epochs=_positive, patience=_positive, min_delta=_at_least_0, plateau_factor=_fraction_closed,
-    cooldown=_non_negative, tolerance=_at_least_0, rollback_factor=_fraction_closed,
-    divergence_ratio=_above_1, divergence_factor=_fraction_closed,
-    min_lr=_number("a number > 0", lambda v: v > 0), max_rollbacks=_non_negative, target=_target,
-    seed=_non_negative, keep_checkpoints=_positive, metric=_text, mode=_one_of(MODES),
+    epochs=positive, patience=positive, min_delta=_at_least_0, plateau_factor=fraction_closed,
+    cooldown=non_negative, tolerance=_at_least_0, rollback_factor=fraction_closed,
+    divergence_ratio=above_one, divergence_factor=fraction_closed,
+    min_lr=number("a number > 0", lambda v: v > 0), max_rollbacks=non_negative, target=_target,
+    seed=non_negative, keep_checkpoints=positive, metric=_text, mode=one_of(MODES),
 )
-
-
-# --- writing ---------------------------------------------------------------------------------------
-
-def _plain(value: Any) -> Any:
-    """NumPy scalars and tuples (e.g. from a dimension's spec) as the types tomli_w writes."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

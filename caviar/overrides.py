@@ -1,5 +1,6 @@
 """The raw job table before validation: `--set section.key=value` overrides, and how a field and its
-value are named in an error message (shared with caviar/job.py so every message reads the same).
+value are named in an error message (`field_path`, `show_value`, `one_line`, `did_you_mean`: used by
+job.py, space.py, data.py and the checks in values.py, so every message reads the same).
 
 The value is read as a TOML value (`8`, `1e-3`, `true`, `[32, 64]`, `{ log_uniform = [1e-4, 1e-1] }`,
 `"text"`); text that is not a TOML value is taken as a plain string, so `--set data.source=spiral`
@@ -18,6 +19,8 @@ import json
 import re
 import tomllib
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 # Fields whose values are always strings: an override keeps its text even when it reads as TOML
 # (`name=2024`, `data.source=1e3`). Names a user trainer gives in [model] are not known here.
@@ -43,7 +46,10 @@ def field_path(parts: Sequence[str]) -> str:
 
 
 def show_value(value: Any, limit: int = 120) -> str:
-    """A value as the user wrote it, on one line: true, 'text', [0, 0.1], { choice = [1, 2] }."""
+    """A value as the user wrote it, on one line: true, 'text', [0, 0.1], { choice = [1, 2] }, nan
+    (NumPy scalars as the Python ones they hold). Cut to `limit` characters."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):

@@ -18,21 +18,25 @@ trials in: every random draw of trial k comes from its own stream,
 
 from __future__ import annotations
 
-import difflib
 import math
 from abc import ABC, abstractmethod
 from bisect import bisect_right
 from typing import Any, Mapping
 
 import numpy as np
-from scipy.stats import qmc
 
-from caviar.space import SearchSpace, toml_repr
+from caviar.overrides import reject_unknown
+from caviar.schedulers import MODES
+from caviar.space import SearchSpace
+from caviar.values import Check, checked, fraction_closed, integer, non_negative, one_of, positive
 
 SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
 # Option -> default. Every sampler accepts every option and ignores the ones it does not use, so a job
 # can keep `rounds` while trying `sampler = "random"`. None means "the default".
 OPTIONS: dict[str, Any] = {"grid_points": 3, "rounds": 3, "keep_fraction": 0.25, "shrink": 0.5}
+# Option -> its rule, as [search] <option> in a job file (job.py checks the file with these same rules).
+SAMPLER_CHECKS: dict[str, Check] = {"grid_points": integer(2), "rounds": positive, "keep_fraction": fraction_closed,
+                                    "shrink": fraction_closed}
 _MAX_GRID = 2**62
 
 # spawn_key prefixes beyond any trial id, for the draws that belong to the whole sweep
@@ -123,6 +127,10 @@ class SobolSampler(Sampler):
         if d == 0:
             self._points = np.zeros((n_trials, 0))
         else:
+            # Imported here: scipy.stats takes most of a second to import, and every command that
+            # reads a job imports this module (job.py takes SAMPLERS from it).
+            from scipy.stats import qmc
+
             # A whole power of two keeps Sobol's balance (and scipy quiet); the first n_trials are the same
             # points `random(n_trials)` would give.
             sobol = qmc.Sobol(d, scramble=True, rng=_rng(seed, _SWEEP, _SOBOL_STREAM))
@@ -230,50 +238,25 @@ class CoarseToFineSampler(Sampler):
         return np.minimum(low + rng.random(d) * (high - low), np.nextafter(1.0, 0.0))
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def _int_option(name: str, value: Any, low: int) -> int:
-    """An integer option >= low (an integral float such as 3.0 is accepted; true/false are not)."""
-    if not _is_number(value) or not math.isfinite(value) or value != int(value) or value < low:
-        raise ValueError(f"search.{name}: must be an integer >= {low}, got {toml_repr(value)}")
-    return int(value)
-
-
-def _fraction_option(name: str, value: Any) -> float:
-    """A number in (0, 1]."""
-    if not _is_number(value) or not 0 < value <= 1:
-        raise ValueError(f"search.{name}: must be a number in (0, 1], got {toml_repr(value)}")
-    return float(value)
-
-
 def make_sampler(name: str, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max",
                  options: Mapping[str, Any] | None = None) -> Sampler:
     """The sampler a job names. `options` may hold grid_points, rounds, keep_fraction, shrink (None or
-    missing: the default); a sampler ignores the ones it does not use. Raises ValueError
-    "search.<field>: ..." on a bad name, trial count, seed, mode or option."""
-    if name not in SAMPLERS:
-        close = difflib.get_close_matches(str(name).lower(), SAMPLERS, n=1, cutoff=0.5)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"search.sampler: unknown sampler {toml_repr(name)}{hint}; valid: {', '.join(SAMPLERS)}")
-    n_trials = _int_option("trials", n_trials, 1)
-    seed = _int_option("seed", seed, 0)
-    if mode not in ("max", "min"):
-        raise ValueError(f"search.mode: must be \"max\" or \"min\", got {toml_repr(mode)}")
+    missing: the default); a sampler ignores the ones it does not use. A job file's values were checked
+    by job.py already; these guards, with the same rules and messages, are for other callers:
+    ValueError "search.<field>: ..." on a bad name, trial count, seed, mode or option."""
+    name = checked("search.sampler", name, one_of(SAMPLERS))
+    n_trials = checked("search.trials", n_trials, positive)
+    seed = checked("search.seed", seed, non_negative)
+    mode = checked("search.mode", mode, one_of(MODES))
     given = {k: v for k, v in (options or {}).items() if v is not None}
-    unknown = sorted(set(given) - set(OPTIONS))
-    if unknown:
-        raise ValueError(f"search.{unknown[0]}: unknown sampler option; valid: {', '.join(OPTIONS)}")
-    opts = {**OPTIONS, **given}
+    reject_unknown(given, tuple(OPTIONS), ("search",), what="sampler option", list_valid=True)
     # Checked whatever the sampler, so a bad value is reported before it matters.
-    grid_points = _int_option("grid_points", opts["grid_points"], 1)
-    rounds = _int_option("rounds", opts["rounds"], 1)
-    keep_fraction = _fraction_option("keep_fraction", opts["keep_fraction"])
-    shrink = _fraction_option("shrink", opts["shrink"])
+    opts = {key: checked(f"search.{key}", given.get(key, default), SAMPLER_CHECKS[key])
+            for key, default in OPTIONS.items()}
     common = dict(n_trials=n_trials, seed=seed, mode=mode)
     if name == "grid":
-        return GridSampler(space, grid_points=grid_points, **common)
+        return GridSampler(space, grid_points=opts["grid_points"], **common)
     if name == "coarse_to_fine":
-        return CoarseToFineSampler(space, rounds=rounds, keep_fraction=keep_fraction, shrink=shrink, **common)
+        return CoarseToFineSampler(space, rounds=opts["rounds"], keep_fraction=opts["keep_fraction"],
+                                   shrink=opts["shrink"], **common)
     return (SobolSampler if name == "sobol" else RandomSampler)(space, **common)

@@ -17,17 +17,21 @@ import bisect
 import math
 from abc import ABC, abstractmethod
 
+from caviar.values import Check, above_one, checked, one_of, positive
+
+SCHEDULERS = ("fifo", "asha")
+MODES = ("max", "min")  # whether a higher score is better; the samplers and job.py take it from here
+# Option -> its rule, as [search] <option> in a job file (job.py checks the file with these same rules).
+SCHEDULER_CHECKS: dict[str, Check] = {"grace_period": positive, "reduction_factor": above_one}
+
 
 class Scheduler(ABC):
     """Decides at milestone epochs whether a trial continues."""
 
     def __init__(self, max_epochs: int, mode: str = "max") -> None:
-        if max_epochs < 1:
-            raise ValueError(f"model.epochs: must be at least 1, got {max_epochs}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"search.mode: expected 'max' or 'min', got {mode!r}")
-        self.max_epochs = max_epochs
-        self.mode = mode
+        # Guards with job.py's rules and messages: a job file's values were checked there already.
+        self.max_epochs = checked("model.epochs", max_epochs, positive)
+        self.mode = checked("search.mode", mode, one_of(MODES))
 
     @property
     @abstractmethod
@@ -69,11 +73,9 @@ class ASHA(Scheduler):
 
     def __init__(self, max_epochs: int, mode: str = "max", *, grace_period: int = 1, reduction_factor: float = 3) -> None:
         super().__init__(max_epochs, mode)
-        if grace_period < 1:
-            raise ValueError(f"search.grace_period: must be at least 1, got {grace_period}")
-        if not reduction_factor > 1:
-            raise ValueError(f"search.reduction_factor: must be greater than 1, got {reduction_factor}")
-        self.reduction_factor = float(reduction_factor)
+        rules = SCHEDULER_CHECKS
+        grace_period = checked("search.grace_period", grace_period, rules["grace_period"])
+        self.reduction_factor = checked("search.reduction_factor", reduction_factor, rules["reduction_factor"])
         rungs = []
         rung = float(grace_period)
         while math.ceil(rung) < max_epochs:
@@ -84,6 +86,9 @@ class ASHA(Scheduler):
         # Per rung, the scores recorded there, kept sorted (higher is better) so the cutoff is a
         # lookup: deciding costs O(log n) comparisons however many trials have finished.
         self._recorded: dict[int, list[float]] = {r: [] for r in rungs}
+        # Per rung, each trial's recorded value: a trial that reaches a rung again (rerun after its
+        # worker died) replaces its entry instead of counting twice.
+        self._by_trial: dict[int, dict[int, float]] = {r: {} for r in rungs}
 
     @property
     def milestones(self) -> tuple[int, ...]:
@@ -96,6 +101,10 @@ class ASHA(Scheduler):
         if math.isnan(value):
             value = -math.inf
         recorded = self._recorded[epoch]
+        previous = self._by_trial[epoch].get(trial_id)
+        if previous is not None:
+            del recorded[bisect.bisect_left(recorded, previous)]
+        self._by_trial[epoch][trial_id] = value
         bisect.insort(recorded, value)
         # Keep the top ceil(n / rf) of the scores seen at this rung (this one included).
         keep = max(1, math.ceil(len(recorded) / self.reduction_factor))
@@ -105,8 +114,6 @@ class ASHA(Scheduler):
 
 def make_scheduler(name: str, *, max_epochs: int, mode: str, grace_period: int = 1, reduction_factor: float = 3) -> Scheduler:
     """The scheduler a job names ("fifo" or "asha")."""
-    if name == "fifo":
+    if checked("search.scheduler", name, one_of(SCHEDULERS)) == "fifo":
         return FIFO(max_epochs, mode)
-    if name == "asha":
-        return ASHA(max_epochs, mode, grace_period=grace_period, reduction_factor=reduction_factor)
-    raise ValueError(f"search.scheduler: expected 'fifo' or 'asha', got {name!r}")
+    return ASHA(max_epochs, mode, grace_period=grace_period, reduction_factor=reduction_factor)

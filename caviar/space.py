@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -22,35 +21,11 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from caviar.overrides import show_value
+from caviar.values import is_number, plain
+
 # The largest float below 1: `to_unit` answers in [0, 1) like the samplers draw.
 _BELOW_ONE = math.nextafter(1.0, 0.0)
-
-
-def toml_repr(value: Any) -> str:
-    """A value as the user wrote it in TOML (true, "relu", [0, 0.1]), for error messages."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_repr(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{k} = {toml_repr(v)}" for k, v in value.items()) + " }"
-    return repr(value)
-
-
-def _is_number(value: Any) -> bool:
-    """A real number that is not a bool (True is an int to Python, never a bound to a user)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _plain(value: Any) -> Any:
-    """NumPy scalars to Python ones and tuples to lists (TOML has no tuples), recursively."""
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
 
 
 class Dimension(ABC):
@@ -93,10 +68,10 @@ class _Range(Dimension):
     below_one: ClassVar[bool] = False  # high < 1 (one minus log)
 
     def __post_init__(self) -> None:
-        got = f"got {toml_repr([self.low, self.high])}"
+        got = f"got {show_value([self.low, self.high])}"
         if any(isinstance(b, (bool, np.bool_)) for b in (self.low, self.high)):
             raise ValueError(f"{self.kind} bounds must be numbers, not true/false, {got}")
-        if not (_is_number(self.low) and _is_number(self.high)):
+        if not (is_number(self.low) and is_number(self.high)):
             raise ValueError(f"{self.kind} bounds must be numbers, {got}")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
             raise ValueError(f"{self.kind} bounds must be finite, {got}")
@@ -116,10 +91,10 @@ class _Range(Dimension):
         return self._forward(self.low), self._forward(self.high)
 
     def _checked(self, value: Any) -> float:
-        if not _is_number(value) or not self.low <= value <= self.high:
-            raise ValueError(f"{toml_repr(value)} is outside {self.kind} {toml_repr([self.low, self.high])}")
+        if not is_number(value) or not self.low <= value <= self.high:
+            raise ValueError(f"{show_value(value)} is outside {self.kind} {show_value([self.low, self.high])}")
         if self.integer and value != int(value):
-            raise ValueError(f"{self.kind} takes integers, got {toml_repr(value)}")
+            raise ValueError(f"{self.kind} takes integers, got {show_value(value)}")
         return float(value)
 
     def from_unit(self, u: float) -> Any:
@@ -234,21 +209,22 @@ class Choice(Dimension):
 
     def __post_init__(self) -> None:
         if not isinstance(self.values, (list, tuple)):
-            raise ValueError(f"choice needs a list of values, got {toml_repr(self.values)}")
+            raise ValueError(f"choice needs a list of values, got {show_value(self.values)}")
         if len(self.values) == 0:
             raise ValueError("choice needs at least one value, got []")
-        values = tuple(_plain(v) for v in self.values)
+        values = tuple(plain(v) for v in self.values)
         types = {"list" if isinstance(v, list) else type(v).__name__ for v in values}
         if not types <= {"bool", "int", "float", "str", "list"}:
-            raise ValueError(f"choice values must be numbers, strings, booleans or lists, got {toml_repr(self.values)}")
+            raise ValueError("choice values must be numbers, strings, booleans or lists, got "
+                             + show_value(self.values))
         if types == {"int", "float"}:
             values = tuple(float(v) for v in values)
         elif len(types) > 1:
             kinds = " and ".join(sorted(types))
-            raise ValueError(f"choice values must all be of one type, got {toml_repr(self.values)} ({kinds})")
+            raise ValueError(f"choice values must all be of one type, got {show_value(self.values)} ({kinds})")
         for i, v in enumerate(values):
             if any(_same(v, w) for w in values[:i]):
-                raise ValueError(f"choice has {toml_repr(v)} twice in {toml_repr(self.values)}")
+                raise ValueError(f"choice has {show_value(v)} twice in {show_value(self.values)}")
         object.__setattr__(self, "values", values)
 
     def from_unit(self, u: float) -> Any:
@@ -256,11 +232,11 @@ class Choice(Dimension):
         return copy.deepcopy(self.values[min(max(math.floor(u * n), 0), n - 1)])
 
     def to_unit(self, value: Any) -> float:
-        value = _plain(value)
+        value = plain(value)
         for i, v in enumerate(self.values):
             if _same(v, value):
                 return (i + 0.5) / len(self.values)
-        raise ValueError(f"{toml_repr(value)} is not one of choice {toml_repr(self.values)}")
+        raise ValueError(f"{show_value(value)} is not one of choice {show_value(self.values)}")
 
     def grid_units(self, points: int) -> tuple[float, ...]:
         return tuple((i + 0.5) / len(self.values) for i in range(len(self.values)))  # every value, always
@@ -278,7 +254,7 @@ class Fixed(Dimension):
     kind: ClassVar[str] = "fixed"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "value", _plain(self.value))
+        object.__setattr__(self, "value", plain(self.value))
 
     def from_unit(self, u: float) -> Any:
         return copy.deepcopy(self.value)
@@ -330,7 +306,7 @@ def parse_dimension(spec: Any) -> Dimension:
     if not issubclass(cls, _Range):
         return cls(arg)  # type: ignore[call-arg]
     if not isinstance(arg, (list, tuple)) or len(arg) != 2:
-        raise ValueError(f"{kind} needs [low, high], got {toml_repr(arg)}")
+        raise ValueError(f"{kind} needs [low, high], got {show_value(arg)}")
     return cls(arg[0], arg[1])
 
 

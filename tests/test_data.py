@@ -289,7 +289,7 @@ def test_a_bad_csv_is_one_line_naming_file_column_and_problem(tmp_path, case):
 
 def test_a_non_numeric_parquet_column_is_named(tmp_path):
     pd.DataFrame({"when": pd.to_datetime(["2024-01-01", "2024-01-02"]), "label": [0, 1]}).to_parquet(tmp_path / "t.parquet")
-    with pytest.raises(ValueError, match=r"data.source: .*t\.parquet: column 'when' is not numeric \(found Timestamp"):
+    with pytest.raises(ValueError, match=r"data.source: .*t\.parquet: column 'when' is not numeric \(found 2024-01-01 00:00:00 at row 0\)"):
         load_dataset(tmp_path / "t.parquet")
 
 

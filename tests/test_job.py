@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from caviar.job import BabysitSpec, DataSpec, Job, SearchSpec, load_job, parse_job, validate_name
 from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
 from caviar.overrides import parse_value
-from caviar.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace
+from caviar.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, parse_dimension
 
 JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("*.toml"))
 SMALL = """
@@ -239,6 +239,7 @@ BAD = [
     ('name="."', "name", "'.'"),
     ('name=".."', "name", "'..'"),
     ('name=""', "name", "got ''"),
+    ('name=".hidden"', "name", "not starting with '.'"),
     ('name="with space"', "name", "'with space'"),
     ("name=[1]", "name", "expected a string"),
     ("data=3", "data", "expected a table"),
@@ -275,6 +276,8 @@ BAD = [
     ("space.batch_size={ choice = [] }", "space.batch_size", "at least one"),
     ("space.batch_size={ choice = [0, 32] }", "space.batch_size", "got 0"),
     ("space.beta1={ uniform = [0.5, 1.5] }", "space.beta1", "uniform = [0.5, 1.5]"),
+    ("space.hidden_layers={ uniform = [16, 256] }", "space.hidden_layers", "a list of integer widths"),
+    ("space.hidden_layers={ choice = [[64.5], [32]] }", "space.hidden_layers", "64.5"),
     ("space.batch_size=[32, 64]", "space.batch_size", "{ choice = [...] }"),
     ("space.optimizer={ choice = ['adam', 'nadam'] }", "space.optimizer", "nadam"),
     ("space.trainer=mlp", "space.trainer", "cannot be searched"),
@@ -347,6 +350,34 @@ def test_coarse_to_fine_needs_a_trial_per_round():
     parse_job("[search]\nsampler = 'random'\ntrials = 2\nrounds = 3\n")  # rounds matter only to coarse_to_fine
 
 
+@pytest.mark.parametrize("override, fix", [
+    ("space.batch_size={ uniform = [16, 256] }", "(write { int_uniform = [16, 256] })"),
+    ("space.batch_size={ log_uniform = [16, 256] }", "(write { int_log_uniform = [16, 256] })"),
+    ("space.epochs={ uniform = [2, 10] }", "(write { int_uniform = [2, 10] })"),
+    ("space.epochs={ uniform = [1.5, 9.5] }", "(write int_uniform or choice)"),
+])
+def test_a_float_range_for_a_whole_number_hyperparameter_is_refused(override, fix):
+    """[16, 256] at u = 0, 1/4, 1/2, 3/4, 1 is 16, 76, 136, 196, 256: probes there all pass, yet almost
+    every draw is a fraction that the trainer refuses, so every trial would fail."""
+    field, _, spec = override.partition("=")
+    message = error(SMALL, [override])
+    assert_one_line_about(message, field)
+    assert "takes whole numbers" in message and fix in message
+    # the trainer itself refuses a value such a dimension draws (why the job must be refused)
+    with pytest.raises(ValueError, match="integer"):
+        MLPConfig.from_mapping({field.split(".")[1]: parse_dimension(parse_value(spec)).from_unit(0.3137)})
+
+
+@given(u=st.floats(0, 1), v=st.floats(0, 1))
+@settings(max_examples=50, deadline=None)
+def test_every_draw_of_an_accepted_integer_range_is_one_the_trainer_takes(u, v):
+    job = parse_job(SMALL, ["space.batch_size={ int_uniform = [16, 256] }",
+                            "space.epochs={ int_log_uniform = [2, 10] }"])
+    point = [0.5] * len(job.space)
+    point[job.space.names.index("batch_size")], point[job.space.names.index("epochs")] = u, v
+    MLPConfig.from_mapping(job.config(job.space.from_unit(point)))
+
+
 def test_a_file_source_takes_no_options():
     assert_one_line_about(error("[data]\nsource = 'x.csv'\n[data.options]\nnoise = 1\n"), "data.options")
 
@@ -397,7 +428,7 @@ def test_a_folder_is_a_value_error(tmp_path):
 
 # --- names ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["digits", "a", "run-2.v3_final", "2024", "..a", "a..b", "." * 3, "x" * 200])
+@pytest.mark.parametrize("name", ["digits", "a", "run-2.v3_final", "2024", "a..b", "a.", "_a", "-a", "x" * 200])
 def test_valid_names(name):
     assert validate_name(name) == name
 
@@ -408,6 +439,15 @@ def test_names_that_could_leave_the_results_folder_are_refused(name):
     with pytest.raises(ValueError) as info:
         validate_name(name)
     assert_one_line_about(str(info.value), "name")
+
+
+@pytest.mark.parametrize("name", [".hidden", "..a", "...", ".tmp-run"])
+def test_a_hidden_name_is_refused(name):
+    """The results store skips hidden folders (and writes its temporary ones under such names)."""
+    with pytest.raises(ValueError) as info:
+        validate_name(name)
+    assert_one_line_about(str(info.value), "name")
+    assert "not starting with '.'" in str(info.value)
 
 
 def test_validate_name_names_another_field():
@@ -423,6 +463,7 @@ def test_a_valid_name_is_one_path_component_inside_out(name):
         return
     out = Path("/results")
     assert (out / name).resolve().parent == out and "/" not in name and "\\" not in name
+    assert not name.startswith(".")
 
 
 # --- round trip ----------------------------------------------------------------------------------

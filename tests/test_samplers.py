@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import qmc
 
+from caviar.job import parse_job
 from caviar.samplers import SAMPLERS, CoarseToFineSampler, make_sampler, trial_seed
 from caviar.space import SearchSpace, parse_dimension
 
@@ -269,24 +270,46 @@ def test_a_space_with_nothing_to_search_still_gives_configs():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"name": "sobel"}, "search.sampler: unknown sampler \"sobel\" (did you mean 'sobol'?); valid: random, grid"),
-    ({"name": "bayes"}, "search.sampler: unknown sampler \"bayes\"; valid:"),
-    ({"n_trials": 0}, "search.trials: must be an integer >= 1, got 0"),
-    ({"seed": -1}, "search.seed: must be an integer >= 0, got -1"),
-    ({"mode": "maximize"}, 'search.mode: must be "max" or "min", got "maximize"'),
-    ({"options": {"grid_points": 0}}, "search.grid_points: must be an integer >= 1, got 0"),
-    ({"options": {"rounds": True}}, "search.rounds: must be an integer >= 1, got true"),
-    ({"options": {"rounds": 2.5}}, "search.rounds: must be an integer >= 1, got 2.5"),
-    ({"options": {"keep_fraction": 0}}, "search.keep_fraction: must be a number in (0, 1], got 0"),
-    ({"options": {"keep_fraction": 1.5}}, "search.keep_fraction: must be a number in (0, 1], got 1.5"),
-    ({"options": {"shrink": "half"}}, 'search.shrink: must be a number in (0, 1], got "half"'),
-    ({"options": {"shrinkage": 0.5}}, "search.shrinkage: unknown sampler option; valid: grid_points, rounds"),
+    ({"name": "sobel"}, "search.sampler: expected one of random, grid, sobol, coarse_to_fine, got 'sobel' "
+                        "(did you mean 'sobol'?)"),
+    ({"n_trials": 0}, "search.trials: expected a positive integer, got 0"),
+    ({"options": {"rounds": True}}, "search.rounds: expected a positive integer, got true"),
+    ({"options": {"shrinkage": 0.5}}, "search.shrinkage: unknown sampler option (did you mean 'shrink'?; valid: "
+                                      "grid_points, rounds, keep_fraction, shrink)"),
 ])
 def test_bad_sampler_settings_name_the_field_and_value(kwargs, message):
     arguments = {"name": "coarse_to_fine", "n_trials": 8, "seed": 0, **kwargs}
     with pytest.raises(ValueError) as info:
         make_sampler(arguments.pop("name"), BOWL, **arguments)
-    assert message in str(info.value)
+    assert str(info.value) == message
+
+
+# (the [search] key, its bad value, make_sampler's keyword for it)
+SAME_MISTAKES = [
+    ("sampler", "sobel", "name"), ("sampler", "bayes", "name"), ("sampler", 3, "name"), ("trials", 0, "n_trials"),
+    ("trials", 2.5, "n_trials"), ("seed", -1, "seed"), ("mode", "maximize", "mode"), ("mode", "mn", "mode"),
+    ("grid_points", 0, "grid_points"), ("grid_points", 1, "grid_points"), ("rounds", True, "rounds"),
+    ("rounds", 2.5, "rounds"), ("keep_fraction", 0, "keep_fraction"), ("keep_fraction", 1.5, "keep_fraction"),
+    ("shrink", "half", "shrink"), ("shrink", float("nan"), "shrink"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "keyword"), SAME_MISTAKES)
+def test_a_bad_setting_reads_the_same_from_make_sampler_as_from_a_job_file(key, value, keyword):
+    """One rule and one message per field, whether the job file or a direct caller gets it wrong."""
+    with pytest.raises(ValueError) as from_job:
+        parse_job({"search": {"sampler": "coarse_to_fine", "trials": 8, key: value}})
+    arguments = {"name": "coarse_to_fine", "n_trials": 8, "seed": 0, "mode": "max", "options": {}}
+    (arguments if keyword in arguments else arguments["options"])[keyword] = value
+    with pytest.raises(ValueError) as from_sampler:
+        make_sampler(arguments.pop("name"), BOWL, **arguments)
+    assert str(from_sampler.value) == str(from_job.value)
+
+
+def test_every_sampler_a_job_accepts_can_be_made():
+    for name in SAMPLERS:
+        job = parse_job({"search": {"sampler": name, "trials": 4}, "space": {"l2": {"log_uniform": [1e-6, 1e-2]}}})
+        assert make_sampler(job.search.sampler, job.space, n_trials=4, seed=0).name == name
 
 
 def test_options_a_sampler_does_not_use_are_accepted_and_none_means_default():

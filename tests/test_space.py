@@ -175,7 +175,7 @@ def test_values_outside_a_dimension_are_refused_by_to_unit():
         LogUniform(1e-4, 1e-1).to_unit(0.5)
     with pytest.raises(ValueError, match="int_uniform takes integers"):
         IntUniform(1, 5).to_unit(2.5)
-    with pytest.raises(ValueError, match='"sigmoid" is not one of choice'):
+    with pytest.raises(ValueError, match="'sigmoid' is not one of choice"):
         Choice(("relu", "tanh")).to_unit("sigmoid")
     with pytest.raises(ValueError, match="not one of choice"):
         Choice((1, 2)).to_unit(True)  # True == 1 to Python, not to a user
@@ -229,13 +229,13 @@ def test_integral_float_bounds_are_accepted_for_int_dims():
     ({"log_uniform": [1e-4]}, "log_uniform needs [low, high], got [0.0001]"),
     ({"uniform": [0, 1, 2]}, "uniform needs [low, high], got [0, 1, 2]"),
     ({"uniform": 0.5}, "uniform needs [low, high], got 0.5"),
-    ({"uniform": ["a", 1]}, 'uniform bounds must be numbers, got ["a", 1]'),
+    ({"uniform": ["a", 1]}, "uniform bounds must be numbers, got ['a', 1]"),
     ({"int_uniform": [True, 4]}, "int_uniform bounds must be numbers, not true/false, got [true, 4]"),
     ({"uniform": [0, float("inf")]}, "uniform bounds must be finite, got [0, inf]"),
     ({"int_uniform": [1.5, 4]}, "int_uniform bounds must be integers, got [1.5, 4]"),
     ({"choice": []}, "choice needs at least one value, got []"),
-    ({"choice": "relu"}, 'choice needs a list of values, got "relu"'),
-    ({"choice": [32, "auto"]}, 'choice values must all be of one type, got [32, "auto"] (int and str)'),
+    ({"choice": "relu"}, "choice needs a list of values, got 'relu'"),
+    ({"choice": [32, "auto"]}, "choice values must all be of one type, got [32, 'auto'] (int and str)"),
     ({"choice": [32, 64, 32]}, "choice has 32 twice in [32, 64, 32]"),
     ({"choice": [{"a": 1}]}, "choice values must be numbers, strings, booleans or lists"),
     ({}, "a dimension needs exactly one kind"),
@@ -250,6 +250,19 @@ def test_bad_specs_say_what_was_wrong(spec, message):
     with pytest.raises(ValueError) as info:
         parse_dimension(spec)
     assert message in str(info.value)
+
+
+def test_a_value_reads_the_same_in_a_dimension_error_as_in_any_other_job_error():
+    """job.py puts "space.<name>: " before these messages: a value must look as it does everywhere else."""
+    from caviar.job import parse_job
+
+    for value in ("relu", [32, "auto"], np.float64(0.5), np.str_("tanh"), True):
+        with pytest.raises(ValueError) as in_space:
+            parse_dimension({"uniform": value})
+        with pytest.raises(ValueError) as in_search:
+            parse_job({"search": {"metric": value}})
+        shown = str(in_search.value).rpartition(", got ")[2]
+        assert str(in_space.value).endswith(f", got {shown}"), (str(in_space.value), shown)
 
 
 def test_unknown_kind_without_a_near_miss_lists_the_kinds():
