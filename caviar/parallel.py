@@ -67,6 +67,20 @@ def dry_run_table(job: Job, sampler: Sampler) -> str:
     return "\n".join(lines)
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a cluster address nothing answers at (ray.init would retry for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return   # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ValueError(f"--address: nothing answers at {address} ({exc.strerror or exc}); is the Ray head "
+                         "running (`ray start --head`)?") from None
+
+
 def connect_ray(address: str | None) -> tuple[bool, float]:
     """Join the cluster at `address` (or $RAY_ADDRESS), else start a local Ray.
 
@@ -78,6 +92,8 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if ray.is_initialized():
         return False, 0.0
+    if address:
+        check_reachable(address)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -131,11 +147,15 @@ def command(args: argparse.Namespace) -> int:
     return run_sweep(job, run, sampler, scheduler, data, args, ray_session)
 
 
-def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tuple | None]:
-    """What a resumed sweep already did: finished ids, status counts, best trial; the sampler is told."""
+def _restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str
+             ) -> tuple[set[int], dict[str, int], tuple | None]:
+    """What a resumed sweep already did: finished ids, status counts, best trial. The sampler is told
+    every score, and the scheduler sees again what each trial scored at its milestones."""
     from caviar.results_io import load
 
-    trials = load(run.path).trials
+    saved = load(run.path)
+    trials = saved.trials
+    _replay_milestones(saved.epochs, scheduler, metric)
     counts = {"completed": 0, "pruned": 0, "failed": 0}
     best = None
     finished = set(int(t) for t in trials["trial_id"])
@@ -156,6 +176,20 @@ def _restore(run: Any, sampler: Sampler) -> tuple[set[int], dict[str, int], tupl
         if math.isfinite(score) and (best is None or sign * score > sign * best[0]):
             best = (score, int(row.trial_id), {c[len("params_"):]: getattr(row, c) for c in params})
     return finished, counts, best
+
+
+def _replay_milestones(epochs: Any, scheduler: Scheduler, metric: str) -> None:
+    """Record each finished trial's best-so-far score at every milestone it passed, so an ASHA
+    sweep that resumes prunes as hard as one that never stopped."""
+    if not scheduler.milestones or epochs.empty or metric not in epochs.columns:
+        return
+    sign = 1.0 if scheduler.mode == "max" else -1.0
+    epochs = epochs.sort_values(["trial_id", "epoch"])
+    best_so_far = (sign * epochs[metric]).groupby(epochs["trial_id"]).cummax() * sign
+    at_milestones = epochs["epoch"].isin(scheduler.milestones)
+    for trial_id, epoch, score in zip(epochs["trial_id"][at_milestones], epochs["epoch"][at_milestones],
+                                      best_so_far[at_milestones]):
+        scheduler.should_continue(int(trial_id), int(epoch), float(score))
 
 
 def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:
@@ -191,7 +225,8 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
     started, startup = ray_session
     quiet = getattr(args, "quiet", False)
     try:
-        finished, counts, best = _restore(run, sampler) if args.resume else (set(), None, None)
+        finished, counts, best = (_restore(run, sampler, scheduler, job.search.metric) if args.resume
+                                  else (set(), None, None))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         n_workers = worker_count(args.concurrency or job.search.concurrency, cpus, sampler.n_trials - len(finished), quiet)
         if not quiet:

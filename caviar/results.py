@@ -38,16 +38,15 @@ from caviar.results_io import (CHECKPOINTS, DECLARED, JOB_FILE, TABLES, column_o
 # and append looks one up per value.
 _I, _F, _B, _S, _N = "int64", "double", "bool", "string", "null"
 _ARROW = {kind: pa.type_for_alias(kind) for kind in (_I, _F, _B, _S, _N)}
-_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 # ----------------------------------------------------------------------------- files
 
 def validate_run_name(name: str) -> str:
-    """A run name is a folder under --out: letters, digits, '.', '_', '-', and never hidden or '..'."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.startswith("."):
-        raise ValueError(f"name: {name!r} must be letters, digits, '.', '_' or '-' and not start with '.'")
-    return name
+    """A run name is a folder under --out: the job file's rule (caviar.job.validate_name)."""
+    from caviar.job import validate_name
+
+    return validate_name(name)
 
 
 # ----------------------------------------------------------------------------- typing the columns

@@ -19,9 +19,10 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from caviar.schedulers import MODES
+
 PARAM_PREFIX = "params_"
 STATUSES = ("completed", "pruned", "failed")
-MODES = ("max", "min")
 MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
 
 
