@@ -69,8 +69,7 @@ def test_digits_holds_all_1797_real_images_in_10_classes():
 def test_shipped_digits_file_is_scikit_learns_copy():
     # Compared with the CSV that sklearn.datasets.load_digits reads, without importing scikit-learn (slow).
     spec = importlib.util.find_spec("sklearn")
-    if spec is None or spec.origin is None:
-        pytest.skip("scikit-learn is not installed")
+    assert spec is not None and spec.origin is not None, "scikit-learn (in the test extra) is needed here"
     table = np.loadtxt(Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz", delimiter=",")
     path = Path(importlib.util.find_spec("caviar").origin).parent / "datasets" / "digits.npz"
     with np.load(path, allow_pickle=False) as archive:
