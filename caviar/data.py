@@ -298,8 +298,9 @@ def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.nda
         frame = pd.read_csv(path) if kind == "CSV" else pd.read_parquet(path)
     except pd.errors.EmptyDataError as error:
         raise ValueError(f"data.source: {label}: the file is empty") from error
-    # pandas and pyarrow raise many types on a malformed file; every one is a problem with the input.
-    except (OSError, ValueError, TypeError, NotImplementedError) as error:
+    # pandas and pyarrow raise many types on a malformed file (OSError, ValueError, TypeError, and
+    # "not implemented" for unsupported encodings); every one is a problem with the input.
+    except (OSError, ValueError, TypeError, RuntimeError) as error:
         raise ValueError(f"data.source: {label}: cannot read as {kind}: {one_line(error)}") from error
     columns = [str(column) for column in frame.columns]
     frame.columns = columns
@@ -327,7 +328,7 @@ def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.nda
 
 def _read_npz(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """x (n, d) (float64, or float32 kept as is) and the raw labels y (n,) of an .npz file, checked."""
-    # numpy's own messages about pickle advise allow_pickle=True, which is not the user's to set.
+    # numpy's own message for an object array advises enabling pickle, which is not the user's to set.
     refused = "needs pickle to load; caviar never unpickles"
     try:
         archive = np.load(path, allow_pickle=False)

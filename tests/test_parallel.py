@@ -65,7 +65,7 @@ def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp
     assert trials["error"].isna().all()
     assert (trials["node"] == "127.0.0.2").all()
     assert len(epochs) == 6 * 3
-    assert set(["trial_id", "epoch", "learning_rate", "seconds", "val_accuracy", "val_loss"]) <= set(epochs.columns)
+    assert {"trial_id", "epoch", "learning_rate", "seconds", "val_accuracy", "val_loss"}.issubset(epochs.columns)
     assert str(epochs["epoch"].dtype) == "int64"
     best = epochs.groupby("trial_id")["val_accuracy"].max()
     assert trials.set_index("trial_id")["score"].sort_index().tolist() == pytest.approx(best.sort_index().tolist())
