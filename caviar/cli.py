@@ -74,7 +74,8 @@ def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:
                             help="override a job value, dotted for sections (--set search.trials=8); repeatable")
         parser.add_argument("--seed", type=int, help="seed of the search and of the babysat run")
     parser.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
-    parser.add_argument("--name", metavar="NAME", help="run name, the folder under --out (default: the job's name; babysit --from RUN: RUN-babysit)")
+    parser.add_argument("--name", metavar="NAME",
+                        help="run name, the folder under --out (default: the job's name; babysit --from RUN: RUN-babysit)")
 
 
 def build_parser() -> argparse.ArgumentParser:

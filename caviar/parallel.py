@@ -18,6 +18,7 @@ from typing import Any
 
 from caviar.atomic import atomic_write_bytes
 from caviar.job import Job, load_job
+from caviar.results_io import holds_results
 from caviar.progress import Progress, format_value
 from caviar.samplers import Sampler, make_sampler, trial_seed
 from caviar.schedulers import Scheduler, make_scheduler
@@ -75,9 +76,10 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
     if not sep or not port.isdigit() or "://" in address:
         return   # "auto", "ray://...": left to Ray
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise ValueError(f"--address: nothing answers at {address} ({exc.strerror or exc}); is the Ray head "
+        source = "--address" if address != os.environ.get("RAY_ADDRESS") else "RAY_ADDRESS"
+        raise ValueError(f"{source}: nothing answers at {address} ({exc.strerror or exc}); is the Ray head "
                          "running (`ray start --head`)?") from None
 
 
@@ -123,6 +125,8 @@ def command(args: argparse.Namespace) -> int:
         job = load_job(Path(args.out) / job.name / "job.toml", job_overrides(args))
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume: continues the run, --overwrite replaces it; pass one of them")
     sampler = build_sampler(job)
     scheduler = build_scheduler(job)
     from caviar.results import open_run
@@ -134,17 +138,23 @@ def command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dry_run_table(job, sampler))
         return 0
-    if args.overwrite:
-        # The old run is replaced only once Ray is up: a cluster that cannot be joined costs nothing.
-        ray_session = connect_ray(args.address)
-        run = open_run(Path(args.out), job.name, job.to_toml(), overwrite=True)
-    else:
-        # An existing name is refused before Ray starts.
+    run_dir = Path(args.out) / job.name
+    refuse_babysit_folder(run_dir)
+    if args.resume or (holds_results(run_dir) and not args.overwrite):
+        # Resuming, or refused for an existing name: both before Ray starts.
         run = open_run(Path(args.out), job.name, job.to_toml(), resume=args.resume)
         ray_session = connect_ray(args.address)
-    if args.resume and (run.path / "job.toml").read_text() != job.to_toml():
-        atomic_write_bytes(run.path / "job.toml", job.to_toml().encode(), fsync=True)  # the job as now run
+    else:
+        # Nothing is created or replaced until Ray is up: a cluster that cannot be joined costs nothing.
+        ray_session = connect_ray(args.address)
+        run = open_run(Path(args.out), job.name, job.to_toml(), overwrite=args.overwrite)
     return run_sweep(job, run, sampler, scheduler, data, args, ray_session)
+
+
+def refuse_babysit_folder(run_dir: Path) -> None:
+    """A sweep never resumes into, or replaces, a babysat run's folder (it has events or checkpoints)."""
+    if (run_dir / "events.parquet").exists() or (run_dir / "checkpoints").is_dir():
+        raise ValueError(f"name: {run_dir.name!r} holds a babysat run; pick another --name for the sweep")
 
 
 def _restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str
@@ -155,13 +165,16 @@ def _restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str
 
     saved = load(run.path)
     trials = saved.trials
-    _replay_milestones(saved.epochs, scheduler, metric)
     counts = {"completed": 0, "pruned": 0, "failed": 0}
     best = None
     finished = set(int(t) for t in trials["trial_id"])
     if finished and max(finished) >= sampler.n_trials:
         raise ValueError(f"search.trials: this run already has trial {max(finished)}; a resumed sweep "
                          f"can grow but not shrink (got {sampler.n_trials})")
+    epochs = saved.epochs
+    if not epochs.empty:
+        epochs = epochs[epochs["trial_id"].isin(finished)]
+    _replay_milestones(epochs, scheduler, metric)
     _drop_unfinished_epochs(run, finished)
     if trials.empty:
         return finished, counts, best
@@ -170,11 +183,11 @@ def _restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str
         counts[str(status)] = int(n)
     params = [c for c in trials.columns if c.startswith("params_")]
     sign = 1.0 if sampler.mode == "max" else -1.0
-    for row in trials.itertuples(index=False):
-        score = float(row.score) if row.score is not None and not math.isnan(row.score) else math.nan
-        sampler.tell(int(row.trial_id), score)
+    for row in trials.to_dict("records"):   # records, not tuples: a params_ name need not be an identifier
+        score = float(row["score"]) if row["score"] is not None and not math.isnan(row["score"]) else math.nan
+        sampler.tell(int(row["trial_id"]), score)
         if math.isfinite(score) and (best is None or sign * score > sign * best[0]):
-            best = (score, int(row.trial_id), {c[len("params_"):]: getattr(row, c) for c in params})
+            best = (score, int(row["trial_id"]), {c[len("params_"):]: row[c] for c in params})
     return finished, counts, best
 
 
@@ -186,7 +199,7 @@ def _replay_milestones(epochs: Any, scheduler: Scheduler, metric: str) -> None:
     sign = 1.0 if scheduler.mode == "max" else -1.0
     epochs = epochs.sort_values(["trial_id", "epoch"])
     best_so_far = (sign * epochs[metric]).groupby(epochs["trial_id"]).cummax() * sign
-    at_milestones = epochs["epoch"].isin(scheduler.milestones)
+    at_milestones = epochs["epoch"].isin(scheduler.milestones) & best_so_far.notna()
     for trial_id, epoch, score in zip(epochs["trial_id"][at_milestones], epochs["epoch"][at_milestones],
                                       best_so_far[at_milestones]):
         scheduler.should_continue(int(trial_id), int(epoch), float(score))
@@ -227,6 +240,9 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
     try:
         finished, counts, best = (_restore(run, sampler, scheduler, job.search.metric) if args.resume
                                   else (set(), None, None))
+        if args.resume and (run.path / "job.toml").read_text() != job.to_toml():
+            # The job as now run (a grown sweep), recorded once the resume is known to be valid.
+            atomic_write_bytes(run.path / "job.toml", job.to_toml().encode(), fsync=True)
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         n_workers = worker_count(args.concurrency or job.search.concurrency, cpus, sampler.n_trials - len(finished), quiet)
         if not quiet:
@@ -265,6 +281,9 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
             print(f"\ncaviar: stopped; {len(sweep.finished)} finished trials are saved in {run.path}.\n"
                   f"Resume with: {resume_command(args, job)}", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BaseException:
+            flush()   # whatever else stopped the sweep, every finished trial reaches the disk
+            raise
         finally:
             sweep.stop_workers()
         progress.update(len(sweep.finished), 0, sweep.counts["pruned"], sweep.counts["failed"], sweep.best, force=True)

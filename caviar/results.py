@@ -198,6 +198,12 @@ class TableWriter:
         column is converted whole (one Arrow call), with every column of the running schema."""
         if not self._rows:
             return None
+        for name, kind in self._schema.items():
+            if kind == _N and not name.startswith("params_"):
+                # A column with only nulls so far is a metric nobody has reported yet (a failed
+                # trial's row): metrics are float64, and a part typed null would not read together
+                # with the others in pandas.read_parquet(folder).
+                self._schema[name] = _F
         schema = self.schema
         try:
             table = pa.Table.from_arrays(

@@ -30,6 +30,7 @@ FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
 CALLS_PER_WORKER = 2     # one running, one queued: a worker never waits for the driver
 TARGET_CALL_SECONDS = 0.5  # short trials are batched into calls of about this length
 MAX_BATCH = 64
+HOLD_SECONDS = 5.0       # longest that trial rows wait for the first metrics before being written
 WAIT_SECONDS = 0.2       # how often the loop wakes without results (timeouts, flushes, display)
 
 
@@ -73,7 +74,7 @@ class Slot:
     actor: Any
     node_ref: Any                                         # the worker's node IP, once it has started
     calls: deque[Call] = field(default_factory=deque)
-    held: dict[int, int] = field(default_factory=dict)   # paused trial -> epoch to continue to
+    held: dict[int, int] = field(default_factory=dict)   # paused trial -> epochs it has run
     drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
     segment_started: float = 0.0                          # when the running segment began
 
@@ -162,19 +163,24 @@ class Sweep:
         self.active[trial_id] = trial
         return trial
 
-    def _segment(self, trial: TrialState, until: int) -> Segment:
+    def _segment(self, trial: TrialState) -> Segment:
+        """The trial's next segment: up to the scheduler's next milestone, or to its own last epoch
+        (which may lie beyond the scheduler's when `epochs` is searched)."""
+        until = self.scheduler.next_stop(trial.epochs)
+        if until <= trial.epochs or until >= self.scheduler.max_epochs:
+            until = trial.max_epochs
         return Segment(trial.trial_id, trial.config, trial.seed, min(until, trial.max_epochs), trial.max_epochs)
 
     def _take_work(self, slot: Slot, batch: int) -> list[Segment]:
         segments = []
         while slot.held and len(segments) < batch:
-            trial_id, until = slot.held.popitem()
-            segments.append(self._segment(self.active[trial_id], until))
+            trial_id, _ = slot.held.popitem()
+            segments.append(self._segment(self.active[trial_id]))
         while len(segments) < batch:
             trial = self._new_trial()
             if trial is None:
                 break
-            segments.append(self._segment(trial, self.scheduler.next_stop(0)))
+            segments.append(self._segment(trial))
         return segments
 
     def _batch_size(self) -> int:
@@ -248,13 +254,14 @@ class Sweep:
             slot.drop.append(trial_id)
             self._finish(trial, "failed", f"the trainer did not report the metric {self.metric!r}", slot)
         elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
-            slot.held[trial_id] = self.scheduler.next_stop(trial.epochs)
+            slot.held[trial_id] = trial.epochs
         else:
             slot.drop.append(trial_id)
             self._finish(trial, "pruned", None, slot)
 
-    def _lose_slot(self, index: int, culprit_error: str) -> None:
-        """A worker died or was killed: fail or retry the trial it was running, requeue the rest."""
+    def _lose_slot(self, index: int, culprit_error: str, *, timed_out: bool = False) -> None:
+        """A worker died or was killed: fail or retry the trial it was running, requeue the rest.
+        A trial that timed out is failed at once, with the epochs it had reported."""
         slot = self.slots[index]
         lost: list[int] = list(slot.held)
         for call in slot.calls:
@@ -264,14 +271,13 @@ class Sweep:
         self.slots[index] = self._new_slot()
         for trial_id in dict.fromkeys(lost):
             trial = self.active[trial_id]
-            trial.restart()
             if trial_id == culprit:
                 trial.retries += 1
-                if "timed out" in culprit_error or trial.retries > self.max_retries:
-                    error = culprit_error if "timed out" in culprit_error else (
-                        f"{culprit_error} (gave up after {trial.retries} attempts)")
+                if timed_out or trial.retries > self.max_retries:
+                    error = culprit_error if timed_out else f"{culprit_error} (gave up after {trial.retries} attempts)"
                     self._finish(trial, "failed", error, slot)
                     continue
+            trial.restart()
             self.retry_queue.appendleft(trial) if trial_id == culprit else self.retry_queue.append(trial)
 
     def _check_timeouts(self) -> None:
@@ -284,7 +290,7 @@ class Sweep:
             call = slot.calls[0]
             trial = self.active.get(call.segments[call.ended].trial_id) if call.ended < len(call.segments) else None
             if trial is not None and trial.seconds + now - slot.segment_started > self.trial_timeout:
-                self._lose_slot(index, f"timed out after {self.trial_timeout:g} s")
+                self._lose_slot(index, f"timed out after {self.trial_timeout:g} s", timed_out=True)
 
     def _poll(self) -> None:
         streams = {id(call.stream): (i, call) for i, slot in enumerate(self.slots) for call in slot.calls}
@@ -313,6 +319,7 @@ class Sweep:
 
     def run(self) -> None:
         """Run until every trial is finished. Ctrl-C propagates as KeyboardInterrupt."""
+        started = time.monotonic()
         while True:
             self._dispatch()
             if not any(slot.calls for slot in self.slots):
@@ -320,10 +327,10 @@ class Sweep:
             self._poll()
             self._check_timeouts()
             if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-                # Trial rows wait until some trial has reported its metrics, so that the first
-                # trials part already has every metric column (pandas reads a folder of parts
-                # with the first part's columns).
-                self.flush(trials=bool(self.metric_names))
+                # Trial rows wait (at most HOLD_SECONDS) until some trial has reported its metrics,
+                # so that the first trials part already has every metric column (pandas reads a
+                # folder of parts with the first part's columns).
+                self.flush(trials=bool(self.metric_names) or time.monotonic() - started > HOLD_SECONDS)
                 self.last_flush = time.monotonic()
             self.on_change(self)
         self.flush(trials=True)

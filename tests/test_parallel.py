@@ -101,14 +101,43 @@ def test_raising_and_nan_trials_fail_while_the_rest_complete(ray_session, tmp_pa
     assert pd.isna(trials.loc["raise", "score"]) and pd.isna(trials.loc["nan", "score"])
 
 
-def test_a_trial_past_its_timeout_fails_and_the_sweep_goes_on(ray_session, tmp_path):
-    job = write_job(tmp_path, sampler="grid", trials=2, epochs=2, space="sleep = { choice = [0.0, 30.0] }",
+def test_a_trial_past_its_timeout_fails_with_its_epochs_and_the_sweep_goes_on(ray_session, tmp_path):
+    job = write_job(tmp_path, sampler="grid", trials=2, epochs=6, space="sleep = { choice = [0.0, 0.6] }",
                     search="trial_timeout = 1.5")
     assert sweep(job, tmp_path / "out", ray_session) == 0
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_sleep")
+    epochs = pd.read_parquet(tmp_path / "out" / "sweep" / "epochs.parquet")
     assert trials.loc[0.0, "status"] == "completed"
-    assert trials.loc[30.0, "status"] == "failed"
-    assert "timed out" in trials.loc[30.0, "error"]
+    slow = trials.loc[0.6]
+    assert slow["status"] == "failed" and "timed out" in slow["error"]
+    # The epochs it reported before the limit are kept, in both tables.
+    assert 1 <= slow["epochs"] < 6
+    assert (epochs.trial_id == slow["trial_id"]).sum() == slow["epochs"]
+
+
+def test_a_searched_epoch_count_beyond_the_fixed_one_runs_to_its_own_end(ray_session, tmp_path):
+    job = write_job(tmp_path, sampler="grid", trials=2, epochs=1, scheduler="asha",
+                    space="epochs = { choice = [3, 4] }", search="grace_period = 1")
+    assert sweep(job, tmp_path / "out", ray_session) == 0
+    trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_epochs")
+    assert trials.loc[3, "epochs"] == 3 and trials.loc[4, "epochs"] == 4
+
+
+def test_resume_and_overwrite_together_are_refused(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=2, epochs=1)
+    assert sweep(job, tmp_path / "out", ray_session, "--resume", "--overwrite") == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_a_sweep_never_writes_into_a_babysat_run(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=2, epochs=1)
+    run = tmp_path / "out" / "sweep"
+    (run / "events.parquet").mkdir(parents=True)
+    (run / "job.toml").write_text('name = "sweep"\n')
+    for flag in ("--resume", "--overwrite"):
+        assert sweep(job, tmp_path / "out", ray_session, flag) == 2
+        assert "babysat" in capsys.readouterr().err
+    assert sorted(p.name for p in run.iterdir()) == ["events.parquet", "job.toml"]
 
 
 def test_same_job_and_seed_give_identical_params_and_scores(ray_session, tmp_path):
@@ -222,9 +251,11 @@ def test_a_resumed_sweep_cannot_shrink(ray_session, tmp_path, capsys):
     job = write_job(tmp_path, trials=4, epochs=1)
     assert sweep(job, tmp_path / "out", ray_session) == 0
     capsys.readouterr()
+    saved = (tmp_path / "out" / "sweep" / "job.toml").read_bytes()
     assert sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=2") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "search.trials" in err[0]
+    assert (tmp_path / "out" / "sweep" / "job.toml").read_bytes() == saved   # the refusal changed nothing
 
 
 def test_a_resumed_sweep_can_grow_and_records_the_job_as_now_run(ray_session, tmp_path):

@@ -376,3 +376,14 @@ def test_rewriting_a_lone_part_without_some_rows_leaves_one_part_that_covers_it(
     assert parts(run) == [merged.name]
     # Even had the old part survived a crash, the merged one covers it: each row is read once.
     assert pd.read_parquet(trials.path).trial_id.tolist() == [0, 2]
+
+
+def test_a_metric_column_still_all_null_is_written_as_float_so_the_folder_reads_whole(tmp_path):
+    run = open_run(tmp_path, "sweep", JOB)
+    trials = run.table("trials")
+    trials.append([{**trial_row(0, failed=True), "val_accuracy": None}])   # failed before reporting
+    trials.flush()
+    trials.append([{**trial_row(1), "val_accuracy": 0.9}])
+    trials.flush()
+    frame = pd.read_parquet(trials.path)
+    assert frame.val_accuracy.dtype == "float64" and frame.val_accuracy.tolist()[1] == 0.9
