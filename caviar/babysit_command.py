@@ -27,7 +27,7 @@ import numpy as np
 
 from caviar import nudge as channel
 from caviar.babysit import Sitter
-from caviar.babysit_resume import resume_point
+from caviar.babysit_resume import holds_sweep, resume_point
 
 EXIT_INTERRUPTED = 130
 
@@ -61,6 +61,11 @@ def command(args: argparse.Namespace) -> int:
         if (run_dir / JOB_FILE).is_file():
             # The job as run (same model); --set applies on top (`babysit.epochs=100`: more epochs).
             job = load_job(run_dir / JOB_FILE, cli.job_overrides(args))
+    elif run_dir.is_dir() and holds_sweep(run_dir):
+        # Not even with --overwrite: `parallel` and `babysit` share the default name, and a sweep
+        # is hours of trials, not one run to start over.
+        raise ValueError(f"name: {job.name!r} holds a sweep; babysit its best trial with --from {job.name} "
+                         f"(into {job.name}-babysit), or pick another --name")
     elif run_dir.is_dir() and holds_results(run_dir) and not args.overwrite:
         raise FileExistsError(f"{run_dir} already holds results: pass --resume to continue it "
                               "or --overwrite to replace it")
@@ -78,6 +83,7 @@ def command(args: argparse.Namespace) -> int:
     run = open_run(out, job.name, job.to_toml(), resume=args.resume, overwrite=args.overwrite)
     channel.acquire_lock(run.path)
     try:
+        _record_job(run.path / JOB_FILE, job.to_toml())  # a resume's --set, as the README promises
         try:
             with _ctrl_c_at_epoch_end(sitter):
                 sitter.attach(run)
@@ -93,6 +99,17 @@ def command(args: argparse.Namespace) -> int:
         channel.release_lock(run.path)
     print(summary.line(), flush=True)
     return 0
+
+
+def _record_job(path: Path, text: str) -> None:
+    """Rewrite the run's job.toml (atomically) when the job as run now differs from it."""
+    from caviar.atomic import atomic_write_bytes
+
+    data = text.encode()
+    with contextlib.suppress(FileNotFoundError):
+        if path.read_bytes() == data:
+            return
+    atomic_write_bytes(path, data)
 
 
 def resume_command(args: argparse.Namespace, name: str) -> str:

@@ -36,17 +36,24 @@ def table_rows(run_dir: Path, name: str) -> int:
     return rows
 
 
+def holds_sweep(run_dir: Path) -> bool:
+    """Whether `run_dir` holds a sweep: a trials table, or epochs with a trial_id column."""
+    run_dir = Path(run_dir)
+    if visible_parts(run_dir / "trials.parquet"):
+        return True
+    for part in visible_parts(run_dir / "epochs.parquet")[:1]:
+        try:
+            return "trial_id" in pq.read_schema(part).names
+        except (OSError, pa.ArrowException):
+            pass  # unreadable: the row count of resume_point decides
+    return False
+
+
 def check_babysit_folder(run_dir: Path) -> None:
     """Raise ValueError when `run_dir` holds a sweep (a trials table, or epochs with a trial_id):
     a babysit must never write its rows into a sweep's folder."""
     run_dir = Path(run_dir)
-    sweep = bool(visible_parts(run_dir / "trials.parquet"))
-    for part in visible_parts(run_dir / "epochs.parquet")[:1]:
-        try:
-            sweep = sweep or "trial_id" in pq.read_schema(part).names
-        except (OSError, pa.ArrowException):
-            pass  # unreadable: the row count below decides
-    if sweep:
+    if holds_sweep(run_dir):
         raise ValueError(f"--resume: {run_dir.name!r} is a sweep (it has trials), not a babysat run; "
                          f"babysit its best trial into a new run with --from {run_dir.name}")
 

@@ -86,6 +86,8 @@ def test_a_diverging_run_rolls_back_and_recovers(tmp_path, capsys):
     assert "diverged" in set(events["event"]) and "diverged" in set(epochs["decision"])
     first = events[events["event"] == "diverged"].iloc[0]
     assert first["learning_rate"] == pytest.approx(1.0)  # 10 x divergence_factor 0.1
+    initial = float(events[events["event"] == "start"].iloc[0]["detail"].split()[-1])
+    assert f"above 3 × the initial loss {initial:.4g}" in first["detail"]  # the yardstick it really used
     assert epochs["learning_rate"].iloc[-1] < 10.0
     assert epochs["val_accuracy"].max() > 0.9  # from chance level back to a good score
     # the summary: best epoch restored and tested on the test split
@@ -204,7 +206,8 @@ class SteadyTrainer:
     """A tiny deterministic trainer: val_accuracy = 1 - 0.5 / epoch, so every epoch improves.
 
     Config: learning_rate (required by babysit), sleep (seconds per epoch), report (extra metrics
-    to report), explode (refuse to be built).
+    to report), explode (refuse to be built), blow_up_at (the epoch from which the loss blows up).
+    It cannot evaluate: its divergence yardstick is the first epoch's loss.
     """
 
     def __init__(self, config, data, seed):
@@ -215,7 +218,8 @@ class SteadyTrainer:
     def train_epoch(self):
         time.sleep(float(self.config.get("sleep", 0.0)))
         self.epoch += 1
-        return {"train_loss": 1.0 / self.epoch, "val_accuracy": 1.0 - 0.5 / self.epoch,
+        blown = self.epoch >= self.config.get("blow_up_at", math.inf)  # loss x 20 from that epoch on
+        return {"train_loss": (20.0 if blown else 1.0) / self.epoch, "val_accuracy": 1.0 - 0.5 / self.epoch,
                 "learning_rate": float(self.config["learning_rate"]), **self.config.get("report", {})}
 
     def state_dict(self):
@@ -251,6 +255,45 @@ def test_a_bad_job_exits_2_and_leaves_the_old_run_byte_identical_even_with_overw
     assert err.count("\n") == 0 and message in err
     assert files(run) == before
     assert babysit_inline(tmp_path, bad, "--name", "new") == 2 and not (tmp_path / "out" / "new").exists()
+
+
+def test_without_evaluate_the_divergence_yardstick_is_named_the_first_epochs_loss(tmp_path):
+    job = steady_job(tmp_path, "blown", model="learning_rate = 0.01\nblow_up_at = 2", babysit="epochs = 3")
+    assert babysit_inline(tmp_path, job) == 0
+    diverged = table(tmp_path / "out" / "blown", "events").query("event == 'diverged'")
+    assert "above 3 × the first epoch's loss 1;" in diverged.iloc[0]["detail"]
+
+
+@pytest.mark.parametrize("argv", [[], ["--overwrite"]])
+def test_babysit_refuses_a_sweeps_folder_even_with_overwrite(tmp_path, capsys, argv):
+    # `parallel` and `babysit` both default to the name "digits": the sweep must survive the mix-up
+    sweep = fake_sweep(tmp_path / "out", "digits")
+    before = files(sweep)
+    assert babysit_inline(tmp_path, job_file(tmp_path, "digits", babysit="epochs = 1"), *argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "'digits' holds a sweep" in err and "--from digits (into digits-babysit)" in err and "--name" in err
+    assert files(sweep) == before
+
+
+def test_a_sweeps_epochs_table_alone_marks_it_a_sweep(tmp_path, capsys):
+    run = tmp_path / "out" / "trials"
+    run.mkdir(parents=True)
+    pd.DataFrame({"trial_id": [0], "epoch": [1], "val_accuracy": [0.5]}).to_parquet(run / "epochs.parquet")
+    before = files(run)
+    assert babysit_inline(tmp_path, job_file(tmp_path, "trials", babysit="epochs = 1"), "--overwrite") == 2
+    assert "'trials' holds a sweep" in capsys.readouterr().err and files(run) == before
+
+
+def test_resume_with_set_records_the_change_in_job_toml(tmp_path):
+    job = steady_job(tmp_path, "longer", babysit="epochs = 2")
+    assert babysit_inline(tmp_path, job) == 0
+    as_run = tmp_path / "out" / "longer" / "job.toml"
+    assert load_job(as_run).babysit.epochs == 2
+    assert babysit_inline(tmp_path, job, "--resume", "--set", "babysit.epochs=3") == 0
+    assert len(table(tmp_path / "out" / "longer", "epochs")) == 3
+    assert load_job(as_run).babysit.epochs == 3  # job.toml: the job as run, every --set applied
+    assert not [p for p in as_run.parent.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
 def test_resume_refuses_a_sweep(tmp_path, capsys):
