@@ -7,6 +7,7 @@ stderr); the many cases and the property tests run `caviar.cli.main` in this pro
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,6 +121,8 @@ def test_a_real_process_exits_2_with_one_line_and_touches_nothing(tmp_path, out,
 def test_a_missing_data_file_exits_2_and_leaves_the_old_run_alone(tmp_path, out, command):
     """The data is read before the results folder is opened: even --overwrite keeps the old run."""
     job = write_job(tmp_path, missing_file_job(tmp_path))
+    if command[0] == "babysit":   # a babysat run to overwrite (babysit refuses a sweep's folder outright)
+        shutil.rmtree(out / VICTIM / "trials.parquet")
     before = snapshot(out)
     result = subprocess.run(PYTHON + [command[0], str(job), "--out", str(out), *command[1:]],
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
