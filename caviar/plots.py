@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import math
 import sys
-from typing import Mapping
+from typing import Any, Mapping
 
 import matplotlib
 
@@ -55,6 +55,19 @@ def _scored(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _best_index(values: pd.Series, mode: str):
     return values.idxmax() if mode == "max" else values.idxmin()
+
+
+def _finish(fig: Figure, ax: Any, *, ylabel: str, title: str, xlabel: str | None = None) -> Figure:
+    """The common last touches of a one-axes figure; an xlabel means integer ticks (epochs, trial ids)."""
+    if xlabel is not None:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
 
 
 def _no_data(fig: Figure, ax, text: str) -> Figure:
@@ -116,12 +129,7 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
                    transform=ax.get_xaxis_transform(), label=f"failed ({len(bad)})")
     if not len(good) and not len(bad):
         return _no_data(fig, ax, f"no trials with {name}")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} against {name}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, ylabel=metric, title=f"{metric} against {name}")
 
 
 def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str, top: int = 5) -> Figure:
@@ -156,14 +164,8 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
                 label=f"trial {int(trial_id)} ({score:.4g})")
         at = _best_index(rows[metric].astype(float), mode)
         ax.scatter([rows.at[at, "epoch"]], [rows.at[at, metric]], color=colour, edgecolor="black", zorder=3)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title(f"learning curves: the {len(best_ids)} best trials")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, ylabel=metric, title=f"learning curves: the {len(best_ids)} best trials",
+                   xlabel="epoch")
 
 
 def score_by_trial(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
@@ -192,14 +194,7 @@ def score_by_trial(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
     if len(bad):
         ax.scatter(bad["trial_id"], np.zeros(len(bad)), marker="x", color=FAILED, clip_on=False,
                    transform=ax.get_xaxis_transform(), label=f"failed ({len(bad)})")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("trial id (order of sampling)")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} by trial")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, ylabel=metric, title=f"{metric} by trial", xlabel="trial id (order of sampling)")
 
 
 def babysit_timeline(epochs: pd.DataFrame, events: pd.DataFrame, metric: str, mode: str) -> Figure:
