@@ -7,6 +7,8 @@ all validated before the results folder is opened; Ray starts last.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import logging
 import math
 import os
@@ -14,7 +16,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from caviar.atomic import atomic_write_bytes
 from caviar.job import Job, load_job
@@ -24,6 +26,7 @@ from caviar.samplers import Sampler, make_sampler, trial_seed
 from caviar.schedulers import Scheduler, make_scheduler
 
 EXIT_INTERRUPTED = 130
+LOCK_FILE = ".sweep.lock"   # hidden: readers and holds_results pass over it
 
 
 def build_sampler(job: Job) -> Sampler:
@@ -140,6 +143,9 @@ def command(args: argparse.Namespace) -> int:
         return 0
     run_dir = Path(args.out) / job.name
     refuse_babysit_folder(run_dir)
+    if run_dir.is_dir():
+        with sweep_lock(run_dir):   # refused while another driver runs this sweep; released at once
+            pass
     if args.resume or (holds_results(run_dir) and not args.overwrite):
         # Resuming, or refused for an existing name: both before Ray starts.
         run = open_run(Path(args.out), job.name, job.to_toml(), resume=args.resume)
@@ -148,7 +154,26 @@ def command(args: argparse.Namespace) -> int:
         # Nothing is created or replaced until Ray is up: a cluster that cannot be joined costs nothing.
         ray_session = connect_ray(args.address)
         run = open_run(Path(args.out), job.name, job.to_toml(), overwrite=args.overwrite)
-    return run_sweep(job, run, sampler, scheduler, data, args, ray_session)
+    with sweep_lock(run.path):
+        return run_sweep(job, run, sampler, scheduler, data, args, ray_session)
+
+
+@contextlib.contextmanager
+def sweep_lock(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder for one driver: a second `parallel` on the same name (a --resume while
+    the first still runs) would number its parts alike and compact away the other's."""
+    fd = os.open(run_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"name: {run_dir.name!r} is being run by another caviar parallel right now") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def refuse_babysit_folder(run_dir: Path) -> None:

@@ -278,3 +278,20 @@ def test_overwrite_keeps_the_old_run_when_ray_cannot_be_joined(ray_session, tmp_
     assert result.returncode == 2, result.stderr
     assert "--address" in result.stderr.strip().splitlines()[-1]
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_a_second_driver_on_a_running_sweep_is_refused(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, trials=6, epochs=3, model="sleep = 0.2")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
+    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    trials_dir = out / "sweep" / "trials.parquet"
+    deadline = time.monotonic() + 120
+    while not (trials_dir.is_dir() and list(trials_dir.glob("part-*.parquet"))):
+        assert time.monotonic() < deadline and first.poll() is None, first.stderr.read().decode()
+        time.sleep(0.05)
+    assert sweep(job, out, ray_session, "--resume") == 2
+    assert "being run by another caviar parallel" in capsys.readouterr().err
+    assert first.wait(timeout=300) == 0
+    trials = pd.read_parquet(trials_dir)
+    assert sorted(trials.trial_id) == list(range(6))
