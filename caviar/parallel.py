@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from caviar.atomic import atomic_write_bytes
 from caviar.job import Job, load_job
 from caviar.results_io import holds_results
-from caviar.progress import Progress, format_value
+from caviar.progress import Progress
 from caviar.samplers import Sampler, make_sampler, trial_seed
 from caviar.schedulers import Scheduler, make_scheduler
 
@@ -55,15 +55,18 @@ def dry_run_table(job: Job, sampler: Sampler) -> str:
     """The configurations the job would run (those decided before any result), one row per trial."""
     import pandas as pd
 
+    from caviar.show import format_table, scales_of
+
     rows = []
     for trial_id in range(sampler.n_trials):
         if not sampler.ready(trial_id):
             break
         config = sampler.ask(trial_id)
         row = {"trial": trial_id, "seed": trial_seed(job.search.seed, trial_id)}
-        row.update({name: format_value(config[name]) for name in job.space.names})
+        row.update({name: config[name] for name in job.space.names})
         rows.append(row)
-    table = pd.DataFrame(rows).to_string(index=False) if rows else "(no trials)"
+    # The leaderboard's formatting: scientific notation on log scales, enough digits for betas.
+    table = format_table(pd.DataFrame(rows), scales_of(job.space)) if rows else "(no trials)"
     lines = [f"{job.name}: {sampler.n_trials} trials, sampler {job.search.sampler}, scheduler "
              f"{job.search.scheduler}, metric {job.search.metric} ({job.search.mode})", table]
     if len(rows) < sampler.n_trials:
