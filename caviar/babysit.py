@@ -176,7 +176,6 @@ class Sitter:
         self.saved_epoch = 0  # the epoch of the newest persisted checkpoint
         self.interrupted = False  # Ctrl-C: stop at the next epoch boundary, everything persisted
         self.last_metrics: dict[str, float] = {}
-        self.initial_yardstick = False  # divergence judged against the untrained model's loss (not epoch 1's)
 
     # -- start and resume (nothing written) --
 
@@ -189,8 +188,7 @@ class Sitter:
         can = hasattr(self.trainer, "evaluate")
         initial = float(self.trainer.evaluate(self.data.x_train, self.data.y_train)["loss"]) if can else math.nan
         if math.isfinite(initial) and initial > 0:
-            self.policy = PolicyState(first_loss=initial)
-            self.initial_yardstick = True
+            self.policy = PolicyState(first_loss=initial, first_loss_initial=True)
             self._event("start", None, f"initial train loss {initial:.4g}")
         self.best, self.best_saved = self._snapshot({}), False  # epoch 0: where an early divergence goes back to
         self.echo(f"babysitting {self.job.name}: {self.metric} ({self.spec.mode}), up to {self.spec.epochs} "
@@ -203,8 +201,6 @@ class Sitter:
         self.trainer.load_state_dict(state)
         self.epoch, self.lr = int(meta["epoch"]), float(meta["learning_rate"])
         self.policy = PolicyState.from_dict(meta["policy"])
-        # (checkpoints older than the flag: a trainer that can evaluate was measured untrained)
-        self.initial_yardstick = bool(meta.get("initial_yardstick", hasattr(self.trainer, "evaluate")))
         self.nudged, self.stopped = dict(meta.get("nudged", {})), meta.get("stopped")
         if self.stopped == "epochs" and self.epoch < self.spec.epochs:
             self.stopped = None  # a finished run given more epochs goes on
@@ -285,14 +281,7 @@ class Sitter:
             self.trainer.set_hyperparameters(learning_rate=self.lr)
         self.stopped = decision.cause if isinstance(decision, Stop) else None
         if decision.kind != "continue":
-            self._event(decision.kind, score, self._reason(decision))
-
-    def _reason(self, decision: Decision) -> str:
-        """The decision's text, naming the divergence yardstick this run really uses: the policy
-        only knows a first loss, which here is the untrained model's where the trainer can tell it
-        (a divergence, or a stop because of one)."""
-        which = "the initial loss" if self.initial_yardstick else "the first epoch's loss"
-        return decision.reason.replace("× the first epoch's ", f"× {which} ", 1)
+            self._event(decision.kind, score, decision.reason)
 
     def _restore_best(self) -> None:
         """Back to the best state with a fresh data order (the same order again would lead the same
@@ -331,7 +320,6 @@ class Sitter:
 
     def _snapshot(self, metrics: Mapping[str, float]) -> Snapshot:
         meta = {"epoch": self.epoch, "learning_rate": self.lr, "policy": self.policy.to_dict(),
-                "initial_yardstick": self.initial_yardstick,
                 "nudged": dict(self.nudged), "stopped": self.stopped, "metrics": dict(metrics),
                 "rows": {k: list(v) for k, v in self.rows.items()}, "nudges": [p.name for p, _ in self.handled]}
         return self.epoch, self.trainer.state_dict(), meta
@@ -362,7 +350,7 @@ class Sitter:
         best = math.nan if self.policy.best_score is None else self.policy.best_score  # (formatted eagerly)
         to = f"epoch {decision.to_epoch}" if getattr(decision, "to_epoch", 0) else "the initial state"
         what = {"improved": f"improved (best {best:.4f})", "plateau": f"plateau (lr -> {self.lr:.1e})",
-                "rollback": f"rollback to {to} (lr -> {self.lr:.1e})", "stop": f"stop: {self._reason(decision)}",
+                "rollback": f"rollback to {to} (lr -> {self.lr:.1e})", "stop": f"stop: {decision.reason}",
                 "diverged": f"diverged, back to {to} (lr -> {self.lr:.1e})"}.get(decision.kind, decision.kind)
         extra = "".join(f"  {e['event']}: {e['detail']}" for e in self.rows["events"]
                         if e["event"].startswith("nudge") and e["epoch"] == day.epoch)

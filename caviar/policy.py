@@ -69,7 +69,7 @@ class PolicyState:
 
     best_score/best_epoch: the best day so far (None/0: none yet, the best checkpoint is the initial
     state). first_loss: the yardstick of divergence: the initial state's training loss when the loop
-    starts the counters with it, else the first finite epoch's. wait: epochs
+    starts the counters with it (then `first_loss_initial`), else the first finite epoch's. wait: epochs
     without improvement since the last improvement or cut. cooldown: epochs of cooldown left.
     rollbacks: rollbacks and divergences so far (a person's rollback does not count).
     """
@@ -77,6 +77,7 @@ class PolicyState:
     best_score: float | None = None
     best_epoch: int = 0
     first_loss: float | None = None
+    first_loss_initial: bool = False
     wait: int = 0
     cooldown: int = 0
     rollbacks: int = 0
@@ -87,6 +88,7 @@ class PolicyState:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "first_loss": self.first_loss,
+            "first_loss_initial": self.first_loss_initial,
             "wait": self.wait,
             "cooldown": self.cooldown,
             "rollbacks": self.rollbacks,
@@ -99,6 +101,7 @@ class PolicyState:
             best_score=None if values.get("best_score") is None else float(values["best_score"]),
             best_epoch=int(values.get("best_epoch", 0)),
             first_loss=None if values.get("first_loss") is None else float(values["first_loss"]),
+            first_loss_initial=bool(values.get("first_loss_initial", False)),
             wait=int(values.get("wait", 0)),
             cooldown=int(values.get("cooldown", 0)),
             rollbacks=int(values.get("rollbacks", 0)),
@@ -196,8 +199,8 @@ def _divergence(state: PolicyState, day: Day, policy: PolicySpec) -> str | None:
     if not math.isfinite(day.score) or not math.isfinite(day.loss):
         return f"non-finite score {day.score:.4g} or loss {day.loss:.4g}"
     if state.first_loss is not None and day.loss > policy.divergence_ratio * state.first_loss:
-        return (f"loss {day.loss:.4g} above {policy.divergence_ratio:g} × the first epoch's "
-                f"{state.first_loss:.4g}")
+        which = "the initial loss" if state.first_loss_initial else "the first epoch's loss"
+        return f"loss {day.loss:.4g} above {policy.divergence_ratio:g} × {which} {state.first_loss:.4g}"
     return None
 
 
