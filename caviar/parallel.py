@@ -201,9 +201,11 @@ def _restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str
                          f"can grow but not shrink (got {sampler.n_trials})")
     epochs = saved.epochs
     if not epochs.empty:
-        epochs = epochs[epochs["trial_id"].isin(finished)]
+        unfinished = ~epochs["trial_id"].isin(finished)
+        if unfinished.any():
+            _drop_unfinished_epochs(run, finished)
+        epochs = epochs[~unfinished]
     _replay_milestones(epochs, scheduler, metric)
-    _drop_unfinished_epochs(run, finished)
     if trials.empty:
         return finished, counts, best
     trials = trials.drop_duplicates("trial_id", keep="last")
@@ -239,10 +241,8 @@ def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    epochs = run.table("epochs")
-    if set(epochs.column("trial_id")) - finished:
-        kept = pa.array(sorted(finished), type=pa.int64())
-        epochs.compact(keep=lambda table: pc.is_in(table["trial_id"], value_set=kept))
+    kept = pa.array(sorted(finished), type=pa.int64())
+    run.table("epochs").compact(keep=lambda table: pc.is_in(table["trial_id"], value_set=kept))
 
 
 def worker_count(requested: int, cpus: int, trials_left: int, quiet: bool) -> int:

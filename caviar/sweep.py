@@ -235,7 +235,7 @@ class Sweep:
             trial.epoch_rows.append({"trial_id": trial_id, "epoch": epoch, "learning_rate": float(learning_rate),
                                      "seconds": seconds, **metrics})
             trial.last_metrics, trial.epochs = metrics, epoch
-            if len(metrics) > len(self.metric_names) or any(k not in self.metric_names for k in metrics):
+            if not metrics.keys() <= self.metric_names.keys():
                 self.metric_names.update(dict.fromkeys(metrics))
             value = metrics.get(self.metric)
             if value is not None and math.isfinite(value):
