@@ -24,7 +24,7 @@ from ray.exceptions import RayError
 
 from caviar.samplers import Sampler, trial_seed
 from caviar.schedulers import Scheduler
-from caviar.worker import Segment, trial_worker_class
+from caviar.worker import Segment, stop_actors, trial_worker_class
 
 FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
 CALLS_PER_WORKER = 2     # one running, one queued: a worker never waits for the driver
@@ -135,8 +135,7 @@ class Sweep:
         return slot.node_ref
 
     def stop_workers(self) -> None:
-        for slot in self.slots:
-            ray.kill(slot.actor)
+        stop_actors([slot.actor for slot in self.slots], [slot.node_ref for slot in self.slots])
         self.slots = []
 
     @property
@@ -267,7 +266,7 @@ class Sweep:
         for call in slot.calls:
             lost += [segment.trial_id for segment in call.segments[call.ended:]]
         culprit = lost[len(slot.held)] if len(lost) > len(slot.held) else None
-        ray.kill(slot.actor)
+        stop_actors([slot.actor], [slot.node_ref])
         self.slots[index] = self._new_slot()
         for trial_id in dict.fromkeys(lost):
             trial = self.active[trial_id]

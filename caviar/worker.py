@@ -163,3 +163,29 @@ def trial_worker_class():
     if _ACTOR_CLASS is None:
         _ACTOR_CLASS = _make_actor_class()
     return _ACTOR_CLASS
+
+
+STOP_WAIT_SECONDS = 10.0   # longest that stopping waits for workers still starting
+
+
+def stop_actors(actors: list[Any], started: list[Any], wait_seconds: float = STOP_WAIT_SECONDS) -> None:
+    """Kill worker actors, but none in the instant it is starting.
+
+    Ray (seen with 2.60) loses a CPU when an actor is killed just as a worker process is leased to
+    it: the kill reaches the worker before the actor does and is ignored, and the lease is never
+    returned. Every later actor on that cluster then waits for the lost CPU: in our CI, a sweep
+    that replaced a dead worker and finished at once left the next sweeps waiting forever.
+
+    Args:
+        actors: the actor handles to kill.
+        started: for each actor, the ObjectRef of a call that returns once it has started (or its
+            result, when already fetched). The wait for them is bounded by `wait_seconds`: an actor
+            still waiting for a CPU by then has no worker, and killing it only cancels its request.
+    """
+    import ray
+
+    pending = [ref for ref in started if isinstance(ref, ray.ObjectRef)]
+    if pending:
+        ray.wait(pending, num_returns=len(pending), timeout=wait_seconds, fetch_local=False)
+    for actor in actors:
+        ray.kill(actor)

@@ -1,11 +1,14 @@
-"""The worker's segment runner, without Ray: events, pausing, failures."""
+"""The worker's segment runner, without Ray: events, pausing, failures; and, on the session's real
+Ray, how worker actors are stopped."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
 from caviar.data import Dataset
-from caviar.worker import Segment, SegmentRunner, run_batch
+from caviar.worker import Segment, SegmentRunner, run_batch, stop_actors, trial_worker_class
 
 
 def tiny_data() -> Dataset:
@@ -57,3 +60,20 @@ def test_a_metric_named_like_a_result_column_fails_the_trial():
         "train_epoch": lambda self: {"score": 1.0, "val_accuracy": 0.5}})
     events = list(runner.run(Segment(0, {}, 1, 2, 2)))
     assert events[-1][0] == "failed" and "score" in events[-1][4]
+
+
+def test_a_worker_still_starting_is_killed_only_once_it_has_started(ray_session, tmp_path):
+    """Killing an actor in the instant its worker is leased makes Ray lose that CPU for good."""
+    import ray
+
+    slow = tmp_path / "slow_start_trainer.py"
+    slow.write_text("import pathlib, time\ntime.sleep(1.5)\npathlib.Path(__file__).with_suffix('.started').touch()\n"
+                    "from tests.trainers import ToyTrainer\n")
+    actor = trial_worker_class().remote(ray.put(tiny_data()), "slow_start_trainer:ToyTrainer", [str(tmp_path)], 1)
+    stop_actors([actor], [actor.node.remote()])
+    assert slow.with_suffix(".started").exists()
+    total = ray.cluster_resources()["CPU"]
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ray.available_resources().get("CPU", 0) == total
