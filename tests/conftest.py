@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,24 @@ def ray_session(ray_address):
         ray.init(address=ray_address, log_to_driver=False)
     yield ray_address
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _cluster_gets_its_cpus_back(request):
+    """After each test on the shared cluster, every CPU must be free again.
+
+    A CPU that a test leaves leased (a leaked worker) makes every later sweep wait for it forever;
+    stop the session here, naming the test, rather than time out an hour later somewhere else.
+    """
+    yield
+    if "ray_session" not in request.fixturenames:
+        return
+    import ray
+
+    total = ray.cluster_resources().get("CPU", 0)
+    deadline = time.monotonic() + 30
+    while (free := ray.available_resources().get("CPU", 0)) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if free < total:
+        pytest.exit(f"{request.node.nodeid} left {total - free:g} of the shared Ray cluster's {total:g} CPUs "
+                    "leased; every later sweep would wait for them", returncode=1)
