@@ -256,6 +256,14 @@ def worker_count(requested: int, cpus: int, trials_left: int, quiet: bool) -> in
     return max(1, min(n, trials_left))
 
 
+def show_progress(sweep: Any, progress: Progress) -> None:
+    """Draw the sweep's state, after any message it has for the user."""
+    for notice in sweep.notices:
+        progress.note(notice)
+    sweep.notices.clear()
+    progress.update(len(sweep.finished), sweep.running, sweep.counts["pruned"], sweep.counts["failed"], sweep.best)
+
+
 def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: Any, args: argparse.Namespace,
               ray_session: tuple[bool, float]) -> int:
     """Run the sweep into `run` on the connected Ray, print the leaderboard. Returns the exit status."""
@@ -296,7 +304,7 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
             trainer_name=job.trainer, n_workers=n_workers,
             max_retries=job.search.max_retries, trial_timeout=float(job.search.trial_timeout or 0),
             write_trial=write_trial, flush=flush, finished=finished,
-            on_change=lambda s: progress.update(len(s.finished), s.running, s.counts["pruned"], s.counts["failed"], s.best),
+            on_change=lambda s: show_progress(s, progress),
         )
         if counts:
             sweep.counts, sweep.best = counts, best

@@ -79,6 +79,12 @@ class Progress:
         self.last_line = line
         self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """A message on a line of its own, above the live line (which the next update redraws)."""
+        self.stream.write(("\r\x1b[2K" if self.interactive else "") + text + "\n")
+        self.stream.flush()
+        self.last_draw, self.last_line = -math.inf, ""
+
     def close(self) -> None:
         if self.interactive:
             self.stream.write("\n")

@@ -32,6 +32,7 @@ TARGET_CALL_SECONDS = 0.5  # short trials are batched into calls of about this l
 MAX_BATCH = 64
 HOLD_SECONDS = 5.0       # longest that trial rows wait for the first metrics before being written
 WAIT_SECONDS = 0.2       # how often the loop wakes without results (timeouts, flushes, display)
+START_WARN_SECONDS = 30.0  # a worker not started by then waits for a CPU that other work holds
 
 
 @dataclass
@@ -77,6 +78,7 @@ class Slot:
     held: dict[int, int] = field(default_factory=dict)   # paused trial -> epochs it has run
     drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
     segment_started: float = 0.0                          # when the running segment began
+    created: float = field(default_factory=time.monotonic)
 
 
 class Sweep:
@@ -114,6 +116,9 @@ class Sweep:
         self.segment_seconds = 0.0              # running mean, sizes the batches
         self.slots: list[Slot] = []
         self.last_flush = time.monotonic()
+        self.notices: list[str] = []            # one-off messages for the user; the caller shows and clears them
+        self.start_checked = 0.0
+        self.start_warned = False
 
     # ---- workers -------------------------------------------------------------------------------
     def _new_slot(self) -> Slot:
@@ -137,6 +142,25 @@ class Sweep:
     def stop_workers(self) -> None:
         stop_actors([slot.actor for slot in self.slots], [slot.node_ref for slot in self.slots])
         self.slots = []
+
+    def _check_starts(self) -> None:
+        """Say once when workers have waited START_WARN_SECONDS for a CPU: a sweep that seems stuck
+        on a busy cluster is waiting, not broken. Checked at most every few seconds."""
+        now = time.monotonic()
+        if self.start_warned or now - self.start_checked < 5 * WAIT_SECONDS:
+            return
+        self.start_checked = now
+        waiting = [slot.node_ref for slot in self.slots
+                   if isinstance(slot.node_ref, ray.ObjectRef) and now - slot.created >= START_WARN_SECONDS]
+        if not waiting:
+            return
+        ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0, fetch_local=False)
+        if len(ready) < len(waiting):
+            self.start_warned = True
+            self.notices.append(
+                f"caviar: {len(waiting) - len(ready)} of {len(self.slots)} workers have waited over "
+                f"{START_WARN_SECONDS:g} s for a CPU that other work on the cluster holds (`ray status` shows it); "
+                "their trials start when one frees")
 
     @property
     def running(self) -> int:
@@ -325,6 +349,7 @@ class Sweep:
                 break
             self._poll()
             self._check_timeouts()
+            self._check_starts()
             if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
                 # Trial rows wait (at most HOLD_SECONDS) until some trial has reported its metrics,
                 # so that the first trials part already has every metric column (pandas reads a

@@ -295,3 +295,30 @@ def test_a_second_driver_on_a_running_sweep_is_refused(ray_session, tmp_path, ca
     assert first.wait(timeout=300) == 0
     trials = pd.read_parquet(trials_dir)
     assert sorted(trials.trial_id) == list(range(6))
+
+
+def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_runs_once_it_frees(
+        ray_session, tmp_path, capsys, monkeypatch):
+    import ray
+
+    monkeypatch.setattr("caviar.sweep.START_WARN_SECONDS", 1.0)
+
+    @ray.remote(num_cpus=1)
+    class Holder:
+        def ping(self) -> bool:
+            return True
+
+    holder = Holder.remote()
+    ray.get(holder.ping.remote())   # one of the two CPUs is now taken by other work
+    release = threading.Timer(4.0, ray.kill, args=(holder,))
+    release.start()
+    job = write_job(tmp_path, trials=6, epochs=2, model="sleep = 0.05")
+    try:
+        assert main(["parallel", str(job), "--out", str(tmp_path / "out"), "--address", ray_session,
+                     "--concurrency", "2"]) == 0
+    finally:
+        release.join()
+    err = capsys.readouterr().err
+    assert "1 of 2 workers have waited over 1 s for a CPU" in err
+    trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")
+    assert sorted(trials.trial_id) == list(range(6)) and set(trials.status) == {"completed"}
