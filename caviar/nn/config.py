@@ -29,6 +29,10 @@ _FLOAT_CHECKS = {  # field: (condition text, test)
 }
 
 
+# A wider layer is a typo (1e6 for 1e3): its weights alone would need tens of GiB per trial.
+MAX_WIDTH = 65_536
+
+
 @dataclass(frozen=True)
 class MLPConfig:
     """Every hyperparameter of the built-in network, with its default. Build it with
@@ -71,14 +75,14 @@ class MLPConfig:
             raise ValueError(f"batch_norm: expected true or false, got {self.batch_norm!r}")
         object.__setattr__(self, "batch_norm", bool(self.batch_norm))
         layers = self.hidden_layers
-        problem = f"hidden_layers: expected a list of integer widths >= 1, got {layers!r}"
+        problem = f"hidden_layers: expected a list of integer widths from 1 to {MAX_WIDTH:,}, got {layers!r}"
         if not isinstance(layers, (list, tuple)):
             raise ValueError(problem)
         try:
             widths = tuple(_as_int("hidden_layers", w) for w in layers)
         except ValueError:
             raise ValueError(problem) from None
-        if any(w < 1 for w in widths):
+        if any(not 1 <= w <= MAX_WIDTH for w in widths):
             raise ValueError(problem)
         object.__setattr__(self, "hidden_layers", widths)
 

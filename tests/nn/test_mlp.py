@@ -308,6 +308,7 @@ def test_unknown_config_key_lists_the_valid_keys(data):
     ("learning_rate", "fast"), ("learning_rate", 0.0), ("learning_rate", math.nan), ("learning_rate", True),
     ("batch_size", True), ("batch_size", 64.5), ("batch_size", 0), ("batch_size", "64"),
     ("hidden_layers", "64"), ("hidden_layers", 64), ("hidden_layers", [64, 0]), ("hidden_layers", [True]),
+    ("hidden_layers", [64, 1_000_000]),
     ("beta1", 1.0), ("beta2", -0.1), ("momentum", 1), ("epsilon", 0), ("l2", -1e-4), ("lr_decay", -1),
     ("bn_momentum", 1.5), ("epochs", 0), ("batch_norm", "yes"), ("batch_norm", 1), ("activation", "sigmoid"),
     ("optimizer", "adagrad"),
