@@ -24,6 +24,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A results folder holding a two-round sweep "sweep" and a babysat run "panda", written as the
+    drivers write them (tests/run_factory.py), for the commands that read results."""
+    from tests.run_factory import make_babysit, make_sweep
+
+    root = tmp_path_factory.mktemp("results")
+    make_sweep(root, "sweep", rounds=2)
+    make_babysit(root, "panda")
+    return root
+
+
 @pytest.fixture(scope="session")
 def ray_address():
     """Address of a real one-node Ray cluster (2 CPUs, on a loopback address) shared by the session."""

@@ -10,12 +10,11 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pandas as pd
-import pytest
 
 from caviar import plots, show
 from caviar.cli import main
 from caviar.results_io import load
-from tests.run_factory import make_babysit, make_sweep
+from tests.run_factory import make_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -48,14 +47,6 @@ def assert_offline_report(run: Path) -> list[str]:
     leftovers = [p for p in run.rglob("*.tmp")]
     assert not [p for p in leftovers if "report" in p.name or p.parent.name == "report"], leftovers
     return shown
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    make_sweep(root, "sweep", rounds=2)
-    make_babysit(root, "panda")
-    return root
 
 
 def test_report_of_a_sweep_draws_every_hyperparameter_and_ranks_them(runs, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from caviar.cli import main
 from caviar.show import format_table, leaderboard, leaderboard_frame
-from tests.run_factory import make_babysit, make_sweep
+from tests.run_factory import make_sweep
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -21,14 +21,6 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def rows_starting_with(text: str, first_cell: str) -> list[str]:
     return [line for line in text.splitlines() if line.split()[:1] == [first_cell]]
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    make_sweep(root, "sweep", rounds=2)
-    make_babysit(root, "panda")
-    return root
 
 
 def test_show_sweep_prints_status_counts_and_the_best_trials_first(runs, capsys):
