@@ -114,21 +114,31 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
 
 
 def resume_command(args: argparse.Namespace, job: Job) -> str:
-    parts = [sys.executable, "-m", "caviar", "parallel"] + ([args.job] if args.job else [])
-    parts += ["--out", str(args.out), "--name", job.name, "--resume"]
+    """The command that resumes this sweep: by name, from the job.toml in its folder, so it works
+    whatever has become of the job file since."""
+    parts = [sys.executable, "-m", "caviar", "parallel", "--out", str(args.out), "--name", job.name, "--resume"]
     parts += ["--address", args.address] if args.address else []
     parts += ["--concurrency", str(args.concurrency)] if args.concurrency else []
     parts += ["--quiet"] if args.quiet else []
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def command(args: argparse.Namespace) -> int:
+def job_to_run(args: argparse.Namespace) -> Job:
+    """The job a `parallel` command runs: its job file with the overrides applied, except on a
+    resume, which runs the job as first run (the run folder's job.toml, plus any new --set). A
+    resume by `--name` does not read a job file at all: it may have been edited or deleted since."""
     from caviar.cli import job_overrides, load_job_from_args
 
+    if args.resume and args.name and (Path(args.out) / args.name / "job.toml").is_file():
+        return load_job(Path(args.out) / args.name / "job.toml", job_overrides(args))
     job = load_job_from_args(args)
     if args.resume and (Path(args.out) / job.name / "job.toml").is_file():
-        # A resumed sweep runs the job as it was first run (plus any new --set).
         job = load_job(Path(args.out) / job.name / "job.toml", job_overrides(args))
+    return job
+
+
+def command(args: argparse.Namespace) -> int:
+    job = job_to_run(args)
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
     if args.resume and args.overwrite:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -322,3 +323,33 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_runs_o
     assert "1 of 2 workers have waited over 1 s for a CPU" in err
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")
     assert sorted(trials.trial_id) == list(range(6)) and set(trials.status) == {"completed"}
+
+
+def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_file(ray_session, tmp_path):
+    job = write_job(tmp_path, trials=16, epochs=3, model="sleep = 0.1")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
+    # Ctrl-C reaches Python as KeyboardInterrupt only where SIGINT is not ignored, as it may be in a
+    # background job: the driver gets the disposition a terminal would give it.
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    trials_dir = out / "sweep" / "trials.parquet"
+    deadline = time.monotonic() + 120
+    while not (trials_dir.is_dir() and sum(pq.read_metadata(p).num_rows for p in trials_dir.glob("part-*.parquet")) >= 2):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err
+    kept = pd.read_parquet(trials_dir)
+    assert 2 <= len(kept) < 16 and set(kept.status) == {"completed"}
+    (line,) = [line for line in err.splitlines() if "Resume with: " in line]
+    resume = shlex.split(line.partition("Resume with: ")[2])
+    assert str(job) not in resume and resume[resume.index("--name") + 1] == "sweep"
+
+    job.unlink()   # the resume runs the job as saved with the run
+    done = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    trials = pd.read_parquet(trials_dir)
+    assert sorted(trials.trial_id) == list(range(16))
+    assert set(kept.trial_id) <= set(trials.trial_id) and len(pd.read_parquet(out / "sweep" / "epochs.parquet")) == 16 * 3
