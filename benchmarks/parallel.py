@@ -12,7 +12,8 @@ prestarted); Ray's start-up is reported apart and not counted in any wall time.
 
     python benchmarks/parallel.py [--trials 64] [--epochs 20] [--hidden 64] [--repeat 3] [--skip tune,optuna]
 
-Each method runs `--repeat` times (Ray Tune once: it is slow) and the median wall time is kept.
+Each method runs `--repeat` times, the methods taking turns (Ray Tune once: it is slow), and the
+median wall time is kept. Each Ray run starts after its Ray has booted its idle worker processes.
 `--hidden 256,256` makes every epoch heavier, to see efficiency once fixed costs (worker start-up)
 are small against the compute.
 
@@ -35,6 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 JOB = ROOT / "jobs" / "digits.toml"
+# After ray.init, Ray boots one idle worker process per CPU in the background (about a second
+# here); each Ray run waits that long first, so that no method is timed booting them.
+PRESTART_SECONDS = 2.0
 
 
 def overrides(n_trials: int, epochs: int, hidden: str) -> list[str]:
@@ -200,7 +204,9 @@ def main() -> None:
         ray.shutdown()
         start = time.perf_counter()
         ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        time.sleep(PRESTART_SECONDS)
+        return took
 
     rows = []
     runners = {
@@ -214,23 +220,26 @@ def main() -> None:
             "Optuna (n_jobs)": "optuna"}
     uses_ray = {"caviar", "plain Ray tasks", "Ray Tune"}
     startups = []
-    for name, runner in runners.items():
-        if keys[name] in skip:
-            continue
-        walls = []
-        for _ in range(1 if name == "Ray Tune" else args.repeat):
+    walls: dict[str, list[float]] = {name: [] for name in runners if keys[name] not in skip}
+    # Round-robin, not one method after another: this machine's speed drifts by tens of percent
+    # over minutes, and interleaving spreads the drift over every method alike.
+    for repeat in range(args.repeat):
+        for name in walls:
+            if name == "Ray Tune" and repeat:
+                continue   # minutes per run: once is enough to place it
             if name in uses_ray:
                 startups.append(fresh_ray())
-            walls.append(runner())
-        wall = statistics.median(walls)
+            walls[name].append(runners[name]())
+            print(f"  run {repeat + 1}: {name:<16} {walls[name][-1]:8.1f} s", flush=True)
+    for name, runs in walls.items():
+        wall = statistics.median(runs)
         rows.append((name, wall, sequential / (cores * wall)))
-        print(f"  {name:<16} {wall:8.1f} s   efficiency {sequential / (cores * wall):.2f}", flush=True)
     if startups:
         print(f"Ray start-up before each Ray run: median {statistics.median(startups):.1f} s (not counted above)")
-    walls = dict((name, wall) for name, wall, _ in rows)
+    medians = dict((name, wall) for name, wall, _ in rows)
     print("\nmethod            wall s   efficiency   caviar speed-up")
     for name, wall, eff in rows:
-        print(f"{name:<16} {wall:8.1f}   {eff:10.2f}   {wall / walls.get('caviar', wall):8.2f}x")
+        print(f"{name:<16} {wall:8.1f}   {eff:10.2f}   {wall / medians.get('caviar', wall):8.2f}x")
 
 
 if __name__ == "__main__":
