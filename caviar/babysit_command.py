@@ -36,7 +36,7 @@ def command(args: argparse.Namespace) -> int:
     """`caviar babysit [JOB] [--from RUN] [--resume | --overwrite]`: 0 when the run finished, 130
     when Ctrl-C stopped it. Raises ValueError / FileExistsError (exit 2) before writing anything."""
     from caviar import cli
-    from caviar.job import load_job, validate_name
+    from caviar.job import validate_name
     from caviar.results import open_run
     from caviar.results_io import JOB_FILE, holds_results
 
@@ -49,7 +49,7 @@ def command(args: argparse.Namespace) -> int:
                              f"with), got --from {args.from_run}")
         if args.name is None:  # never the sweep's own folder
             args = argparse.Namespace(**{**vars(args), "name": f"{args.from_run}-babysit"})
-    job = cli.load_job_from_args(args)
+    job = cli.load_job_from_args(args, resume=args.resume)
     out = Path(args.out)
     run_dir = out / job.name
     if args.from_run is not None and job.name == args.from_run:
@@ -58,9 +58,6 @@ def command(args: argparse.Namespace) -> int:
     if args.resume:
         if not run_dir.is_dir():
             raise ValueError(f"--resume: there is no run {job.name!r} in {out} to resume")
-        if (run_dir / JOB_FILE).is_file():
-            # The job as run (same model); --set applies on top (`babysit.epochs=100`: more epochs).
-            job = load_job(run_dir / JOB_FILE, cli.job_overrides(args))
     elif run_dir.is_dir() and holds_sweep(run_dir):
         # Not even with --overwrite: `parallel` and `babysit` share the default name, and a sweep
         # is hours of trials, not one run to start over.
@@ -113,9 +110,9 @@ def _record_job(path: Path, text: str) -> None:
 
 
 def resume_command(args: argparse.Namespace, name: str) -> str:
-    """The command line that resumes run `name` (the job as run is in its job.toml)."""
-    parts = [sys.executable, "-m", "caviar", "babysit"] + ([args.job] if args.job else [])
-    return shlex.join(parts + ["--out", str(args.out), "--name", name, "--resume"])
+    """The command line that resumes run `name`: by name, from the job.toml in its folder, so it
+    works whatever has become of the job file since."""
+    return shlex.join([sys.executable, "-m", "caviar", "babysit", "--out", str(args.out), "--name", name, "--resume"])
 
 
 @contextlib.contextmanager

@@ -59,11 +59,24 @@ def job_overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def load_job_from_args(args: argparse.Namespace):
-    """The validated Job a command runs: its job file with every override applied."""
-    from caviar.job import load_job
+def load_job_from_args(args: argparse.Namespace, *, resume: bool = False):
+    """The validated Job a command runs: its job file with every override applied.
 
-    return load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
+    With `resume`, the job as the run was first run (its folder's job.toml) plus any new --set. A
+    resume by --name reads no job file at all: it may have been edited or deleted since.
+    """
+    from caviar.job import load_job
+    from caviar.results_io import JOB_FILE
+
+    def saved(name: str) -> Path:
+        return Path(args.out) / name / JOB_FILE
+
+    if resume and args.name is not None and saved(args.name).is_file():
+        return load_job(saved(args.name), job_overrides(args))
+    job = load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
+    if resume and saved(job.name).is_file():
+        return load_job(saved(job.name), job_overrides(args))
+    return job
 
 
 def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:

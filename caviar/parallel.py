@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from caviar.atomic import atomic_write_bytes
-from caviar.job import Job, load_job
+from caviar.job import Job
 from caviar.results_io import holds_results
 from caviar.progress import Progress
 from caviar.samplers import Sampler, make_sampler, trial_seed
@@ -123,22 +123,10 @@ def resume_command(args: argparse.Namespace, job: Job) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def job_to_run(args: argparse.Namespace) -> Job:
-    """The job a `parallel` command runs: its job file with the overrides applied, except on a
-    resume, which runs the job as first run (the run folder's job.toml, plus any new --set). A
-    resume by `--name` does not read a job file at all: it may have been edited or deleted since."""
-    from caviar.cli import job_overrides, load_job_from_args
-
-    if args.resume and args.name and (Path(args.out) / args.name / "job.toml").is_file():
-        return load_job(Path(args.out) / args.name / "job.toml", job_overrides(args))
-    job = load_job_from_args(args)
-    if args.resume and (Path(args.out) / job.name / "job.toml").is_file():
-        job = load_job(Path(args.out) / job.name / "job.toml", job_overrides(args))
-    return job
-
-
 def command(args: argparse.Namespace) -> int:
-    job = job_to_run(args)
+    from caviar.cli import load_job_from_args
+
+    job = load_job_from_args(args, resume=args.resume)
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
     if args.resume and args.overwrite:

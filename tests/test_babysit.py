@@ -388,8 +388,10 @@ def test_ctrl_c_keeps_every_epoch_shown_and_prints_the_command_that_resumes(tmp_
     (line,) = err.strip().splitlines()
     resume = shlex.split(line.partition("Resume with: ")[2])
     assert resume[-5:] == ["--out", str(tmp_path / "out"), "--name", "paused", "--resume"]
+    assert str(job) not in resume
     assert list(table(run, "epochs")["epoch"]) == list(range(1, shown + 1))  # every epoch shown is saved
 
+    job.unlink()   # the resume runs the job as saved with the run
     done = subprocess.run(resume, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     epochs = table(run, "epochs")
