@@ -130,6 +130,14 @@ class Sweep:
         self.slots = [self._new_slot() for _ in range(self.n_workers)]
 
     @staticmethod
+    def _started(slot: Slot) -> bool:
+        """Whether the slot's worker has started (waiting for a CPU, it has not). Never blocks."""
+        if isinstance(slot.node_ref, ray.ObjectRef) and not ray.wait([slot.node_ref], timeout=0, fetch_local=False)[0]:
+            return False
+        Sweep._node(slot)
+        return True
+
+    @staticmethod
     def _node(slot: Slot) -> str:
         """The IP of the node a worker runs on (known by the time it has finished a trial)."""
         if not isinstance(slot.node_ref, str):
@@ -145,26 +153,23 @@ class Sweep:
 
     def _check_starts(self) -> None:
         """Say once when workers have waited START_WARN_SECONDS for a CPU: a sweep that seems stuck
-        on a busy cluster is waiting, not broken. Checked at most every few seconds."""
+        on a busy cluster is waiting, not broken. Checked at most once a second."""
         now = time.monotonic()
         if self.start_warned or now - self.start_checked < 5 * WAIT_SECONDS:
             return
         self.start_checked = now
-        waiting = [slot.node_ref for slot in self.slots
-                   if isinstance(slot.node_ref, ray.ObjectRef) and now - slot.created >= START_WARN_SECONDS]
-        if not waiting:
-            return
-        ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0, fetch_local=False)
-        if len(ready) < len(waiting):
+        waiting = [slot for slot in self.slots if now - slot.created >= START_WARN_SECONDS and not self._started(slot)]
+        if waiting:
             self.start_warned = True
             self.notices.append(
-                f"caviar: {len(waiting) - len(ready)} of {len(self.slots)} workers have waited over "
+                f"caviar: {len(waiting)} of {len(self.slots)} workers have waited over "
                 f"{START_WARN_SECONDS:g} s for a CPU that other work on the cluster holds (`ray status` shows it); "
                 "their trials start when one frees")
 
     @property
     def running(self) -> int:
-        return sum(1 for slot in self.slots if slot.calls)
+        """Workers training now (one waiting for a CPU has work queued but is not running it)."""
+        return sum(1 for slot in self.slots if slot.calls and self._started(slot))
 
     # ---- work assignment -----------------------------------------------------------------------
     def _new_trial(self) -> TrialState | None:
@@ -309,6 +314,9 @@ class Sweep:
         now = time.monotonic()
         for index, slot in enumerate(self.slots):
             if not slot.calls:
+                continue
+            if not self._started(slot):
+                slot.segment_started = now   # a trial's clock starts with its worker, not in the queue
                 continue
             call = slot.calls[0]
             trial = self.active.get(call.segments[call.ended].trial_id) if call.ended < len(call.segments) else None

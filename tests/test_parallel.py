@@ -298,7 +298,7 @@ def test_a_second_driver_on_a_running_sweep_is_refused(ray_session, tmp_path, ca
     assert sorted(trials.trial_id) == list(range(6))
 
 
-def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_runs_once_it_frees(
+def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_trials_run_once_it_frees(
         ray_session, tmp_path, capsys, monkeypatch):
     import ray
 
@@ -313,7 +313,8 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_runs_o
     ray.get(holder.ping.remote())   # one of the two CPUs is now taken by other work
     release = threading.Timer(4.0, ray.kill, args=(holder,))
     release.start()
-    job = write_job(tmp_path, trials=6, epochs=2, model="sleep = 0.05")
+    # With a trial timeout too: the trials queued for the waiting worker have not started their clock.
+    job = write_job(tmp_path, trials=6, epochs=2, model="sleep = 0.05", search="trial_timeout = 2")
     try:
         assert main(["parallel", str(job), "--out", str(tmp_path / "out"), "--address", ray_session,
                      "--concurrency", "2"]) == 0
