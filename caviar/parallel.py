@@ -306,8 +306,8 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
         )
         if counts:
             sweep.counts, sweep.best = counts, best
-        sweep.start_workers()
         try:
+            sweep.start_workers()
             sweep.run()
         except KeyboardInterrupt:
             flush()

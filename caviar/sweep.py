@@ -72,13 +72,13 @@ class Call:
 class Slot:
     """A worker actor and what the driver has asked of it."""
 
-    actor: Any
-    node_ref: Any                                         # the worker's node IP, once it has started
+    actor: Any = None                                     # none until there is work for it
+    node_ref: Any = ""                                    # the worker's node IP, once it has started
     calls: deque[Call] = field(default_factory=deque)
     held: dict[int, int] = field(default_factory=dict)   # paused trial -> epochs it has run
     drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
     segment_started: float = 0.0                          # when the running segment began
-    created: float = field(default_factory=time.monotonic)
+    created: float = 0.0                                  # when its actor was asked for
 
 
 class Sweep:
@@ -121,13 +121,15 @@ class Sweep:
         self.start_warned = False
 
     # ---- workers -------------------------------------------------------------------------------
-    def _new_slot(self) -> Slot:
+    def _start_actor(self, slot: Slot) -> None:
         sys_path = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
-        actor = trial_worker_class().remote(self.data_ref, self.trainer_name, sys_path, 1)
-        return Slot(actor=actor, node_ref=actor.node.remote())
+        slot.actor = trial_worker_class().remote(self.data_ref, self.trainer_name, sys_path, 1)
+        slot.node_ref, slot.created = slot.actor.node.remote(), time.monotonic()
 
     def start_workers(self) -> None:
-        self.slots = [self._new_slot() for _ in range(self.n_workers)]
+        self.slots = [Slot() for _ in range(self.n_workers)]
+        for slot in self.slots:
+            self._start_actor(slot)
 
     @staticmethod
     def _started(slot: Slot) -> bool:
@@ -148,7 +150,8 @@ class Sweep:
         return slot.node_ref
 
     def stop_workers(self) -> None:
-        stop_actors([slot.actor for slot in self.slots], [slot.node_ref for slot in self.slots])
+        started = [slot for slot in self.slots if slot.actor is not None]
+        stop_actors([slot.actor for slot in started], [slot.node_ref for slot in started])
         self.slots = []
 
     def _check_starts(self) -> None:
@@ -228,6 +231,8 @@ class Sweep:
                 segments = self._take_work(slot, batch)
                 if not segments:
                     break
+                if slot.actor is None:
+                    self._start_actor(slot)
                 if not slot.calls:
                     slot.segment_started = time.monotonic()
                 stream = slot.actor.run.options(num_returns="streaming").remote(
@@ -296,7 +301,9 @@ class Sweep:
             lost += [segment.trial_id for segment in call.segments[call.ended:]]
         culprit = lost[len(slot.held)] if len(lost) > len(slot.held) else None
         stop_actors([slot.actor], [slot.node_ref])
-        self.slots[index] = self._new_slot()
+        # Its replacement starts when there is work for it: a worker started at the end of a sweep
+        # only to be stopped at once is the kill-while-starting case that loses a CPU.
+        self.slots[index] = Slot()
         for trial_id in dict.fromkeys(lost):
             trial = self.active[trial_id]
             if trial_id == culprit:
