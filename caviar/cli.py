@@ -71,8 +71,14 @@ def load_job_from_args(args: argparse.Namespace, *, resume: bool = False):
     def saved(name: str) -> Path:
         return Path(args.out) / name / JOB_FILE
 
-    if resume and args.name is not None and saved(args.name).is_file():
-        return load_job(saved(args.name), job_overrides(args))
+    if resume and args.name is not None:
+        if saved(args.name).is_file():
+            return load_job(saved(args.name), job_overrides(args))
+        if getattr(args, "job", None) is None:   # never resume a run with the default job in its place
+            folder = Path(args.out) / args.name
+            if not folder.is_dir():
+                raise ValueError(f"--resume: there is no run {args.name!r} in {args.out} to resume")
+            raise ValueError(f"--resume: {folder} has no {JOB_FILE}; pass the job file it was run with")
     job = load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
     if resume and saved(job.name).is_file():
         return load_job(saved(job.name), job_overrides(args))

@@ -271,3 +271,16 @@ def test_an_unknown_key_in_a_file_is_named_with_its_section(tmp_path, out, capsy
     assert cli.main(["parallel", str(job), "--dry-run", "--out", str(out)]) == 2
     assert_one_error_line(capsys.readouterr().err, "parallel", f"{section}.{key}: unknown")
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("command", ["parallel", "babysit"])
+@pytest.mark.parametrize("name, problem", [("ghost", "there is no run 'ghost'"), (VICTIM, "has no job.toml")])
+def test_a_resume_by_name_needs_the_run_and_its_saved_job(out, capsys, command, name, problem):
+    """Never the default job in a run's place: a resume by --name reads the run's own job.toml."""
+    (out / VICTIM / "job.toml").unlink()
+    before = snapshot(out)
+    assert cli.main([command, "--out", str(out), "--name", name, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert_one_error_line(err, command, "--resume")
+    assert problem in err
+    assert snapshot(out) == before
