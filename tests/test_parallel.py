@@ -302,7 +302,7 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_tr
         ray_session, tmp_path, capsys, monkeypatch):
     import ray
 
-    monkeypatch.setattr("caviar.sweep.START_WARN_SECONDS", 1.0)
+    monkeypatch.setattr("caviar.sweep.START_WARN_SECONDS", 2.0)
 
     @ray.remote(num_cpus=1)
     class Holder:
@@ -311,7 +311,7 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_tr
 
     holder = Holder.remote()
     ray.get(holder.ping.remote())   # one of the two CPUs is now taken by other work
-    release = threading.Timer(4.0, ray.kill, args=(holder,))
+    release = threading.Timer(8.0, ray.kill, args=(holder,))
     release.start()
     # With a trial timeout too: the trials queued for the waiting worker have not started their clock.
     job = write_job(tmp_path, trials=6, epochs=2, model="sleep = 0.05", search="trial_timeout = 2")
@@ -321,13 +321,14 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_tr
     finally:
         release.join()
     err = capsys.readouterr().err
-    assert "1 of 2 workers have waited over 1 s for a CPU" in err
+    # 1 of 2 (or 2 of 2 if the other worker was slow to boot on a loaded machine)
+    assert " of 2 workers have waited over 2 s for a CPU" in err
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")
     assert sorted(trials.trial_id) == list(range(6)) and set(trials.status) == {"completed"}
 
 
 def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_file(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=16, epochs=3, model="sleep = 0.1")
+    job = write_job(tmp_path, trials=16, epochs=10, model="sleep = 0.1")   # ~8 s of work after the first rows
     out = tmp_path / "out"
     command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
     # Ctrl-C reaches Python as KeyboardInterrupt only where SIGINT is not ignored, as it may be in a
@@ -340,7 +341,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_
         assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
         time.sleep(0.05)
     driver.send_signal(signal.SIGINT)
-    _, err = driver.communicate(timeout=120)
+    _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
     kept = pd.read_parquet(trials_dir)
     assert 2 <= len(kept) < 16 and set(kept.status) == {"completed"}
@@ -349,8 +350,8 @@ def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_
     assert str(job) not in resume and resume[resume.index("--name") + 1] == "sweep"
 
     job.unlink()   # the resume runs the job as saved with the run
-    done = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     trials = pd.read_parquet(trials_dir)
     assert sorted(trials.trial_id) == list(range(16))
-    assert set(kept.trial_id) <= set(trials.trial_id) and len(pd.read_parquet(out / "sweep" / "epochs.parquet")) == 16 * 3
+    assert set(kept.trial_id) <= set(trials.trial_id) and len(pd.read_parquet(out / "sweep" / "epochs.parquet")) == 16 * 10

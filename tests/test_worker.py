@@ -70,7 +70,7 @@ def test_a_worker_still_starting_is_killed_only_once_it_has_started(ray_session,
     slow.write_text("import pathlib, time\ntime.sleep(1.5)\npathlib.Path(__file__).with_suffix('.started').touch()\n"
                     "from tests.trainers import ToyTrainer\n")
     actor = trial_worker_class().remote(ray.put(tiny_data()), "slow_start_trainer:ToyTrainer", [str(tmp_path)], 1)
-    stop_actors([actor], [actor.node.remote()])
+    stop_actors([actor], [actor.node.remote()], wait_seconds=120)   # however slowly the machine boots it
     assert slow.with_suffix(".started").exists()
     total = ray.cluster_resources()["CPU"]
     deadline = time.monotonic() + 30

@@ -29,7 +29,9 @@ _FLOAT_CHECKS = {  # field: (condition text, test)
 }
 
 
-# A wider layer is a typo (1e6 for 1e3): its weights alone would need tens of GiB per trial.
+# A wider layer is a typo (1e6 for 1e3), refused when the job is read rather than failing every
+# trial with a MemoryError. (Two layers at the cap still need 16 GiB: this catches typos, it does
+# not budget memory.)
 MAX_WIDTH = 65_536
 
 
