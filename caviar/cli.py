@@ -28,7 +28,9 @@ HANDLERS = {
     "report": "caviar.report:command",
 }
 
-REPO_JOBS = Path(__file__).resolve().parent.parent / "jobs"
+# The example jobs, shipped with the package: caviar/jobs links to the repository's jobs/ (an
+# editable install reads them there; a wheel carries them as package data).
+PACKAGE_JOBS = Path(__file__).parent / "jobs"
 DEFAULT_JOB = "digits"
 
 
@@ -42,7 +44,7 @@ def resolve_job_path(job: str | None) -> Path:
     path = Path(job)
     if path.is_file():
         return path
-    for folder in (Path("jobs"), REPO_JOBS):
+    for folder in (Path("jobs"), PACKAGE_JOBS):
         candidate = folder / (job if job.endswith(".toml") else f"{job}.toml")
         if candidate.is_file():
             return candidate

@@ -593,3 +593,20 @@ def test_nan_and_inf_are_never_accepted_for_numbers():
             message = error(SMALL, [f"{field}={value}"])
             assert_one_line_about(message, field)
             assert value.lstrip("-") in message
+
+
+def test_the_shipped_jobs_come_with_the_package_and_the_default_is_found_from_anywhere(tmp_path, monkeypatch):
+    """caviar/jobs links to jobs/ and is package data, so a wheel carries the jobs too."""
+    import tomllib
+
+    import caviar
+    from caviar.cli import resolve_job_path
+
+    root = Path(__file__).resolve().parent.parent
+    package_jobs = Path(caviar.__file__).parent / "jobs"
+    assert sorted(p.name for p in package_jobs.glob("*.toml")) == sorted(p.name for p in JOBS)
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "jobs/*.toml" in package_data["caviar"]
+    monkeypatch.chdir(tmp_path)   # no jobs/ folder here
+    default = resolve_job_path(None)
+    assert default.parent == package_jobs and default.read_bytes() == (root / "jobs" / "digits.toml").read_bytes()
