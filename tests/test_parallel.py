@@ -50,6 +50,16 @@ def sweep(job: Path, out: Path, address: str, *extra: str) -> int:
     return main(["parallel", str(job), "--out", str(out), "--address", address, "--quiet", *extra])
 
 
+def driver_with_rows(command: list[str], trials_dir: Path, rows: int, **popen) -> subprocess.Popen:
+    """A `parallel` driver started as a subprocess, returned once `rows` trial rows are on disk."""
+    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
+    deadline = time.monotonic() + 120
+    while not (trials_dir.is_dir() and sum(pq.read_metadata(p).num_rows for p in trials_dir.glob("part-*.parquet")) >= rows):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
+        time.sleep(0.05)
+    return driver
+
+
 def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp_path, capsys):
     job = write_job(tmp_path, trials=6, epochs=3)
     assert sweep(job, tmp_path / "out", ray_session) == 0
@@ -200,15 +210,8 @@ def test_a_driver_killed_mid_sweep_resumes_to_exactly_n_trials(ray_session, tmp_
     job = write_job(tmp_path, trials=16, epochs=3, model="sleep = 0.1")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     trials_dir = out / "sweep" / "trials.parquet"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        parts = list(trials_dir.glob("part-*.parquet")) if trials_dir.is_dir() else []
-        if parts and sum(pq.read_metadata(p).num_rows for p in parts) >= 3:
-            break
-        assert driver.poll() is None, driver.stderr.read().decode()
-        time.sleep(0.05)
+    driver = driver_with_rows(command, trials_dir, 3)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     done_before = len(pd.read_parquet(trials_dir))
@@ -285,12 +288,8 @@ def test_a_second_driver_on_a_running_sweep_is_refused(ray_session, tmp_path, ca
     job = write_job(tmp_path, trials=6, epochs=3, model="sleep = 0.2")
     out = tmp_path / "out"
     command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
-    first = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     trials_dir = out / "sweep" / "trials.parquet"
-    deadline = time.monotonic() + 120
-    while not (trials_dir.is_dir() and list(trials_dir.glob("part-*.parquet"))):
-        assert time.monotonic() < deadline and first.poll() is None, first.stderr.read().decode()
-        time.sleep(0.05)
+    first = driver_with_rows(command, trials_dir, 1)
     assert sweep(job, out, ray_session, "--resume") == 2
     assert "being run by another caviar parallel" in capsys.readouterr().err
     assert first.wait(timeout=300) == 0
@@ -333,13 +332,8 @@ def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_
     command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
     # Ctrl-C reaches Python as KeyboardInterrupt only where SIGINT is not ignored, as it may be in a
     # background job: the driver gets the disposition a terminal would give it.
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     trials_dir = out / "sweep" / "trials.parquet"
-    deadline = time.monotonic() + 120
-    while not (trials_dir.is_dir() and sum(pq.read_metadata(p).num_rows for p in trials_dir.glob("part-*.parquet")) >= 2):
-        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
-        time.sleep(0.05)
+    driver = driver_with_rows(command, trials_dir, 2, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
