@@ -1,6 +1,6 @@
 """Panda mode, measured (not a test): what babysitting costs per epoch, and what it buys.
 
-1. Overhead: the real `caviar.babysit` loop on digits (the default [64, 64] network). Each epoch's
+1. Overhead: the real `caviar.babysit.loop` loop on digits (the default [64, 64] network). Each epoch's
    training time is the `seconds` column; everything else between two epoch lines (deciding,
    checkpointing with fsync, writing the rows, looking for nudges, printing) is overhead. Target:
    <= 5% of the epoch time. The parts are also timed one by one, outside the loop.
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from caviar.babysit import babysit
-from caviar.checkpoint import CheckpointStore
+from caviar.babysit.loop import babysit
+from caviar.store.checkpoints import CheckpointStore
 from caviar.data import load_dataset
-from caviar.job import BabysitSpec, parse_job
+from caviar.config.job import BabysitSpec, parse_job
 from caviar.nn.mlp import MLPTrainer
-from caviar.policy import Day, PolicyState, step
-from caviar.results import open_run
+from caviar.babysit.policy import Day, PolicyState, step
+from caviar.store.writer import open_run
 
 # From a learning rate 10x too high: plain SGD without batch norm, where 1.0 trains well and 10
 # blows up in the first epoch; and Adam without batch norm, where 0.01 trains well and 0.1 is noisy.

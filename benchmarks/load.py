@@ -56,7 +56,7 @@ def sweep_rows(n_trials: int, n_epochs: int, seed: int = 0):
 def write_run(out: Path, n_trials: int, n_epochs: int) -> dict[str, float]:
     """Write the sweep through TableWriter; throughput figures. Leaves `out/parts` (as a killed run
     would) and `out/sweep` (the same, compacted)."""
-    from caviar.results import open_run
+    from caviar.store.writer import open_run
 
     rows = list(sweep_rows(n_trials, n_epochs))
     run = open_run(out, "sweep", 'name = "sweep"\n', overwrite=True)
@@ -84,7 +84,7 @@ def write_run(out: Path, n_trials: int, n_epochs: int) -> dict[str, float]:
 
 
 def write_csv(out: Path) -> None:
-    from caviar.results_io import load
+    from caviar.store.reader import load
 
     run = load(out / "sweep")
     (out / "csv").mkdir(exist_ok=True)
@@ -107,7 +107,7 @@ def measure(method: str, path: str) -> None:
     """
     import pandas as pd
 
-    import caviar.results_io as io
+    import caviar.store.reader as io
 
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")                  # reset VmHWM to the current resident set

@@ -47,9 +47,9 @@ def overrides(n_trials: int, epochs: int, hidden: str) -> list[str]:
 
 
 def sweep_configs(n_trials: int, epochs: int, hidden: str) -> tuple[list[dict], list[int], object]:
-    from caviar.job import load_job
-    from caviar.parallel import build_sampler
-    from caviar.samplers import trial_seed
+    from caviar.config.job import load_job
+    from caviar.sweep.command import build_sampler
+    from caviar.search.samplers import trial_seed
 
     job = load_job(JOB, overrides(n_trials, epochs, hidden))
     sampler = build_sampler(job)

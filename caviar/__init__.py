@@ -19,9 +19,9 @@ _HOMES = {
     "Dataset": "caviar.data",
     "load_dataset": "caviar.data",
     "MLPTrainer": "caviar.nn.mlp",
-    "Trainer": "caviar.trainer",
-    "load": "caviar.results_io",
-    "load_all": "caviar.results_io",
+    "Trainer": "caviar.trainers.protocol",
+    "load": "caviar.store.reader",
+    "load_all": "caviar.store.reader",
 }
 
 

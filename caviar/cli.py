@@ -20,12 +20,12 @@ EXIT_INTERRUPTED = 130
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS = {
-    "parallel": "caviar.parallel:command",
-    "babysit": "caviar.babysit:command",
-    "nudge": "caviar.nudge:command",
-    "show": "caviar.show:show_command",
-    "compare": "caviar.show:compare_command",
-    "report": "caviar.report:command",
+    "parallel": "caviar.sweep.command:command",
+    "babysit": "caviar.babysit.command:command",
+    "nudge": "caviar.babysit.nudges:command",
+    "show": "caviar.views.show:show_command",
+    "compare": "caviar.views.show:compare_command",
+    "report": "caviar.views.report:command",
 }
 
 # The example jobs, shipped with the package: caviar/jobs links to the repository's jobs/ (an
@@ -67,8 +67,8 @@ def load_job_from_args(args: argparse.Namespace, *, resume: bool = False):
     With `resume`, the job as the run was first run (its folder's job.toml) plus any new --set. A
     resume by --name reads no job file at all: it may have been edited or deleted since.
     """
-    from caviar.job import load_job
-    from caviar.results_io import JOB_FILE
+    from caviar.config.job import load_job
+    from caviar.store.reader import JOB_FILE
 
     def saved(name: str) -> Path:
         return Path(args.out) / name / JOB_FILE

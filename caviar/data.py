@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from caviar.overrides import one_line, show_value
-from caviar.values import is_number
+from caviar.config.overrides import one_line, show_value
+from caviar.config.values import is_number
 
 BUILTINS = ("blobs", "digits", "spiral")
 FILE_TYPES = (".csv", ".npz", ".parquet")

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caviar import babysit as babysit_module
-from caviar import cli, results_io
-from caviar.checkpoint import CheckpointStore
-from caviar.job import Job, load_job, parse_job
-from caviar.results import open_run
+from caviar.babysit import loop as babysit_module
+from caviar import cli
+from caviar.store import reader as results_io
+from caviar.store.checkpoints import CheckpointStore
+from caviar.config.job import Job, load_job, parse_job
+from caviar.store.writer import open_run
 
 PYTHON = [sys.executable, "-m", "caviar"]
 

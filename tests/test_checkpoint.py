@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from caviar.checkpoint import (CheckpointStore, CorruptCheckpoint, CorruptCheckpointWarning, load_checkpoint,
+from caviar.store.checkpoints import (CheckpointStore, CorruptCheckpoint, CorruptCheckpointWarning, load_checkpoint,
                                save_checkpoint)
 
 

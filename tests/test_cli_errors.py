@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from caviar import cli
-from caviar.job import BabysitSpec, DataSpec, SearchSpec
+from caviar.config.job import BabysitSpec, DataSpec, SearchSpec
 from caviar.nn.mlp import MLP_HYPERPARAMETERS
 
 PYTHON = [sys.executable, "-m", "caviar"]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from caviar.importance import importance, scored, variance_explained
+from caviar.views.importance import importance, scored, variance_explained
 
 
 def synthetic_trials(n: int, seed: int, score_of) -> pd.DataFrame:

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caviar.job import BabysitSpec, DataSpec, Job, SearchSpec, load_job, parse_job, validate_name
+from caviar.config.job import BabysitSpec, DataSpec, Job, SearchSpec, load_job, parse_job, validate_name
 from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
-from caviar.overrides import parse_value
-from caviar.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, parse_dimension
+from caviar.config.overrides import parse_value
+from caviar.config.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, parse_dimension
 
 JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("*.toml"))
 SMALL = """
@@ -573,7 +573,7 @@ def test_a_bad_value_anywhere_is_one_line_starting_with_its_field(field, value):
        section=st.sampled_from(["search", "babysit", "data", "model", "space", ""]))
 @settings(max_examples=200, deadline=None)
 def test_an_unknown_key_anywhere_is_one_line_starting_with_its_field(key, section):
-    from caviar.overrides import field_path
+    from caviar.config.overrides import field_path
 
     known = {"search": SEARCH_DEFAULTS, "babysit": BABYSIT_DEFAULTS, "data": DATA_DEFAULTS,
              "model": ("trainer",) + MLP_HYPERPARAMETERS, "space": ("trainer",) + MLP_HYPERPARAMETERS,

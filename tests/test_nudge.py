@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from caviar import nudge
-from caviar.job import parse_job
+from caviar.babysit import nudges as nudge
+from caviar.config.job import parse_job
 
 PYTHON = [sys.executable, "-m", "caviar"]
 
@@ -29,7 +29,7 @@ def run_folder(tmp_path: Path, name: str = "panda") -> Path:
 
 def hold_lock(folder: Path) -> subprocess.Popen:
     """A real second process that takes the run's lock and sleeps, as a live babysit would."""
-    code = (f"import sys, time; from caviar.nudge import acquire_lock; acquire_lock({str(folder)!r}); "
+    code = (f"import sys, time; from caviar.babysit.nudges import acquire_lock; acquire_lock({str(folder)!r}); "
             "print('locked', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"

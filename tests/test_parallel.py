@@ -229,7 +229,7 @@ def test_resume_reruns_a_trial_whose_epochs_were_written_but_not_its_row(ray_ses
     """A kill between the epochs flush and the trials flush leaves epochs of an unfinished trial."""
     import pyarrow.compute as pc
 
-    from caviar.results import open_run
+    from caviar.store.writer import open_run
 
     job = write_job(tmp_path, trials=4, epochs=2)
     assert sweep(job, tmp_path / "out", ray_session) == 0
@@ -301,7 +301,7 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_tr
         ray_session, tmp_path, capsys, monkeypatch):
     import ray
 
-    monkeypatch.setattr("caviar.sweep.START_WARN_SECONDS", 2.0)
+    monkeypatch.setattr("caviar.sweep.loop.START_WARN_SECONDS", 2.0)
 
     @ray.remote(num_cpus=1)
     class Holder:

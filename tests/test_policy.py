@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caviar.policy import (
+from caviar.babysit.policy import (
     Continue,
     Day,
     Diverged,
@@ -267,7 +267,7 @@ def test_a_persons_rollback_restarts_patience_without_using_the_budget():
 
 
 def test_the_job_babysit_spec_has_every_field_the_policy_reads():
-    import caviar.job as job
+    import caviar.config.job as job
 
     names = {f.name for f in fields(job.BabysitSpec)}
     assert {f.name for f in fields(Spec)} <= names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 
-from caviar.progress import Progress, format_duration, format_value
+from caviar.views.progress import Progress, format_duration, format_value
 
 
 def test_values_are_short_and_durations_read_as_clock_time():

@@ -11,9 +11,9 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 
-from caviar import plots, show
+from caviar.views import plots, show
 from caviar.cli import main
-from caviar.results_io import load
+from caviar.store.reader import load
 from tests.run_factory import make_sweep
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from caviar.results import RunFolder, open_run
-from caviar.results_io import load
+from caviar.store.writer import RunFolder, open_run
+from caviar.store.reader import load
 
 JOB = 'name = "sweep"\n[search]\ntrials = 8\n'
 
@@ -300,7 +300,7 @@ def test_finished_trial_ids_include_rows_not_yet_flushed(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from caviar.results import open_run
+    from caviar.store.writer import open_run
     out, resume, batch = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
     run = open_run(out, "crash", 'name = "crash"\\n', resume=resume)
     trials = run.table("trials")

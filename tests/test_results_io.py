@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import caviar
-from caviar.results import open_run
-from caviar.results_io import load, load_all
+from caviar.store.writer import open_run
+from caviar.store.reader import load, load_all
 
 JOB = 'name = "digits"\n[search]\ntrials = 4\nmetric = "val_accuracy"\n'
 
@@ -150,7 +150,7 @@ def test_load_all_of_an_empty_folder_and_of_conflicting_types(tmp_path):
 
 WRITER = """
 import sys
-from caviar.results import open_run
+from caviar.store.writer import open_run
 run = open_run(sys.argv[1], "live", 'name = "live"\\n')
 trials = run.table("trials")
 for batch in range(60):

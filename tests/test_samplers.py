@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import qmc
 
-from caviar.job import parse_job
-from caviar.samplers import SAMPLERS, CoarseToFineSampler, make_sampler, trial_seed
-from caviar.space import SearchSpace, parse_dimension
+from caviar.config.job import parse_job
+from caviar.search.samplers import SAMPLERS, CoarseToFineSampler, make_sampler, trial_seed
+from caviar.config.space import SearchSpace, parse_dimension
 
 
 def space_of(**specs) -> SearchSpace:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from caviar.job import parse_job
-from caviar.schedulers import ASHA, FIFO, SCHEDULERS, make_scheduler
+from caviar.config.job import parse_job
+from caviar.search.schedulers import ASHA, FIFO, SCHEDULERS, make_scheduler
 
 
 def test_fifo_never_prunes_and_runs_to_the_end():

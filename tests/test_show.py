@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from caviar.cli import main
-from caviar.show import format_table, leaderboard, leaderboard_frame
+from caviar.views.show import format_table, leaderboard, leaderboard_frame
 from tests.run_factory import make_sweep
 
 

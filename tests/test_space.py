@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from caviar.samplers import make_sampler
-from caviar.space import (
+from caviar.search.samplers import make_sampler
+from caviar.config.space import (
     Choice,
     Fixed,
     IntLogUniform,
@@ -254,7 +254,7 @@ def test_bad_specs_say_what_was_wrong(spec, message):
 
 def test_a_value_reads_the_same_in_a_dimension_error_as_in_any_other_job_error():
     """job.py puts "space.<name>: " before these messages: a value must look as it does everywhere else."""
-    from caviar.job import parse_job
+    from caviar.config.job import parse_job
 
     for value in ("relu", [32, "auto"], np.float64(0.5), np.str_("tanh"), True):
         with pytest.raises(ValueError) as in_space:

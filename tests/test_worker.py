@@ -8,7 +8,7 @@ import time
 import numpy as np
 
 from caviar.data import Dataset
-from caviar.worker import Segment, SegmentRunner, run_batch, stop_actors, trial_worker_class
+from caviar.sweep.worker import Segment, SegmentRunner, run_batch, stop_actors, trial_worker_class
 
 
 def tiny_data() -> Dataset:

@@ -1,6 +1,6 @@
 """The built-in trainer: an L-layer perceptron with batch norm and a softmax output, trained by
 mini-batch gradient descent. `MLPConfig` holds its hyperparameters; `MLPTrainer` implements
-`caviar.trainer.Trainer`.
+`caviar.trainers.protocol.Trainer`.
 
 The network itself (the in-place fast path) is `caviar.nn.network`; the hyperparameters and their
 validation are `caviar.nn.config`. This module is the trainer around them: data order, epochs,
@@ -23,7 +23,7 @@ __all__ = ["BN_EPSILON", "MLP_HYPERPARAMETERS", "MLPConfig", "MLPTrainer", "Netw
 
 
 class MLPTrainer:
-    """The built-in `caviar.trainer.Trainer`: `MLPTrainer(config, data, seed)` then `train_epoch()`
+    """The built-in `caviar.trainers.protocol.Trainer`: `MLPTrainer(config, data, seed)` then `train_epoch()`
     as often as the driver likes. The same seed gives the same weights, the same data order and so
     the same metrics; `state_dict()` / `load_state_dict()` continue bit for bit."""
 

@@ -1,7 +1,7 @@
 """The babysitter's judgement: after each epoch, what would a careful person do next?
 
 A pure function of the run so far — no files, no trainer, no clock — so every rule is tested on a
-list of numbers. The loop in `caviar.babysit` only carries the decisions out.
+list of numbers. The loop in `caviar.babysit.loop` only carries the decisions out.
 
 One epoch is a `Day` (its score on the job's metric, its training loss, the learning rate it was
 trained with). `step(state, day, policy)` judges one day given the counters the earlier days left
@@ -31,7 +31,7 @@ from typing import ClassVar, Protocol, Sequence, Union
 
 
 class PolicySpec(Protocol):
-    """The `[babysit]` fields the policy reads (`caviar.job.BabysitSpec` has them all)."""
+    """The `[babysit]` fields the policy reads (`caviar.config.job.BabysitSpec` has them all)."""
 
     epochs: int  # epoch budget: stop after this many epochs trained (rolled-back epochs count)
     patience: int  # epochs without improvement before a plateau cut

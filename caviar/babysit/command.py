@@ -25,9 +25,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from caviar import nudge as channel
-from caviar.babysit import Sitter
-from caviar.babysit_resume import holds_sweep, resume_point
+from caviar.babysit import nudges as channel
+from caviar.babysit.loop import Sitter
+from caviar.babysit.resume import holds_sweep, resume_point
 
 EXIT_INTERRUPTED = 130
 
@@ -36,9 +36,9 @@ def command(args: argparse.Namespace) -> int:
     """`caviar babysit [JOB] [--from RUN] [--resume | --overwrite]`: 0 when the run finished, 130
     when Ctrl-C stopped it. Raises ValueError / FileExistsError (exit 2) before writing anything."""
     from caviar import cli
-    from caviar.job import validate_name
-    from caviar.results import open_run
-    from caviar.results_io import JOB_FILE, holds_results
+    from caviar.config.job import validate_name
+    from caviar.store.writer import open_run
+    from caviar.store.reader import JOB_FILE, holds_results
 
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite: pass one of them, not both")
@@ -100,7 +100,7 @@ def command(args: argparse.Namespace) -> int:
 
 def _record_job(path: Path, text: str) -> None:
     """Rewrite the run's job.toml (atomically) when the job as run now differs from it."""
-    from caviar.atomic import atomic_write_bytes
+    from caviar.store.atomic import atomic_write_bytes
 
     data = text.encode()
     with contextlib.suppress(FileNotFoundError):
@@ -141,8 +141,8 @@ def _ctrl_c_at_epoch_end(sitter: Sitter) -> Iterator[None]:
 def with_best_trial(job: Any, sweep: Path) -> Any:
     """`job` with [model] overridden by the `params_*` of the sweep's best completed trial, best by
     the sweep's own `search.mode` (its job.toml; "max" when it has none)."""
-    from caviar.job import parse_job, validate_name
-    from caviar.results_io import load
+    from caviar.config.job import parse_job, validate_name
+    from caviar.store.reader import load
 
     validate_name(sweep.name, "--from")
     if not sweep.is_dir():

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from caviar.atomic import atomic_write_bytes
-from caviar.overrides import parse_value
+from caviar.store.atomic import atomic_write_bytes
+from caviar.config.overrides import parse_value
 
 LOCK_FILE = "babysit.lock"
 NUDGES_DIR = "nudges"
@@ -259,7 +259,7 @@ def command(args: argparse.Namespace) -> int:
     Raises ValueError (exit 2, one line; nothing is sent) when the run is not being babysat, or a
     key or value would be refused.
     """
-    from caviar.job import load_job, validate_name
+    from caviar.config.job import load_job, validate_name
 
     validate_name(args.run)
     run_dir = Path(args.out) / args.run

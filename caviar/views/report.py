@@ -3,7 +3,7 @@
     OUT/NAME/report.html          open it in a browser: no JavaScript, no network
     OUT/NAME/report/*.png         the figures, referenced by relative paths
 
-A sweep gets: the best trials, which hyperparameters mattered (`caviar.importance`), the score
+A sweep gets: the best trials, which hyperparameters mattered (`caviar.views.importance`), the score
 against each hyperparameter (on the scale it was searched on), learning curves and the score by
 trial order. A babysat run gets its timeline (score and learning rate per epoch, with rollbacks,
 plateaus and nudges marked), its epochs and its events. Every file is written atomically (temp
@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from caviar.atomic import atomic_write_bytes
-from caviar import show
-from caviar.importance import MIN_TRIALS, importance, scored
+from caviar.store.atomic import atomic_write_bytes
+from caviar.views import show
+from caviar.views.importance import MIN_TRIALS, importance, scored
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "report"
@@ -81,7 +81,7 @@ class _Page:
 
 
 def _sweep(page: _Page, run: Any, metric: str, mode: str, top: int) -> None:
-    from caviar import plots
+    from caviar.views import plots
 
     trials, epochs = run.trials, run.epochs
     scales = show.scales_of(run.job.get("space"))
@@ -122,7 +122,7 @@ def _sweep(page: _Page, run: Any, metric: str, mode: str, top: int) -> None:
 
 
 def _babysit(page: _Page, run: Any, metric: str, mode: str) -> None:
-    from caviar import plots
+    from caviar.views import plots
 
     epochs, events = run.epochs, run.events
     page.add("<h2>Timeline</h2>")
@@ -134,7 +134,7 @@ def _babysit(page: _Page, run: Any, metric: str, mode: str) -> None:
 def write_report(run: Any, *, top: int = 10) -> Path:
     """Write `report.html` and its figures into the run's folder; returns the page's path.
 
-    run: a `caviar.results_io.Run` (a sweep or a babysat run).
+    run: a `caviar.store.reader.Run` (a sweep or a babysat run).
     """
     folder = Path(run.path)
     metric, mode = show.metric_of(run.job, run.kind)
@@ -148,7 +148,7 @@ def write_report(run: Any, *, top: int = 10) -> Path:
     else:
         _sweep(page, run, metric, mode, top)
 
-    from caviar import plots
+    from caviar.views import plots
 
     figure_dir = folder / FIGURE_DIR
     figure_dir.mkdir(exist_ok=True)

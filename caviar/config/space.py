@@ -21,8 +21,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from caviar.overrides import show_value
-from caviar.values import is_number, plain
+from caviar.config.overrides import show_value
+from caviar.config.values import is_number, plain
 
 # The largest float below 1: `to_unit` answers in [0, 1) like the samplers draw.
 _BELOW_ONE = math.nextafter(1.0, 0.0)

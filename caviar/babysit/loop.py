@@ -1,9 +1,9 @@
 """Panda mode: one model, watched epoch by epoch, taken back to its last good day when a day goes badly.
 
-`python -m caviar babysit [JOB]` (`caviar.babysit_command`) trains the job's [model] (or, with
+`python -m caviar babysit [JOB]` (`caviar.babysit.command`) trains the job's [model] (or, with
 `--from SWEEP`, the best trial of a finished sweep) one epoch at a time. After each epoch the pure
-policy (`caviar.policy`) decides; this module carries the decision out, applies a person's nudges
-(`caviar.nudge`), and writes OUT/NAME/epochs.parquet (one row per epoch: epoch, learning_rate,
+policy (`caviar.babysit.policy`) decides; this module carries the decision out, applies a person's nudges
+(`caviar.babysit.nudges`), and writes OUT/NAME/epochs.parquet (one row per epoch: epoch, learning_rate,
 seconds, metrics, decision), events.parquet (epoch, event, learning_rate, score, detail) and
 checkpoints/ (the initial state as epoch 0, the best, the last and a ring of the newest).
 
@@ -36,9 +36,9 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from caviar import nudge as channel
-from caviar.babysit_resume import resume_point, write_missing
-from caviar.policy import Day, Decision, Diverged, Plateau, PolicyState, Rollback, Stop, manual_rollback, step
+from caviar.babysit import nudges as channel
+from caviar.babysit.resume import resume_point, write_missing
+from caviar.babysit.policy import Day, Decision, Diverged, Plateau, PolicyState, Rollback, Stop, manual_rollback, step
 
 Snapshot = tuple[int, dict, dict]  # (epoch, trainer state, meta): what one checkpoint holds
 PERSIST_RATIO = 100.0  # persist once the time since the last persist is this many times its cost
@@ -91,12 +91,6 @@ class Summary:
         return (f"best epoch {self.best_epoch}  {self.metric} {self.best_score:.4f}{final}  ({self.epochs} "
                 f"epochs, {self.rollbacks} rollbacks; stopped: {self.stopped})  results: {self.path}")
 
-
-def command(args: Any) -> int:
-    """`caviar babysit [JOB] [--from RUN] [--resume | --overwrite]` (see `caviar.babysit_command`)."""
-    from caviar.babysit_command import command as run_command
-
-    return run_command(args)
 
 
 def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None] = print) -> Summary:
@@ -152,7 +146,7 @@ class Sitter:
     """
 
     def __init__(self, job: Any, data: Any, echo: Callable[[str], None], path: Path):
-        from caviar.trainer import resolve_trainer
+        from caviar.trainers.protocol import resolve_trainer
 
         self.job, self.data, self.echo, self.path = job, data, echo, Path(path)
         self.spec, self.metric = job.babysit, job.babysit.metric
@@ -208,7 +202,7 @@ class Sitter:
 
     def attach(self, run: Any) -> None:
         """Start writing into the open run folder: epoch 0 and the first epoch, or a resume's repairs."""
-        from caviar.checkpoint import CheckpointStore
+        from caviar.store.checkpoints import CheckpointStore
 
         self.run = run
         self.store = CheckpointStore(run.checkpoints_dir, keep=self.spec.keep_checkpoints)

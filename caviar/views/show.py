@@ -3,7 +3,7 @@
     python -m caviar show NAME [--top N]      # status counts and the best trials (babysit: epochs + events)
     python -m caviar compare NAME NAME ...    # one row per run: best score, trials, compute, epochs to best
 
-NAME is a run name under `--out` or a path to a run folder. The read side is `caviar.results_io`;
+NAME is a run name under `--out` or a path to a run folder. The read side is `caviar.store.reader`;
 this module only decides what to show and how numbers read: learning rates and other log-scale values
 in scientific notation, averaging betas with enough digits to tell 0.999 from 0.9999.
 `leaderboard(trials, mode, top)` is the text table the parallel driver prints at the end of a sweep.
@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from caviar.schedulers import MODES
+from caviar.search.schedulers import MODES
 
 PARAM_PREFIX = "params_"
 STATUSES = ("completed", "pruned", "failed")
@@ -41,8 +41,8 @@ def run_path(name: str, out: str | Path = "results") -> Path:
 
 
 def load_run(name: str, out: str | Path = "results") -> Any:
-    """The run NAME (see `run_path`) read by `caviar.results_io.load`; ValueError if it is not a run."""
-    from caviar.results_io import load
+    """The run NAME (see `run_path`) read by `caviar.store.reader.load`; ValueError if it is not a run."""
+    from caviar.store.reader import load
 
     return load(run_path(name, out))
 
@@ -60,10 +60,10 @@ def scales_of(space: Any) -> dict[str, str]:
     """name -> "linear" | "log" | "one_minus_log" | "category" for every searched dimension.
 
     space: the job's [space] table as read from job.toml (name -> TOML value), or a
-    `caviar.space.SearchSpace`. Fixed values are left out; an entry this version cannot parse is
+    `caviar.config.space.SearchSpace`. Fixed values are left out; an entry this version cannot parse is
     guessed from its kind's name, so an old job.toml still reads.
     """
-    from caviar.space import Choice, Fixed, parse_dimension
+    from caviar.config.space import Choice, Fixed, parse_dimension
 
     dimensions = getattr(space, "dimensions", None)
     items = dict(dimensions) if dimensions is not None else dict(space or {})

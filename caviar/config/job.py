@@ -26,11 +26,11 @@ import tomli_w
 
 from caviar.data import BUILTINS, FILE_TYPES, OPTIONS as DATA_OPTIONS
 from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
-from caviar.overrides import apply_overrides, did_you_mean, field_path, one_line, reject_unknown, show_value
-from caviar.samplers import SAMPLER_CHECKS, SAMPLERS
-from caviar.schedulers import MODES, SCHEDULER_CHECKS, SCHEDULERS
-from caviar.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, Uniform, parse_dimension
-from caviar.values import (Check, Expected, above_one, checked, fraction_closed, non_negative, number, one_of,
+from caviar.config.overrides import apply_overrides, did_you_mean, field_path, one_line, reject_unknown, show_value
+from caviar.search.samplers import SAMPLER_CHECKS, SAMPLERS
+from caviar.search.schedulers import MODES, SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, Uniform, parse_dimension
+from caviar.config.values import (Check, Expected, above_one, checked, fraction_closed, non_negative, number, one_of,
                            plain, positive, string)
 
 SECTIONS = ("data", "model", "space", "search", "babysit")

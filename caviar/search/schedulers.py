@@ -17,7 +17,7 @@ import bisect
 import math
 from abc import ABC, abstractmethod
 
-from caviar.values import Check, above_one, checked, one_of, positive
+from caviar.config.values import Check, above_one, checked, one_of, positive
 
 SCHEDULERS = ("fifo", "asha")
 MODES = ("max", "min")  # whether a higher score is better; the samplers and job.py take it from here

@@ -25,10 +25,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from caviar.overrides import reject_unknown
-from caviar.schedulers import MODES
-from caviar.space import SearchSpace
-from caviar.values import Check, checked, fraction_closed, integer, non_negative, one_of, positive
+from caviar.config.overrides import reject_unknown
+from caviar.search.schedulers import MODES
+from caviar.config.space import SearchSpace
+from caviar.config.values import Check, checked, fraction_closed, integer, non_negative, one_of, positive
 
 SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
 # Option -> default. Every sampler accepts every option and ignores the ones it does not use, so a job

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from caviar.checkpoint import Checkpoint, CheckpointStore
-from caviar.results_io import CHECKPOINTS, visible_parts
+from caviar.store.checkpoints import Checkpoint, CheckpointStore
+from caviar.store.reader import CHECKPOINTS, visible_parts
 
 _KEYS = {"epochs": ("epoch",), "events": ("epoch", "event", "detail")}  # what tells two rows apart
 
@@ -92,7 +92,7 @@ def write_missing(run: Any, rows: Mapping[str, list[dict]], *, upto: int | None 
     """
     import pyarrow.compute as pc
 
-    from caviar.results_io import read_table
+    from caviar.store.reader import read_table
 
     for name, keys in _KEYS.items():
         disk = read_table(run.path / f"{name}.parquet")

@@ -1,7 +1,7 @@
 """The caviar-mode driver loop: hand segments of trials to Ray workers, decide, write, display.
 
 The driver owns every decision: which trial runs next (the sampler), whether a trial goes on at a
-milestone (the scheduler), what a failure means (retry or fail). Workers (`caviar.worker`) only
+milestone (the scheduler), what a failure means (retry or fail). Workers (`caviar.sweep.worker`) only
 train. Results are buffered per trial and written when the trial ends, so a trial retried after a
 worker died never leaves a half-written trace, and the store is flushed at most every
 `FLUSH_SECONDS`: every finished trial is on disk about a second after it ends.
@@ -22,9 +22,9 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import RayError
 
-from caviar.samplers import Sampler, trial_seed
-from caviar.schedulers import Scheduler
-from caviar.worker import Segment, stop_actors, trial_worker_class
+from caviar.search.samplers import Sampler, trial_seed
+from caviar.search.schedulers import Scheduler
+from caviar.sweep.worker import Segment, stop_actors, trial_worker_class
 
 FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
 CALLS_PER_WORKER = 2     # one running, one queued: a worker never waits for the driver

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from caviar.atomic import atomic_write, fsync_dir, temp_path
+from caviar.store.atomic import atomic_write, fsync_dir, temp_path
 
 __all__ = ["Checkpoint", "CheckpointStore", "CorruptCheckpoint", "CorruptCheckpointWarning",
            "load_checkpoint", "save_checkpoint"]

@@ -23,7 +23,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from caviar.trainer import resolve_trainer
+from caviar.trainers.protocol import resolve_trainer
 
 
 # Columns the drivers write themselves: a trainer's metric may not take their names.

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from caviar.atomic import atomic_write_bytes
-from caviar.job import Job
-from caviar.results_io import holds_results
-from caviar.progress import Progress
-from caviar.samplers import Sampler, make_sampler, trial_seed
-from caviar.schedulers import Scheduler, make_scheduler
+from caviar.store.atomic import atomic_write_bytes
+from caviar.config.job import Job
+from caviar.store.reader import holds_results
+from caviar.views.progress import Progress
+from caviar.search.samplers import Sampler, make_sampler, trial_seed
+from caviar.search.schedulers import Scheduler, make_scheduler
 
 EXIT_INTERRUPTED = 130
 LOCK_FILE = ".sweep.lock"   # hidden: readers and holds_results pass over it
@@ -55,7 +55,7 @@ def dry_run_table(job: Job, sampler: Sampler) -> str:
     """The configurations the job would run (those decided before any result), one row per trial."""
     import pandas as pd
 
-    from caviar.show import format_table, scales_of
+    from caviar.views.show import format_table, scales_of
 
     rows = []
     for trial_id in range(sampler.n_trials):
@@ -133,8 +133,8 @@ def command(args: argparse.Namespace) -> int:
         raise ValueError("--resume: continues the run, --overwrite replaces it; pass one of them")
     sampler = build_sampler(job)
     scheduler = build_scheduler(job)
-    from caviar.results import open_run
-    from caviar.trainer import resolve_trainer
+    from caviar.store.writer import open_run
+    from caviar.trainers.protocol import resolve_trainer
 
     # Everything a sweep needs is checked before anything is run or written.
     resolve_trainer(job.trainer)
@@ -187,7 +187,7 @@ def _restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str
              ) -> tuple[set[int], dict[str, int], tuple | None]:
     """What a resumed sweep already did: finished ids, status counts, best trial. The sampler is told
     every score, and the scheduler sees again what each trial scored at its milestones."""
-    from caviar.results_io import load
+    from caviar.store.reader import load
 
     saved = load(run.path)
     trials = saved.trials
@@ -267,7 +267,7 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
     """Run the sweep into `run` on the connected Ray, print the leaderboard. Returns the exit status."""
     import ray
 
-    from caviar.sweep import Sweep
+    from caviar.sweep.loop import Sweep
 
     started, startup = ray_session
     quiet = getattr(args, "quiet", False)
@@ -333,8 +333,8 @@ def run_sweep(job: Job, run: Any, sampler: Sampler, scheduler: Scheduler, data: 
 
 def print_summary(run: Any, job: Job) -> None:
     """The top 10 trials and where the results are."""
-    from caviar.results_io import load
-    from caviar.show import leaderboard, scales_of
+    from caviar.store.reader import load
+    from caviar.views.show import leaderboard, scales_of
 
     trials = load(run.path).trials
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))

@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from caviar.atomic import atomic_write
-from caviar.results_io import (CHECKPOINTS, DECLARED, JOB_FILE, TABLES, column_order, covered_parts,
+from caviar.store.atomic import atomic_write
+from caviar.store.reader import (CHECKPOINTS, DECLARED, JOB_FILE, TABLES, column_order, covered_parts,
                                holds_results, list_parts, visible_parts)
 
 # Column types by their Arrow names: plain strings hash in nanoseconds, pa.DataType in a microsecond,
@@ -43,8 +43,8 @@ _ARROW = {kind: pa.type_for_alias(kind) for kind in (_I, _F, _B, _S, _N)}
 # ----------------------------------------------------------------------------- files
 
 def validate_run_name(name: str) -> str:
-    """A run name is a folder under --out: the job file's rule (caviar.job.validate_name)."""
-    from caviar.job import validate_name
+    """A run name is a folder under --out: the job file's rule (caviar.config.job.validate_name)."""
+    from caviar.config.job import validate_name
 
     return validate_name(name)
 
