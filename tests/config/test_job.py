@@ -14,7 +14,7 @@ from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
 from caviar.config.overrides import parse_value
 from caviar.config.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, parse_dimension
 
-JOBS = sorted((Path(__file__).resolve().parent.parent / "jobs").glob("*.toml"))
+JOBS = sorted((Path(__file__).resolve().parents[2] / "jobs").glob("*.toml"))
 SMALL = """
 name = "small"
 [model]
@@ -602,7 +602,7 @@ def test_the_shipped_jobs_come_with_the_package_and_the_default_is_found_from_an
     import caviar
     from caviar.cli import resolve_job_path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     package_jobs = Path(caviar.__file__).parent / "jobs"
     assert sorted(p.name for p in package_jobs.glob("*.toml")) == sorted(p.name for p in JOBS)
     package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]

@@ -115,7 +115,7 @@ def test_hyperparameters_are_drawn_on_the_scale_they_were_searched_on(runs):
 
 # ------------------------------------------------------------------ real runs of the real command line
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY_JOB = """
 name = "tiny"
 [data]

@@ -17,7 +17,7 @@ import pytest
 
 from caviar.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_job(folder: Path, *, name: str = "sweep", trainer: str = "tests.trainers:ToyTrainer", trials: int = 8,

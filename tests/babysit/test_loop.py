@@ -234,7 +234,7 @@ class SteadyTrainer:
 
 
 def steady_job(tmp_path: Path, name: str, model: str = "learning_rate = 0.01", babysit: str = "epochs = 2") -> Path:
-    return job_file(tmp_path, name, model=f'trainer = "tests.test_babysit:SteadyTrainer"\n{model}', babysit=babysit)
+    return job_file(tmp_path, name, model=f'trainer = "tests.babysit.test_loop:SteadyTrainer"\n{model}', babysit=babysit)
 
 
 @pytest.mark.parametrize("model, babysit, message", [
@@ -333,7 +333,7 @@ def test_a_persist_is_due_on_every_improvement_only_when_it_is_cheap_against_an_
 
 def steady(name: str, epochs: int, **model) -> Job:
     return parse_job({"name": name, "data": {"source": "digits"}, "babysit": {"epochs": epochs},
-                      "model": {"trainer": "tests.test_babysit:SteadyTrainer", "learning_rate": 0.01, **model}})
+                      "model": {"trainer": "tests.babysit.test_loop:SteadyTrainer", "learning_rate": 0.01, **model}})
 
 
 def test_every_improvement_is_on_disk_as_it_happens_when_epochs_are_long(tmp_path, monkeypatch):
