@@ -1,103 +1,30 @@
-"""Reading results (read side): `load(path)` one run into pandas, `load_all(dir)` every run's trials.
+"""Reading results: `load(path)` reads one run into pandas, `load_all(dir)` every run's trials.
 
-Also the folder format both sides share: a table is `OUT/NAME/<table>.parquet`, either one file or
-a folder of part files `part-<seq>.parquet` (compacted: `part-<first>-<last>.parquet`, which covers
-the parts in that range; a covered part still on disk is a leftover of an interrupted compaction and
-is never read). Names starting with "." are temp files and are never read either.
-
-Reading never writes: a crashed run is read as it is (`open_run(resume=True)` repairs it).
+Reading never writes and never runs code: a crashed run is read as it is (`open_run(resume=True)`
+repairs it), and job.toml is read as data. The folder format is `caviar.store.layout`.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from caviar.store.layout import column_order, folder_kind, is_run, visible_parts
+from caviar.store.vocabulary import COLUMNS, JOB_FILE, RENAMED, TABLES, RunKind
+
 __all__ = ["Run", "load", "load_all", "read_table", "to_frame"]
 
-TABLES = ("trials", "epochs", "events")
-JOB_FILE = "job.toml"
-CHECKPOINTS = "checkpoints"
-
-_I, _F, _S = pa.int64(), pa.float64(), pa.string()
-# Column types fixed by DESIGN.md, in display order ("params_*" marks where the params go). Columns
-# not listed: params_<name> take the type of their first non-null value (int64, float64, bool or
-# string); any other column is a metric, float64 when numeric (strings stay strings).
-DECLARED: dict[str, dict[str, pa.DataType | None]] = {
-    "trials": {"trial_id": _I, "status": _S, "params_*": None, "score": _F, "epochs": _I,
-               "seconds": _F, "seed": _I, "error": _S, "node": _S, "round": _I},
-    "epochs": {"trial_id": _I, "epoch": _I, "learning_rate": _F, "seconds": _F, "decision": _S},
-    "events": {"epoch": _I, "event": _S, "learning_rate": _F, "score": _F, "detail": _S},
-}
-_PART = re.compile(r"part-(\d+)(?:-(\d+))?\.parquet")
+_I, _S = pa.int64(), pa.string()
 
 
-# ----------------------------------------------------------------------------- the folder format
-
-class Part(NamedTuple):
-    """A part file and the range of sequence numbers it holds (lo == hi unless compacted)."""
-    lo: int
-    hi: int
-    path: Path
-
-
-def list_parts(folder: Path) -> list[Part]:
-    """caviar's part files in a table folder (covered ones included), in sequence order."""
-    parts = []
-    for entry in os.scandir(folder):
-        match = _PART.fullmatch(entry.name)
-        if match:
-            lo = int(match[1])
-            parts.append(Part(lo, int(match[2] or lo), Path(entry.path)))
-    return sorted(parts)
-
-
-def covered_parts(parts: list[Part]) -> list[Part]:
-    """Parts whose rows are also in a wider compacted part: left behind by an interrupted compaction."""
-    merged = [p for p in parts if p.hi > p.lo]  # one per compaction: this stays O(parts)
-    return [p for p in parts if any(m.lo <= p.lo and p.hi <= m.hi and m.hi - m.lo > p.hi - p.lo
-                                    for m in merged)]
-
-
-def visible_parts(table_path: Path) -> list[Path]:
-    """The files that hold a table, each row exactly once: `table_path` itself when it is one file,
-    else its uncovered parts in sequence order, then any other .parquet file in it (pandas reads those too)."""
-    table_path = Path(table_path)
-    if table_path.is_file():
-        return [table_path]
-    if not table_path.is_dir():
-        return []
-    parts = list_parts(table_path)
-    hidden = set(covered_parts(parts))
-    foreign = sorted(Path(e.path) for e in os.scandir(table_path) if e.name.endswith(".parquet")
-                     and not e.name.startswith((".", "_")) and not _PART.fullmatch(e.name))
-    return [p.path for p in parts if p not in hidden] + foreign
-
-
-def column_order(table: str, names: Iterable[str]) -> list[str]:
-    """`names` in display order: declared columns as DESIGN.md lists them (params after status),
-    then the others in the order given."""
-    slots = list(DECLARED[table])
-
-    def slot(name: str) -> int:
-        if name in DECLARED[table]:
-            return slots.index(name)
-        return slots.index("params_*") if name.startswith("params_") and "params_*" in slots else len(slots)
-    return sorted(names, key=slot)   # stable: the given order within a slot
-
-
-# ----------------------------------------------------------------------------- reading
-
-def read_table(table_path: Path) -> pa.Table | None:
+def read_table(table_path: Path, columns: list[str] | None = None) -> pa.Table | None:
     """One table of a run as Arrow, parts concatenated in order, schemas unified (a column missing
     from early parts is null there). None when the table has no file yet.
 
@@ -109,7 +36,9 @@ def read_table(table_path: Path) -> pa.Table | None:
         tables, changed = [], False
         for path in visible_parts(table_path):
             try:
-                tables.append(pq.ParquetFile(path).read())
+                part = pq.ParquetFile(path)
+                wanted = None if columns is None else [c for c in columns if c in part.schema_arrow.names]
+                tables.append(part.read(columns=wanted))
             except FileNotFoundError:
                 changed = True
                 break
@@ -119,10 +48,18 @@ def read_table(table_path: Path) -> pa.Table | None:
             break
     if not tables:
         return None
+    renamed = RENAMED.get(Path(table_path).name.removesuffix(".parquet"), {})
+    tables = [_renamed(t, renamed) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         return pa.concat_tables(tables, promote_options="permissive")  # foreign parts: int + float
+
+
+def _renamed(table: pa.Table, renamed: dict[str, str]) -> pa.Table:
+    """A part written by an older caviar, with its columns under today's names."""
+    names = [renamed.get(n, n) if renamed.get(n, n) not in table.column_names else n for n in table.column_names]
+    return table.rename_columns(names) if names != table.column_names else table
 
 
 def to_frame(table: pa.Table, order: str | None = None) -> pd.DataFrame:
@@ -140,12 +77,12 @@ def to_frame(table: pa.Table, order: str | None = None) -> pd.DataFrame:
     return frame
 
 
-def _empty(table: str, kind: str) -> pa.Table:
+def _empty(table: str, kind: RunKind) -> pa.Table:
     """The declared columns of a table a run has none of (epochs.trial_id is caviar only)."""
-    names = [n for n in DECLARED[table] if n != "params_*"]
+    names = [n for n in COLUMNS[table] if n != "params_*"]
     if table == "epochs":
-        names.remove("decision" if kind == "sweep" else "trial_id")
-    return pa.schema([(n, DECLARED[table][n]) for n in names]).empty_table()
+        names.remove("decision" if kind == RunKind.SWEEP else "trial_id")
+    return pa.schema([(n, pa.type_for_alias(COLUMNS[table][n])) for n in names]).empty_table()
 
 
 @dataclass(frozen=True, eq=False)
@@ -153,38 +90,11 @@ class Run:
     """One run folder read into pandas. Tables a run does not have are empty, with their columns."""
     path: Path
     name: str
-    kind: str                 # "sweep" (caviar parallel) or "babysit" (panda)
+    kind: RunKind             # "sweep" (caviar parallel) or "babysit" (panda)
     job: dict[str, Any]       # job.toml as run; {} when it is missing
     trials: pd.DataFrame = field(repr=False)
     epochs: pd.DataFrame = field(repr=False)
     events: pd.DataFrame = field(repr=False)
-
-
-def is_run(path: Path) -> bool:
-    """Whether a folder looks like a caviar run: a job.toml or one of the tables."""
-    return path.is_dir() and ((path / JOB_FILE).is_file() or
-                              any((path / f"{t}.parquet").exists() for t in TABLES))
-
-
-def holds_results(run: Path) -> bool:
-    """Whether a run folder has anything worth refusing to overwrite: a table part or a checkpoint."""
-    for name in TABLES:
-        table = run / f"{name}.parquet"
-        if table.is_file() or (table.is_dir() and visible_parts(table)):
-            return True
-    ckpt = run / CHECKPOINTS
-    return ckpt.is_dir() and any(e.name.endswith(".npz") and not e.name.startswith(".")
-                                 for e in os.scandir(ckpt))
-
-
-def _kind(path: Path, tables: dict[str, pa.Table | None]) -> str:
-    if tables["trials"] is not None:
-        return "sweep"
-    if tables["epochs"] is not None:
-        return "sweep" if "trial_id" in tables["epochs"].column_names else "babysit"
-    ckpt = path / CHECKPOINTS
-    babysat = tables["events"] is not None or (ckpt.is_dir() and any(ckpt.glob("*.npz")))
-    return "babysit" if babysat else "sweep"
 
 
 def load(path: str | Path) -> Run:
@@ -207,7 +117,7 @@ def load(path: str | Path) -> Run:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ValueError(f"run: {path / JOB_FILE} is not valid TOML ({exc})") from None
     tables = {t: read_table(path / f"{t}.parquet") for t in TABLES}
-    kind = _kind(path, tables)
+    kind = folder_kind(path) or RunKind.SWEEP
     frames = {t: to_frame(tables[t] if tables[t] is not None else _empty(t, kind), t) for t in TABLES}
     return Run(path=path, name=path.name, kind=kind, job=job, **frames)
 
@@ -226,7 +136,7 @@ def load_all(results_dir: str | Path = "results") -> pd.DataFrame:
             table = table.select(column_order("trials", table.column_names))
             tables.append(table.add_column(0, "experiment", pa.array([run.name] * table.num_rows, _S)))
     if not tables:
-        return to_frame(_empty("trials", "sweep").add_column(0, "experiment", pa.array([], _S)))
+        return to_frame(_empty("trials", RunKind.SWEEP).add_column(0, "experiment", pa.array([], _S)))
     try:
         return to_frame(pa.concat_tables(tables, promote_options="permissive"))
     except (pa.ArrowTypeError, pa.ArrowInvalid):   # a params column typed differently in two runs

@@ -1,28 +1,17 @@
-"""The run folder and its Parquet tables (write side): append-only, crash-safe, resumable.
+"""Writing a run's tables: append-only Parquet parts, crash-safe and resumable.
 
-Layout (DESIGN.md, "Results layout"):
-
-    OUT/NAME/job.toml                       the job as run
-    OUT/NAME/trials.parquet/part-000000.parquet, part-000001.parquet, ...
-    OUT/NAME/epochs.parquet/...  events.parquet/...  checkpoints/
-
-Every file is written whole to a hidden temp file in its own folder and moved into place with
-`os.replace`, so nobody (reader or SIGKILL) ever sees half a part; readers skip names starting with
-"." (pyarrow and pandas do too). `TableWriter.flush()` adds one part and never touches the others,
-so its cost does not grow with the run. `compact()` merges the parts into `part-<first>-<last>.parquet`,
-named for the range of parts it covers, and only then deletes them: a crash in between leaves parts
-the merged one covers, which `visible_parts` ignores and `open_run(resume=True)` deletes.
+Every part is written whole to a hidden temp file in its own folder and moved into place with
+`os.replace`, so nobody (reader or SIGKILL) ever sees half a part. `TableWriter.flush()` adds one part
+and never touches the others, so its cost does not grow with the run. `compact()` merges the parts
+into `part-<first>-<last>.parquet`, named for the range of parts it covers, and only then deletes
+them: a crash in between leaves parts the merged one covers, which readers ignore and a resume
+deletes (`caviar.store.layout`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import re
-import secrets
-import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -31,22 +20,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from caviar.store.atomic import atomic_write
-from caviar.store.reader import (CHECKPOINTS, DECLARED, JOB_FILE, TABLES, column_order, covered_parts,
-                               holds_results, list_parts, visible_parts)
+from caviar.store.layout import column_order, covered_parts, list_parts, visible_parts
+from caviar.store.vocabulary import COLUMNS, TABLES
 
 # Column types by their Arrow names: plain strings hash in nanoseconds, pa.DataType in a microsecond,
 # and append looks one up per value.
 _I, _F, _B, _S, _N = "int64", "double", "bool", "string", "null"
 _ARROW = {kind: pa.type_for_alias(kind) for kind in (_I, _F, _B, _S, _N)}
-
-
-# ----------------------------------------------------------------------------- files
-
-def validate_run_name(name: str) -> str:
-    """A run name is a folder under --out: the job file's rule (caviar.config.job.validate_name)."""
-    from caviar.config.job import validate_name
-
-    return validate_name(name)
 
 
 # ----------------------------------------------------------------------------- typing the columns
@@ -141,7 +121,8 @@ class TableWriter:
         self.table = table
         self.path = Path(run_path) / f"{table}.parquet"
         self._fsync = fsync
-        self._types = {k: _kind(v, f"{table}.{k}") for k, v in {**DECLARED[table], **(types or {})}.items()
+        declared = {k: pa.type_for_alias(v) for k, v in COLUMNS[table].items() if v is not None}
+        self._types = {k: _kind(v, f"{table}.{k}") for k, v in {**declared, **(types or {})}.items()
                        if v is not None}     # the driver may declare params types up front
         self._schema: dict[str, str] = {}    # running schema (Arrow type names), first-seen order
         self._rows: list[dict[str, Any]] = []      # appended (checked), not yet flushed
@@ -187,7 +168,7 @@ class TableWriter:
                 if dtype == _N:
                     dtype = schema[name] = _first_type(value, f"{self.table}.{name}")
                 if type(value) not in _AS_IS[dtype]:
-                    lenient = DECLARED[self.table].get(name) != _ARROW[_S]
+                    lenient = COLUMNS[self.table].get(name) != _S
                     row[name] = _coerce(value, dtype, f"{self.table}.{name}", lenient)
             checked.append(row)
         self._schema = schema
@@ -260,132 +241,3 @@ class TableWriter:
             if name in pf.schema_arrow.names:
                 values += pf.read(columns=[name]).column(name).to_pylist()
         return values + [row[name] for row in self._rows if name in row]
-
-
-# ----------------------------------------------------------------------------- the run folder
-
-@dataclass(eq=False)
-class RunFolder:
-    """An open run folder `OUT/NAME`: its tables (one writer each) and its checkpoints folder."""
-    path: Path
-    resumed: bool = False
-    fsync: bool = True
-    _writers: dict[str, TableWriter] = field(default_factory=dict, repr=False)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        """Where a babysat run keeps its .npz checkpoints (created by the CheckpointStore)."""
-        return self.path / CHECKPOINTS
-
-    def table(self, name: str, *, types: Mapping[str, pa.DataType] | None = None) -> TableWriter:
-        """The writer of table `name` ("trials", "epochs" or "events"); the same one on every call.
-
-        `types` optionally fixes column types before any row is seen (e.g. a choice of [32, "auto"]
-        as pa.string()); it only applies to the first call.
-        """
-        if name not in self._writers:
-            self._writers[name] = TableWriter(self.path, name, types=types, fsync=self.fsync)
-        return self._writers[name]
-
-    def flush(self) -> None:
-        """Flush every open table."""
-        for writer in self._writers.values():
-            writer.flush()
-
-    def compact(self) -> None:
-        """End of run: every table that exists on disk or was written becomes one part."""
-        for name in TABLES:
-            if name in self._writers or (self.path / f"{name}.parquet").is_dir():
-                self.table(name).compact()
-
-    def finished_trial_ids(self) -> set[int]:
-        """Trial ids with a row in the trials table, whatever their status: what --resume skips."""
-        return {int(v) for v in self.table("trials").column("trial_id") if v is not None}
-
-
-def open_run(out: str | Path, name: str, job_toml: str, *, resume: bool = False, overwrite: bool = False,
-             fsync: bool = True) -> RunFolder:
-    """Open `out/name` for writing; call it only after the job validated.
-
-    New name: creates the folder and writes job.toml atomically. Existing folder with results:
-    raises FileExistsError and touches nothing, unless `resume` (keep everything, keep the job.toml
-    written first, repair what a crash left: temp files, parts a compaction already merged) or
-    `overwrite` (the old folder is renamed aside, the new one created, then the old one deleted).
-    Raises ValueError for a bad name, resume and overwrite together, or resume of a missing run.
-    """
-    validate_run_name(name)
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite: pass one of them, not both")
-    out = Path(out)
-    run = out / name
-    write_job = lambda f: f.write(job_toml.encode())  # noqa: E731
-    if run.exists() and not run.is_dir():
-        raise FileExistsError(f"{run} exists and is not a run folder")
-    if resume:
-        if not run.is_dir():
-            raise ValueError(f"--resume: there is no run {name!r} in {out} to resume")
-        repair(run)
-        if not (run / JOB_FILE).is_file():
-            atomic_write(run / JOB_FILE, write_job, fsync=fsync)
-        return RunFolder(run, resumed=True, fsync=fsync)
-    if run.is_dir() and holds_results(run) and not overwrite:
-        raise FileExistsError(f"{run} already holds results: pass --resume to continue it "
-                              "or --overwrite to replace it")
-    if run.is_dir() and not overwrite:   # a folder without results (killed before its first one)
-        atomic_write(run / JOB_FILE, write_job, fsync=fsync)
-    else:
-        # The folder appears whole, job.toml inside, in one rename: a reader never sees it empty.
-        out.mkdir(parents=True, exist_ok=True)
-        staging = out / f".{name}.new-{secrets.token_hex(4)}"
-        staging.mkdir()
-        atomic_write(staging / JOB_FILE, write_job, fsync=fsync)
-        if run.is_dir():                 # --overwrite: one rename takes the old run out of the way
-            os.replace(run, out / f".{name}.old-{secrets.token_hex(4)}")
-        os.replace(staging, run)
-    for old in [*out.glob(f".{name}.old-*"), *out.glob(f".{name}.new-*")]:  # this or an earlier run's
-        shutil.rmtree(old, ignore_errors=True)
-    return RunFolder(run, fsync=fsync)
-
-
-def _writer_alive(tmp_name: str) -> bool:
-    """Whether the process named in a temp file (`.<file>.<pid>-<hex>.tmp`) still runs on this host:
-    its file is being written, not left by a crash (a reused pid only spares a leftover)."""
-    match = re.search(r"\.(\d+)(?:-[0-9a-f]+)?\.tmp$", tmp_name)
-    if match is None or int(match[1]) == os.getpid():
-        return False
-    try:
-        os.kill(int(match[1]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass              # alive, someone else's
-    return True
-
-
-def repair(run: Path) -> None:
-    """Undo what a crash can leave in a run folder: temp files (unless their writer still runs) and
-    parts a compaction covers.
-
-    A single-file table (`trials.parquet` written by another tool) becomes a folder holding it as
-    its first part, so appends can follow without rewriting it.
-    """
-    for folder in (run, run / CHECKPOINTS, *(run / f"{t}.parquet" for t in TABLES)):
-        if folder.is_dir():
-            for entry in os.scandir(folder):
-                if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file() \
-                        and not _writer_alive(entry.name):
-                    os.unlink(entry.path)
-    for name in TABLES:
-        table, staging = run / f"{name}.parquet", run / f".{name}.parquet.convert"
-        if table.is_file():
-            staging.mkdir(exist_ok=True)
-            os.replace(table, staging / "part-000000.parquet")
-        if staging.is_dir() and not table.exists():
-            os.replace(staging, table)   # the folder appears with its part in one rename
-        if table.is_dir():
-            for part in covered_parts(list_parts(table)):
-                part.path.unlink(missing_ok=True)

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import caviar
-from caviar.store.writer import open_run
+from caviar.store.folder import open_run
 from caviar.store.reader import load, load_all
 
 JOB = 'name = "digits"\n[search]\ntrials = 4\nmetric = "val_accuracy"\n'
@@ -37,7 +37,7 @@ def test_load_reads_a_sweep_with_its_job_and_typed_columns(tmp_path):
     assert r.trials.trial_id.tolist() == [0, 1, 2] and r.trials.trial_id.dtype == "int64"
     assert r.trials.status.dtype == "str" and r.trials.params_lr.dtype == "float64"
     assert len(r.epochs) == 6 and r.epochs.epoch.dtype == "int64"
-    assert r.events.empty and r.events.columns.tolist() == ["epoch", "event", "learning_rate", "score", "detail"]
+    assert r.events.empty and r.events.columns.tolist() == ["epoch", "event", "base_learning_rate", "score", "detail"]
     assert r.events.epoch.dtype == "int64" and r.events.event.dtype == "str"
 
 
@@ -75,7 +75,7 @@ def test_load_reads_a_babysat_run_without_trials(tmp_path):
     run = open_run(tmp_path, "panda", JOB)
     run.table("epochs").append([{"epoch": e, "learning_rate": 0.1, "seconds": 1.0, "val_loss": 1 / e,
                                  "decision": "continue"} for e in (1, 2, 3)])
-    run.table("events").append([{"epoch": 2, "event": "improved", "learning_rate": 0.1, "score": 0.5,
+    run.table("events").append([{"epoch": 2, "event": "improved", "base_learning_rate": 0.1, "score": 0.5,
                                  "detail": ""}])
     run.flush()
     r = load(run.path)
@@ -150,7 +150,7 @@ def test_load_all_of_an_empty_folder_and_of_conflicting_types(tmp_path):
 
 WRITER = """
 import sys
-from caviar.store.writer import open_run
+from caviar.store.folder import open_run
 run = open_run(sys.argv[1], "live", 'name = "live"\\n')
 trials = run.table("trials")
 for batch in range(60):
@@ -182,3 +182,15 @@ def test_load_while_another_process_writes_and_compacts_sees_each_row_once(tmp_p
         assert proc.wait(timeout=60) == 0
         proc.stdout.close()
     assert load(tmp_path / "live").trials.trial_id.tolist() == list(range(240))
+
+
+def test_events_of_an_older_run_read_their_base_rate_under_todays_name(tmp_path):
+    """Runs written before the rename called the events' base rate `learning_rate` (the epochs table's
+    name for the decayed rate an epoch used): read back, it is `base_learning_rate`, one meaning a name."""
+    run = tmp_path / "old"
+    (run / "events.parquet").mkdir(parents=True)
+    pd.DataFrame({"epoch": [1], "event": ["plateau"], "learning_rate": [0.5], "score": [0.9], "detail": [""]}) \
+        .to_parquet(run / "events.parquet" / "part-000000.parquet")
+    events = load(run).events
+    assert events.columns.tolist() == ["epoch", "event", "base_learning_rate", "score", "detail"]
+    assert events["base_learning_rate"].tolist() == [0.5]

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from caviar.store.writer import RunFolder, open_run
+from caviar.store.folder import RunFolder, open_run
 from caviar.store.reader import load
 
 JOB = 'name = "sweep"\n[search]\ntrials = 8\n'
@@ -110,7 +110,7 @@ def test_each_table_has_the_documented_types(tmp_path):
     trials.flush()
     epochs.append([{"trial_id": 1, "epoch": e, "learning_rate": 0.01, "seconds": 0.2, "val_loss": np.float32(0.5),
                     "val_accuracy": 1} for e in range(1, 4)])
-    events.append([{"epoch": 3, "event": "plateau", "learning_rate": 0.005, "score": 0.8, "detail": "lr x0.5"}])
+    events.append([{"epoch": 3, "event": "plateau", "base_learning_rate": 0.005, "score": 0.8, "detail": "lr x0.5"}])
     run.flush()
     r = load(run.path)
     assert r.trials.dtypes.map(str).to_dict() == {
@@ -121,7 +121,7 @@ def test_each_table_has_the_documented_types(tmp_path):
     assert r.epochs.dtypes.map(str).to_dict() == {"trial_id": "int64", "epoch": "int64", "learning_rate": "float64",
                                                   "seconds": "float64", "val_loss": "float64",
                                                   "val_accuracy": "float64"}   # a metric reported as 1 is float
-    assert r.events.dtypes.map(str).to_dict() == {"epoch": "int64", "event": "str", "learning_rate": "float64",
+    assert r.events.dtypes.map(str).to_dict() == {"epoch": "int64", "event": "str", "base_learning_rate": "float64",
                                                   "score": "float64", "detail": "str"}
     failed = r.trials.set_index("trial_id").loc[0]
     assert failed.status == "failed" and np.isnan(failed.score) and np.isnan(failed.val_loss)
@@ -300,7 +300,7 @@ def test_finished_trial_ids_include_rows_not_yet_flushed(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys
-    from caviar.store.writer import open_run
+    from caviar.store.folder import open_run
     out, resume, batch = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
     run = open_run(out, "crash", 'name = "crash"\\n', resume=resume)
     trials = run.table("trials")

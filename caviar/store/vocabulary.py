@@ -1,0 +1,118 @@
+"""The words every layer shares: directions, statuses, run kinds, table and column names, run names.
+
+A leaf module (it imports nothing of caviar), so the job file's checks, the samplers, both drivers
+and the views can all speak it without depending on one another. The README's "Results" section is
+the user-facing form of the same vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from enum import StrEnum
+from typing import Any
+
+# ------------------------------------------------------------------------------ directions
+
+
+class Mode(StrEnum):
+    """Whether a higher score is better ("max", an accuracy) or a lower one ("min", a loss).
+
+    A `StrEnum`: it equals, prints and is stored as its string, so job files and Parquet columns keep
+    "max"/"min" while the code asks the mode itself which way is better instead of flipping signs.
+    """
+
+    MAX = "max"
+    MIN = "min"
+
+    @property
+    def sign(self) -> float:
+        """+1 for max, -1 for min: `sign * score` is larger the better the score."""
+        return 1.0 if self is Mode.MAX else -1.0
+
+    def better(self, score: float, than: float | None) -> bool:
+        """Whether `score` beats `than` strictly (None, or a NaN, is beaten by any finite score)."""
+        if not math.isfinite(score):
+            return False
+        return than is None or not math.isfinite(than) or self.sign * score > self.sign * than
+
+    def worse_by(self, score: float, best: float) -> float:
+        """How much worse `score` is than `best`, in the metric's units (negative: better)."""
+        return self.sign * (best - score)
+
+
+MODES = tuple(m.value for m in Mode)
+
+
+class Status(StrEnum):
+    """How a trial of a sweep ended: its `status` column."""
+
+    COMPLETED = "completed"   # every epoch it was given
+    PRUNED = "pruned"         # stopped early by the scheduler; its score is from the epochs it ran
+    FAILED = "failed"         # raised, reported a non-finite value, or its worker died; no score
+
+
+STATUSES = tuple(s.value for s in Status)
+
+
+class RunKind(StrEnum):
+    """What wrote a run folder."""
+
+    SWEEP = "sweep"       # `caviar parallel`: a trials table, epochs with a trial_id
+    BABYSIT = "babysit"   # `caviar babysit`: epochs with a decision, events, checkpoints
+
+
+# ------------------------------------------------------------------------------ the run folder
+
+JOB_FILE = "job.toml"
+CHECKPOINTS = "checkpoints"
+TABLES = ("trials", "epochs", "events")
+PARAM_PREFIX = "params_"
+
+# Column types of each table, in display order, as Arrow type names ("params_*" marks where the
+# searched hyperparameters go). Other columns: params_<name> take their first value's type, metrics
+# are float64. The one meaning of each name: epochs.learning_rate is the rate an epoch trained with
+# (after any decay the trainer applies); events.base_learning_rate is the babysitter's base rate
+# from that event on (a trainer's decay divides it further).
+COLUMNS: dict[str, dict[str, str | None]] = {
+    "trials": {"trial_id": "int64", "status": "string", "params_*": None, "score": "double", "epochs": "int64",
+               "seconds": "double", "seed": "int64", "error": "string", "node": "string", "round": "int64"},
+    "epochs": {"trial_id": "int64", "epoch": "int64", "learning_rate": "double", "seconds": "double",
+               "decision": "string"},
+    "events": {"epoch": "int64", "event": "string", "base_learning_rate": "double", "score": "double",
+               "detail": "string"},
+}
+# Older runs named events' base rate `learning_rate`: readers rename it.
+RENAMED = {"events": {"learning_rate": "base_learning_rate"}}
+
+# Names a trainer may not report as a metric, in either mode: the columns the drivers write
+# themselves. `learning_rate` is not among them: a trainer that reports it tells the rate it
+# trained with, and that value goes to the epochs table's column of that name.
+RESERVED_METRICS = frozenset(name for table in COLUMNS.values() for name in table
+                             if name not in ("params_*", "learning_rate"))
+
+
+def reserved_metric(name: str) -> bool:
+    """Whether a metric name would clash with a column caviar writes (or a params_ column)."""
+    return name in RESERVED_METRICS or name.startswith(PARAM_PREFIX)
+
+
+# ------------------------------------------------------------------------------ run names
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+MAX_NAME = 200  # a folder name; file systems stop at 255 bytes
+
+
+def validate_run_name(name: Any, field_name: str = "name") -> str:
+    """A run name: letters, digits, '.', '_' and '-', not starting with '.', so it stays inside --out
+    and is never hidden (readers skip hidden entries, and the store uses them for temporary ones).
+
+    Raises ValueError naming `field_name` ("name", "--from", ...) and the value.
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"{field_name}: expected a string, got {name!r}")
+    if not _NAME.fullmatch(name) or name.startswith(".") or len(name) > MAX_NAME:
+        shown = name if len(name) <= 120 else name[:117] + "..."
+        raise ValueError(f"{field_name}: expected letters, digits, '.', '_' and '-' only, not starting with '.' "
+                         f"(at most {MAX_NAME} characters): it names a folder under --out, got {shown!r}")
+    return name
