@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from caviar.config.overrides import one_line, show_value
+from caviar.config.messages import one_line, show_value
 from caviar.config.values import is_number
 
 BUILTINS = ("blobs", "digits", "spiral")

@@ -21,29 +21,21 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import tomli_w
 
+from caviar.config.choices import SAMPLER_CHECKS, SAMPLERS, SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.messages import field_path, one_line, reject_unknown, show_value
+from caviar.config.overrides import apply_overrides
+from caviar.config.space import SearchSpace, parse_dimension
 from caviar.data import BUILTINS, FILE_TYPES, OPTIONS as DATA_OPTIONS
-from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
-from caviar.config.overrides import apply_overrides, did_you_mean, field_path, one_line, reject_unknown, show_value
-from caviar.search.samplers import SAMPLER_CHECKS, SAMPLERS
-from caviar.search.schedulers import MODES, SCHEDULER_CHECKS, SCHEDULERS
-from caviar.config.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, Uniform, parse_dimension
+from caviar.store.vocabulary import MODES, validate_run_name
 from caviar.config.values import (Check, Expected, above_one, checked, fraction_closed, non_negative, number, one_of,
-                           plain, positive, string)
+                                  plain, positive, string)
 
 SECTIONS = ("data", "model", "space", "search", "babysit")
-BUILTIN_TRAINER = "mlp"
-# What the built-in trainer reports each epoch, i.e. what a job on it can optimize.
-MLP_METRICS = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
-# The built-in trainer's whole-number hyperparameters (batch_size, epochs): a float range for one
-# passes a probe at round values, then fails trial after trial on a fraction.
-MLP_INTEGERS = tuple(f.name for f in fields(MLPConfig) if type(f.default) is int)
-
-_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_TRAINER = re.compile(rf"{BUILTIN_TRAINER}|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-_MAX_NAME = 200  # a folder name; file systems stop at 255 bytes
+DEFAULT_TRAINER = "mlp"  # the built-in network's short name (caviar.nn lists the built-ins)
+# A built-in's short name, or "package.module:ClassName"; which names exist is the registry's call.
+_TRAINER = re.compile(r"[A-Za-z_][\w-]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
@@ -114,14 +106,14 @@ class Job:
 
     name: str
     data: DataSpec = field(default_factory=DataSpec)
-    model: dict[str, Any] = field(default_factory=lambda: {"trainer": BUILTIN_TRAINER})
+    model: dict[str, Any] = field(default_factory=lambda: {"trainer": DEFAULT_TRAINER})
     space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
     search: SearchSpec = field(default_factory=SearchSpec)
     babysit: BabysitSpec = field(default_factory=BabysitSpec)
 
     @property
     def trainer(self) -> str:
-        """"mlp" or "package.module:ClassName"."""
+        """A built-in trainer's short name ("mlp") or "package.module:ClassName"."""
         return self.model["trainer"]
 
     def config(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -150,14 +142,8 @@ class Job:
 
 
 def validate_name(name: Any, field_name: str = "name") -> str:
-    """A run name: letters, digits, '.', '_' and '-', not starting with '.', so it stays inside --out
-    and is never hidden (the results store skips hidden folders and uses them for temporary ones)."""
-    if not isinstance(name, str):
-        raise ValueError(f"{field_name}: expected a string, got {show_value(name)}")
-    if not _NAME.fullmatch(name) or name.startswith(".") or len(name) > _MAX_NAME:
-        raise ValueError(f"{field_name}: expected letters, digits, '.', '_' and '-' only, not starting with '.' "
-                         f"(at most {_MAX_NAME} characters): it names a folder under --out, got {show_value(name)}")
-    return name
+    """A run name (the store's rule, `caviar.store.vocabulary.validate_run_name`), named as a job field."""
+    return validate_run_name(name, field_name)
 
 
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
@@ -190,17 +176,14 @@ def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *,
     name = validate_name(raw.get("name", default_name), "name" if "name" in raw else "name (the file's name)")
     data = _data(tables["data"])
     model = _model(tables["model"])
-    space = _space(tables["space"], model["trainer"])
+    space = _space(tables["space"])
     search = _section(SearchSpec, tables["search"], "search", _SEARCH_CHECKS)
     if search.sampler == "coarse_to_fine" and search.rounds > search.trials:
         raise ValueError(f"search.rounds: coarse_to_fine needs at least one trial per round, got {search.rounds} "
                          f"rounds for {search.trials} trials")
     inherited = {"metric": search.metric, "mode": search.mode}
     babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS, inherited)
-    job = Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit)
-    if job.trainer == BUILTIN_TRAINER:
-        _check_mlp(job)
-    return job
+    return Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit)
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -235,20 +218,15 @@ def _data(table: Mapping[str, Any]) -> DataSpec:
 
 
 def _model(table: Mapping[str, Any]) -> dict[str, Any]:
-    trainer = checked("model.trainer", table.get("trainer", BUILTIN_TRAINER), _trainer)
-    model = {"trainer": trainer, **{k: v for k, v in table.items() if k != "trainer"}}
-    if trainer == BUILTIN_TRAINER:
-        reject_unknown(model, ("trainer",) + MLP_HYPERPARAMETERS, ("model",), what="hyperparameter of the mlp "
-                       "trainer", list_valid=True)
-    return model
+    # Which keys and values the trainer takes is checked against the trainer itself, when a job is
+    # about to run (`caviar.trainers.check_job`): reading a job imports no trainer.
+    trainer = checked("model.trainer", table.get("trainer", DEFAULT_TRAINER), _trainer)
+    return {"trainer": trainer, **{k: v for k, v in table.items() if k != "trainer"}}
 
 
-def _space(table: Mapping[str, Any], trainer: str) -> SearchSpace:
+def _space(table: Mapping[str, Any]) -> SearchSpace:
     if "trainer" in table:
         raise ValueError("space.trainer: the trainer cannot be searched; set it in [model]")
-    if trainer == BUILTIN_TRAINER:
-        reject_unknown(table, MLP_HYPERPARAMETERS, ("space",), what="hyperparameter of the mlp trainer",
-                       list_valid=True)
     dimensions = {}
     for name, spec in table.items():
         try:
@@ -258,55 +236,10 @@ def _space(table: Mapping[str, Any], trainer: str) -> SearchSpace:
     return SearchSpace(dimensions)
 
 
-def _check_mlp(job: Job) -> None:
-    """Check every value the built-in trainer will see, naming the field it came from."""
-    for section in ("search", "babysit"):
-        metric = getattr(job, section).metric
-        if metric not in MLP_METRICS:
-            raise ValueError(f"{section}.metric: the mlp trainer reports {', '.join(MLP_METRICS)}, got "
-                             f"{show_value(metric)}{did_you_mean(metric, MLP_METRICS)}")
-    # One value at a time, so the message names the field: [model] values, then every value a
-    # [space] dimension can take (each choice; both ends and the middle of a range). A float range
-    # for an integer is refused outright: its probes at round values could all be whole numbers.
-    probes = [(("model", k), v, "") for k, v in job.model.items() if k != "trainer"]
-    for key, dim in job.space.dimensions.items():
-        if isinstance(dim, Fixed):
-            hint = " (to search over values, write { choice = [...] })" if isinstance(dim.spec(), list) else ""
-            probes.append((("space", key), dim.spec(), hint))
-        elif key in MLP_INTEGERS and isinstance(dim, (Uniform, LogUniform, OneMinusLogUniform)):
-            whole = [int(b) for b in (dim.low, dim.high) if float(b).is_integer()]
-            kind = "int_log_uniform" if dim.log else "int_uniform"
-            fix = f"{{ {kind} = {show_value(whole)} }}" if len(whole) == 2 else f"{kind} or choice"
-            raise ValueError(f"space.{key}: {key} takes whole numbers, but {dim.kind} draws fractions, got "
-                             f"{show_value(dim.spec())} (write {fix})")
-        else:
-            n = len(dim.values) if isinstance(dim, Choice) else 2
-            for u in sorted({0.0, 0.5, 1.0} | {(i + 0.5) / n for i in range(n)}):
-                probes.append((("space", key), dim.from_unit(u), f" (a value of {show_value(dim.spec())})"))
-    for path, value, hint in probes:
-        try:
-            MLPConfig.from_mapping({path[1]: value})
-        except ValueError as exc:
-            raise ValueError(f"{field_path(path)}: {_without_key(exc, path[1])}{hint}") from None
-    # Then all together (the middle of the space), for rules that tie several values together.
-    try:
-        MLPConfig.from_mapping(job.config(job.space.from_unit(np.full(len(job.space), 0.5))))
-    except ValueError as exc:
-        key = next((k for k in job.config() if one_line(exc).startswith(k)), None)
-        where = ("space." if key in job.space.dimensions else "model.") if key else "model: "
-        raise ValueError(where + one_line(exc)) from None
-
-
-def _without_key(exc: Exception, key: str) -> str:
-    """MLPConfig's message without its own "key: " (the job puts the field path there instead)."""
-    message = one_line(exc)
-    return message[len(key) + 2:] if message.startswith(f"{key}: ") else message
-
-
 # --- checks: the rules of each field (the samplers' and schedulers' own ones for their options) ----
 
 _text = string("a non-empty string")
-_trainer = string(f"{BUILTIN_TRAINER!r} or 'package.module:ClassName'", _TRAINER.fullmatch)
+_trainer = string("a built-in trainer's name or 'package.module:ClassName'", _TRAINER.fullmatch)
 _source = string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file",
                  lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES, BUILTINS)
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from caviar.config.overrides import show_value
+from caviar.config.messages import show_value
 from caviar.config.values import is_number, plain
 
 # The largest float below 1: `to_unit` answers in [0, 1) like the samplers draw.

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from caviar.config.overrides import did_you_mean, show_value
+from caviar.config.messages import did_you_mean, show_value
 
 Check = Callable[[Any], Any]  # value -> normalized value; raises Expected
 

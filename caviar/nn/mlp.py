@@ -10,7 +10,8 @@ learning-rate decay, evaluation, and exact save/restore.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from dataclasses import asdict, fields
+from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
@@ -26,6 +27,17 @@ class MLPTrainer:
     """The built-in `caviar.trainers.protocol.Trainer`: `MLPTrainer(config, data, seed)` then `train_epoch()`
     as often as the driver likes. The same seed gives the same weights, the same data order and so
     the same metrics; `state_dict()` / `load_state_dict()` continue bit for bit."""
+
+    # The protocol's optional parts (caviar.trainers.protocol.TrainerExtras): what a job on this
+    # trainer can optimize, which keys it takes (and which are whole numbers), what a nudge may change.
+    metrics: ClassVar[tuple[str, ...]] = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+    hyperparameters: ClassVar[Mapping[str, type]] = {f.name: type(f.default) for f in fields(MLPConfig)}
+    mutable: ClassVar[tuple[str, ...]] = MLPConfig.mutable
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Every hyperparameter with its default filled in; ValueError "key: problem" on a bad one."""
+        return asdict(MLPConfig.from_mapping(config))
 
     def __init__(self, config: Mapping[str, Any] | MLPConfig, data: Dataset, seed: int) -> None:
         self.config = config if isinstance(config, MLPConfig) else MLPConfig.from_mapping(config)

@@ -96,10 +96,18 @@ class Network:
         """Forward and backward over one batch in training mode: fills `grads` with the gradient of
         the mean cross-entropy (L2 is `add_l2`) and moves the running statistics.
         x: (N, D) float32 C-contiguous, y: (N,) int. Returns (summed cross-entropy, rows right)."""
-        n = x.shape[0]
-        buf, p, g = self._buf(n, True), self.param, self.grad
-        ones = buf.ones  # column sums as ones @ X: BLAS gemv is ~4x faster than add.reduce(axis=0)
-        a_prev = x
+        buf = self._buf(x.shape[0], True)
+        a_last = self._forward_train(x, buf)
+        np.dot(a_last, self.param["output.W"], out=buf.probs)
+        np.add(buf.probs, self.param["output.b"], out=buf.probs)
+        loss_sum, correct = self._softmax_cross_entropy(buf, y, grad=True)
+        self._backward(x, buf, a_last)
+        return loss_sum, correct
+
+    def _forward_train(self, x: np.ndarray, buf: _Buffers) -> np.ndarray:
+        """The hidden layers in training mode (batch statistics); returns the last activation (N, H)."""
+        n, p, ones = x.shape[0], self.param, buf.ones  # column sums as ones @ X: BLAS gemv is ~4x faster
+        a_prev = x                                         # than add.reduce(axis=0)
         for i in range(len(self.widths)):
             k, z, a = f"layer{i + 1}.", buf.z[i], buf.a[i]
             if self.batch_norm:  # layers.batchnorm_forward
@@ -123,10 +131,12 @@ class Network:
                 np.add(a, p[k + "b"], out=a)
             np.maximum(a, 0.0, out=a) if self.relu else np.tanh(a, out=a)
             a_prev = a
-        np.dot(a_prev, p["output.W"], out=buf.probs)
-        np.add(buf.probs, p["output.b"], out=buf.probs)
-        loss_sum, correct = self._softmax_cross_entropy(buf, y, grad=True)
-        np.dot(a_prev.T, buf.probs, out=g["output.W"])
+        return a_prev
+
+    def _backward(self, x: np.ndarray, buf: _Buffers, a_last: np.ndarray) -> None:
+        """Gradients of every parameter into `grads`, from the softmax's gradient in `buf.probs`."""
+        p, g, ones = self.param, self.grad, buf.ones
+        np.dot(a_last.T, buf.probs, out=g["output.W"])
         np.dot(ones, buf.probs, out=g["output.b"])
         upstream, w_next = buf.probs, p["output.W"]
         for i in reversed(range(len(self.widths))):
@@ -140,28 +150,32 @@ class Network:
                 np.subtract(1.0, tmp, out=tmp)
                 np.multiply(da, tmp, out=da)
             if self.batch_norm:
-                # layers.batchnorm_backward with x-hat = xc * inv_std, in four passes over (N, H):
-                # dz = scale * da - xc * (scale * inv_std * dgamma / N) - scale * dbeta / N
-                xc, inv_std, scale, dgamma, dbeta = buf.z[i], buf.inv_std[i], buf.vec[i], g[k + "gamma"], g[k + "beta"]
-                c1, c0 = buf.var[i], buf.mean[i]  # spent since the forward: reused for coefficients
-                np.dot(ones, da, out=dbeta)
-                np.multiply(da, xc, out=tmp)
-                np.dot(ones, tmp, out=dgamma)
-                np.multiply(dgamma, inv_std, out=dgamma)  # sum(da * x-hat)
-                np.multiply(scale, inv_std, out=c1)
-                np.multiply(c1, dgamma, out=c1)
-                np.multiply(c1, 1.0 / n, out=c1)
-                np.multiply(scale, dbeta, out=c0)
-                np.multiply(c0, 1.0 / n, out=c0)
-                np.multiply(xc, c1, out=tmp)
-                np.multiply(da, scale, out=da)
-                np.subtract(da, tmp, out=da)
-                np.subtract(da, c0, out=da)
+                self._batchnorm_backward(i, buf, x.shape[0])
             else:
                 np.dot(ones, da, out=g[k + "b"])
             np.dot(buf.a[i - 1].T if i else x.T, da, out=g[k + "W"])
             upstream, w_next = da, p[k + "W"]  # the input's gradient is never needed: not computed
-        return loss_sum, correct
+
+    def _batchnorm_backward(self, i: int, buf: _Buffers, n: int) -> None:
+        """layers.batchnorm_backward of hidden layer i, in place on buf.da[i], with x-hat = xc * inv_std,
+        in four passes over (N, H): dz = scale * da - xc * (scale * inv_std * dgamma / N) - scale * dbeta / N."""
+        k, da, tmp, ones = f"layer{i + 1}.", buf.da[i], buf.tmp[i], buf.ones
+        xc, inv_std, scale = buf.z[i], buf.inv_std[i], buf.vec[i]
+        dgamma, dbeta = self.grad[k + "gamma"], self.grad[k + "beta"]
+        c1, c0 = buf.var[i], buf.mean[i]  # spent since the forward: reused for coefficients
+        np.dot(ones, da, out=dbeta)
+        np.multiply(da, xc, out=tmp)
+        np.dot(ones, tmp, out=dgamma)
+        np.multiply(dgamma, inv_std, out=dgamma)  # sum(da * x-hat)
+        np.multiply(scale, inv_std, out=c1)
+        np.multiply(c1, dgamma, out=c1)
+        np.multiply(c1, 1.0 / n, out=c1)
+        np.multiply(scale, dbeta, out=c0)
+        np.multiply(c0, 1.0 / n, out=c0)
+        np.multiply(xc, c1, out=tmp)
+        np.multiply(da, scale, out=da)
+        np.subtract(da, tmp, out=da)
+        np.subtract(da, c0, out=da)
 
     def _update_running(self, k: str, mean: np.ndarray, var: np.ndarray) -> None:
         """running = bn_momentum * running + (1 - bn_momentum) * batch; mean and var are spent."""

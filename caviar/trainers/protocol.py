@@ -1,20 +1,18 @@
-"""The one protocol both drivers use, and how a job names its trainer.
+"""The Trainer protocol: the one thing every driver calls, and the optional parts they use when present.
 
-A trainer is any class with this shape; the built-in one is `caviar.nn.mlp.MLPTrainer`. A job picks
-it with `[model] trainer = "mlp"` or `"package.module:ClassName"` for the user's own.
+A trainer is any class of this shape; the built-in one is the NumPy network in `caviar.nn`. A job
+names it with `[model] trainer = "mlp"` (a built-in, by its short name) or `"package.module:Class"`.
+`caviar.check_trainer(MyTrainer)` says, one line per problem, what a class lacks.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
     from caviar.data import Dataset
-
-BUILTIN_TRAINERS = {"mlp": "caviar.nn.mlp:MLPTrainer"}
 
 
 @runtime_checkable
@@ -24,8 +22,9 @@ class Trainer(Protocol):
     def __init__(self, config: Mapping[str, Any], data: Dataset, seed: int) -> None: ...
 
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the training data; returns this epoch's metrics
-        (the built-in one: train_loss, train_accuracy, val_loss, val_accuracy)."""
+        """One pass over the training data; returns this epoch's metrics by name (the built-in one:
+        train_loss, train_accuracy, val_loss, val_accuracy, and learning_rate, the rate it trained
+        with). `train_loss` is what the babysitter watches for divergence."""
         ...
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -36,29 +35,39 @@ class Trainer(Protocol):
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None: ...
 
     def set_hyperparameters(self, **changes: Any) -> None:
-        """Change hyperparameters between epochs (learning rate after a rollback, a person's nudge)."""
+        """Change hyperparameters between epochs (the learning rate after a rollback, a nudge).
+        Raises ValueError, changing nothing, for a key or value it does not take."""
         ...
 
 
-def resolve_trainer(name: str) -> type:
-    """The trainer class a job names: a built-in short name or "package.module:ClassName".
+class TrainerExtras(Protocol):
+    """The optional parts. A driver uses each when a trainer has it; `check_trainer` checks its shape.
 
-    Raises ValueError naming the problem when the module or class cannot be found.
+    metrics: the names `train_epoch` reports (learning_rate aside). Declared, a job's metric and the
+        reserved column names are checked against them before any training.
+    hyperparameters: name -> type (int, float, bool, str, tuple) of every config key it takes.
+        Declared, an unknown key in [model] or [space] is refused when the job is read, and a
+        fractional range for an int is refused.
+    mutable: the hyperparameters `set_hyperparameters` may change (what a nudge may send).
+    check_config(config): the config validated, defaults filled in; ValueError "key: problem".
+        Every value a [space] can draw is probed through it before a sweep starts.
+    evaluate(x, y): {"loss": ..., ...} of the current model on arrays (the untrained model's loss
+        is the babysitter's yardstick of divergence; a test split is scored with it at the end).
+    reshuffle(seed): a fresh data order (after a rollback, so the same path is not retraced).
     """
-    target = BUILTIN_TRAINERS.get(name, name)
-    module_name, sep, class_name = target.partition(":")
-    if not sep or not module_name or not class_name:
-        raise ValueError(
-            f"model.trainer: expected one of {sorted(BUILTIN_TRAINERS)} or 'package.module:ClassName', got {name!r}"
-        )
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module itself failing (a SyntaxError, ...)
-        raise ValueError(f"model.trainer: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise ValueError(f"model.trainer: module {module_name!r} has no class {class_name!r}")
-    missing = [m for m in ("train_epoch", "state_dict", "load_state_dict", "set_hyperparameters") if not hasattr(cls, m)]
-    if missing:
-        raise ValueError(f"model.trainer: {name!r} does not implement the Trainer protocol (missing {', '.join(missing)})")
-    return cls
+
+    metrics: ClassVar[tuple[str, ...]]
+    hyperparameters: ClassVar[Mapping[str, type]]
+    mutable: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]: ...
+
+    def reshuffle(self, seed: int) -> None: ...
+
+
+REQUIRED = ("train_epoch", "state_dict", "load_state_dict", "set_hyperparameters")
+OPTIONAL_METHODS = ("check_config", "evaluate", "reshuffle")
+OPTIONAL_ATTRIBUTES = ("metrics", "hyperparameters", "mutable")

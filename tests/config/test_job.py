@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from caviar.config.job import BabysitSpec, DataSpec, Job, SearchSpec, load_job, parse_job, validate_name
 from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
 from caviar.config.overrides import parse_value
+from caviar.trainers import check_job
 from caviar.config.space import Choice, Fixed, LogUniform, OneMinusLogUniform, SearchSpace, parse_dimension
 
 JOBS = sorted((Path(__file__).resolve().parents[2] / "jobs").glob("*.toml"))
@@ -28,9 +29,10 @@ batch_size = { choice = [32, 64] }
 
 
 def error(source, overrides=()):
-    """The message of the ValueError parse_job raises (fails the test if it accepts the job)."""
+    """The message of the ValueError a job raises when it is read (`parse_job`) or checked against its
+    trainer before it runs (`check_job`); fails the test if both accept the job."""
     with pytest.raises(ValueError) as info:
-        parse_job(source, overrides)
+        check_job(parse_job(source, overrides))
     return str(info.value)
 
 
@@ -573,7 +575,7 @@ def test_a_bad_value_anywhere_is_one_line_starting_with_its_field(field, value):
        section=st.sampled_from(["search", "babysit", "data", "model", "space", ""]))
 @settings(max_examples=200, deadline=None)
 def test_an_unknown_key_anywhere_is_one_line_starting_with_its_field(key, section):
-    from caviar.config.overrides import field_path
+    from caviar.config.messages import field_path
 
     known = {"search": SEARCH_DEFAULTS, "babysit": BABYSIT_DEFAULTS, "data": DATA_DEFAULTS,
              "model": ("trainer",) + MLP_HYPERPARAMETERS, "space": ("trainer",) + MLP_HYPERPARAMETERS,
@@ -600,7 +602,7 @@ def test_the_shipped_jobs_come_with_the_package_and_the_default_is_found_from_an
     import tomllib
 
     import caviar
-    from caviar.cli import resolve_job_path
+    from caviar.config.files import resolve_job_path
 
     root = Path(__file__).resolve().parents[2]
     package_jobs = Path(caviar.__file__).parent / "jobs"

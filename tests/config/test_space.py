@@ -260,7 +260,7 @@ def test_a_value_reads_the_same_in_a_dimension_error_as_in_any_other_job_error()
         with pytest.raises(ValueError) as in_space:
             parse_dimension({"uniform": value})
         with pytest.raises(ValueError) as in_search:
-            parse_job({"search": {"metric": value}})
+            parse_job({"search": {"sampler": value}})
         shown = str(in_search.value).rpartition(", got ")[2]
         assert str(in_space.value).endswith(f", got {shown}"), (str(in_space.value), shown)
 

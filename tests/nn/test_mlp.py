@@ -12,7 +12,7 @@ import pytest
 from caviar.data import Dataset, load_dataset
 from caviar.nn import layers
 from caviar.nn.mlp import BN_EPSILON, MLP_HYPERPARAMETERS, MLPConfig, MLPTrainer
-from caviar.trainers.protocol import Trainer, resolve_trainer
+from caviar.trainers import Trainer, resolve_trainer
 
 METRICS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate"}
 
