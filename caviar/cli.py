@@ -1,6 +1,6 @@
 """The command line: parse arguments, call into the package, turn user errors into exit status 2.
 
-Each subcommand's work lives in its own module (`parallel`, `babysit`, `nudge`, `show`, `report`);
+Each subcommand's work lives in its own module (`caviar.sweep.command`, `caviar.babysit.command`, ...);
 this file only knows their flags. A `ValueError` (or a missing or unwritable file) raised anywhere
 below is a problem with the user's input: it is printed as one line on stderr and the exit status
 is 2. CAVIAR_DEBUG=1 in the environment shows the traceback instead.
@@ -12,11 +12,11 @@ import argparse
 import importlib
 import os
 import sys
-from pathlib import Path
 from typing import Callable, Sequence
 
+from caviar.config.files import DEFAULT_JOB
+
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS = {
@@ -27,64 +27,6 @@ HANDLERS = {
     "compare": "caviar.views.show:compare_command",
     "report": "caviar.views.report:command",
 }
-
-# The example jobs, shipped with the package: caviar/jobs links to the repository's jobs/ (an
-# editable install reads them there; a wheel carries them as package data).
-PACKAGE_JOBS = Path(__file__).parent / "jobs"
-DEFAULT_JOB = "digits"
-
-
-def resolve_job_path(job: str | None) -> Path:
-    """The job file a user means: a path, or a name of a job in `jobs/` ("digits" -> jobs/digits.toml).
-
-    With none given, the default job. Raises ValueError when no such file exists.
-    """
-    if job is None:
-        job = DEFAULT_JOB
-    path = Path(job)
-    if path.is_file():
-        return path
-    for folder in (Path("jobs"), PACKAGE_JOBS):
-        candidate = folder / (job if job.endswith(".toml") else f"{job}.toml")
-        if candidate.is_file():
-            return candidate
-    raise ValueError(f"job: no job file {job!r} (give a path to a .toml file or the name of one in jobs/)")
-
-
-def job_overrides(args: argparse.Namespace) -> list[str]:
-    """The `--set` overrides of a command, with `--name` and `--seed` folded in as overrides too."""
-    overrides = list(args.set or [])
-    if getattr(args, "name", None) is not None:
-        overrides.append(f"name={args.name}")
-    if getattr(args, "seed", None) is not None:
-        overrides += [f"search.seed={args.seed}", f"babysit.seed={args.seed}"]
-    return overrides
-
-
-def load_job_from_args(args: argparse.Namespace, *, resume: bool = False):
-    """The validated Job a command runs: its job file with every override applied.
-
-    With `resume`, the job as the run was first run (its folder's job.toml) plus any new --set. A
-    resume by --name reads no job file at all: it may have been edited or deleted since.
-    """
-    from caviar.config.job import load_job
-    from caviar.store.reader import JOB_FILE
-
-    def saved(name: str) -> Path:
-        return Path(args.out) / name / JOB_FILE
-
-    if resume and args.name is not None:
-        if saved(args.name).is_file():
-            return load_job(saved(args.name), job_overrides(args))
-        if getattr(args, "job", None) is None:   # never resume a run with the default job in its place
-            folder = Path(args.out) / args.name
-            if not folder.is_dir():
-                raise ValueError(f"--resume: there is no run {args.name!r} in {args.out} to resume")
-            raise ValueError(f"--resume: {folder} has no {JOB_FILE}; pass the job file it was run with")
-    job = load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
-    if resume and saved(job.name).is_file():
-        return load_job(saved(job.name), job_overrides(args))
-    return job
 
 
 def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:
@@ -167,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"caviar {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
+        from caviar.lifecycle import EXIT_INTERRUPTED   # here: the lifecycle imports the store (pyarrow)
+
         print(f"caviar {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -1,0 +1,9 @@
+"""Panda mode (`caviar babysit`): one model watched epoch by epoch, rolled back when it goes wrong.
+
+    command.py     the command: check, lock, train the first epoch, open the folder, loop
+    loop.py        Sitter: one step at a time (train, decide, carry out, nudges, persist)
+    policy.py      the decision after each epoch, a pure function of the history
+    resume.py      where a resume goes on from; rows a kill kept off the disk
+    nudges.py      a person's changes while it runs (`caviar nudge`)
+    from_sweep.py  `--from SWEEP`: the best trial of a sweep as the starting point
+"""

@@ -37,13 +37,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from caviar.babysit import nudges as channel
+from caviar.trainers.check import checked_metrics
 from caviar.babysit.resume import resume_point, write_missing
 from caviar.babysit.policy import Day, Decision, Diverged, Plateau, PolicyState, Rollback, Stop, manual_rollback, step
 
 Snapshot = tuple[int, dict, dict]  # (epoch, trainer state, meta): what one checkpoint holds
 PERSIST_RATIO = 100.0  # persist once the time since the last persist is this many times its cost
 CHEAP_PERSIST = 0.03  # an improvement persists at once when a persist costs less than this × an epoch
-RESERVED = ("decision", "epoch", "seconds", "trial_id")  # columns the loop writes itself (or caviar mode's)
 
 
 def persist_due(*, forced: bool, improved: bool, since: float, cost: float, mean_epoch: float) -> bool:
@@ -56,20 +56,13 @@ def persist_due(*, forced: bool, improved: bool, since: float, cost: float, mean
     return since >= PERSIST_RATIO * cost
 
 
-def epoch_metrics(reported: Mapping[str, Any], metric: str) -> dict[str, float]:
-    """A trainer's `train_epoch()` result as floats, checked: it must report `metric` and no column
-    the loop writes itself ("learning_rate" is the effective rate: it goes to that column)."""
-    clash = sorted(set(reported) & set(RESERVED))
-    if clash:
-        raise ValueError(f"babysit: the trainer reports {clash[0]!r}, a column the babysitter writes itself "
-                         f"(reserved: {', '.join(RESERVED)})")
-    if metric not in reported:
-        raise ValueError(f"babysit.metric: the trainer reports {', '.join(sorted(reported))}, not {metric!r}")
-    try:
-        return {k: float(v) for k, v in reported.items()}
-    except (TypeError, ValueError):
-        bad = next(k for k, v in reported.items() if not isinstance(v, (int, float, np.number)))
-        raise ValueError(f"babysit: the trainer reports {bad}={reported[bad]!r}, not a number") from None
+def epoch_metrics(reported: Any, metric: str) -> dict[str, float]:
+    """A trainer's `train_epoch()` result as floats, checked as caviar mode checks it (a dict of
+    numbers, no reserved name; `caviar.trainers.checked_metrics`), and holding the job's `metric`."""
+    metrics = checked_metrics(reported)
+    if metric not in metrics:
+        raise ValueError(f"babysit.metric: the trainer reports {', '.join(sorted(metrics))}, not {metric!r}")
+    return metrics
 
 
 @dataclass
@@ -98,7 +91,9 @@ def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None]
 
     `data`: the job's Dataset, when the caller has loaded it already.
     """
-    sitter = Sitter(job, job.data.load() if data is None else data, echo, run.path)
+    from caviar.trainers import check_job
+
+    sitter = Sitter(job, check_job(job), job.data.load() if data is None else data, echo, run.path)
     last = resume_point(run.path) if run.resumed else None
     if last is not None:
         sitter.resume(last)
@@ -109,15 +104,15 @@ def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None]
     return sitter.finish()
 
 
-def _learning_rate(job: Any) -> float:
-    """The starting learning rate: the config's, or the built-in trainer's default."""
-    if job.trainer == "mlp":
-        from caviar.nn.mlp import MLPConfig
+def starting_rate(trainer: type, config: Mapping[str, Any]) -> float:
+    """The base learning rate a run starts from: the config's, or the trainer's default for it."""
+    from caviar.trainers import full_config
 
-        return MLPConfig.from_mapping(job.config()).learning_rate
-    if "learning_rate" not in job.config():
-        raise ValueError("model.learning_rate: babysit needs the starting learning rate of a custom trainer")
-    return float(job.config()["learning_rate"])
+    full = full_config(trainer, config)
+    if "learning_rate" not in full:
+        raise ValueError("model.learning_rate: babysit needs the starting learning rate (the trainer "
+                         "declares no default for it)")
+    return float(full["learning_rate"])
 
 
 def _best(store: Any) -> Any:
@@ -145,13 +140,11 @@ class Sitter:
     loses no result.
     """
 
-    def __init__(self, job: Any, data: Any, echo: Callable[[str], None], path: Path):
-        from caviar.trainers.protocol import resolve_trainer
-
+    def __init__(self, job: Any, trainer: type, data: Any, echo: Callable[[str], None], path: Path):
         self.job, self.data, self.echo, self.path = job, data, echo, Path(path)
         self.spec, self.metric = job.babysit, job.babysit.metric
-        self.lr = _learning_rate(job)  # the base learning rate the next epoch trains with
-        self.trainer = resolve_trainer(job.trainer)(job.config(), data, self.spec.seed)
+        self.lr = starting_rate(trainer, job.config())  # the base learning rate the next epoch trains with
+        self.trainer = trainer(job.config(), data, self.spec.seed)
         self.run: Any = None
         self.store: Any = None
         self.epoch = 0  # epochs trained (rolled-back ones count: it is the compute spent)
@@ -188,6 +181,9 @@ class Sitter:
         self.echo(f"babysitting {self.job.name}: {self.metric} ({self.spec.mode}), up to {self.spec.epochs} "
                   f"epochs, learning rate {self.lr:.2e}; results in {self.path}")
         self.first = self._train()
+        if "train_loss" not in self.first[0]:
+            self.echo("note: the trainer reports no train_loss, so a divergence is seen only as a non-finite "
+                      "score; report train_loss to have a blow-up caught before the score shows it")
 
     def resume(self, last: Any) -> None:
         """Go on from checkpoint `last` (its trainer state, counters, rate and nudged values)."""
@@ -248,7 +244,7 @@ class Sitter:
         """Decide on the epoch just trained, carry it out, apply nudges, persist when due, display."""
         self.epoch += 1
         score = metrics[self.metric]
-        day = Day(self.epoch, score, metrics.get("train_loss", 0.0), self.lr)
+        day = Day(self.epoch, score, metrics.get("train_loss"), self.lr)
         decision, self.policy = step(self.policy, day, self.spec)
         self.rows["epochs"].append({"epoch": self.epoch, "learning_rate": metrics.pop("learning_rate", self.lr),
                                     "seconds": seconds, **metrics, "decision": decision.kind})
@@ -337,7 +333,7 @@ class Sitter:
         self.persisted, self.persists = self.persisted + self.since - started, self.persists + 1
 
     def _event(self, event: str, score: float | None, detail: str) -> None:
-        self.rows["events"].append({"epoch": self.epoch, "event": event, "learning_rate": self.lr,
+        self.rows["events"].append({"epoch": self.epoch, "event": event, "base_learning_rate": self.lr,
                                     "score": score, "detail": detail})
 
     def _line(self, day: Day, decision: Decision) -> str:

@@ -1,4 +1,4 @@
-"""The control channel of a running babysit: a person's nudges, and the lock that says who is running.
+"""The control channel of a running babysit: a person's nudges.
 
 `python -m caviar nudge NAME learning_rate=5e-4 [--rollback] [--stop]` checks that a babysit of NAME
 is alive, validates the changes (the same way the job file's [model] is validated), and drops one
@@ -6,17 +6,14 @@ JSON file into OUT/NAME/nudges/. The loop picks the files up at its next epoch b
 order, applies them, and moves them to nudges/applied/ (or nudges/refused/). The channel carries
 data only — keys and TOML values — and nothing in it is ever executed.
 
-Files: OUT/NAME/babysit.lock is held with an exclusive `flock` by the live loop for as long as it
-runs, and holds {"pid", "start"} (start: the process's start time in clock ticks where /proc has
-it, so a recycled pid is not mistaken for the loop) for `nudge` to ask whether it is alive.
-OUT/NAME/nudges/<time_ns>-<pid>-<random>.json: {"set": {key: value}, "rollback": bool,
-"stop": bool, "sent": unix seconds}, written whole (temp file, then a rename).
+Files: OUT/NAME/nudges/<time_ns>-<pid>-<random>.json: {"set": {key: value}, "rollback": bool,
+"stop": bool, "sent": unix seconds}, written whole (temp file, then a rename). Whether a babysit is
+alive is the run lock's answer (`caviar.store.lock.holder`).
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import math
 import os
@@ -26,115 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from caviar.store.atomic import atomic_write_bytes
 from caviar.config.overrides import parse_value
+from caviar.store.atomic import atomic_write_bytes
 
-LOCK_FILE = "babysit.lock"
 NUDGES_DIR = "nudges"
 APPLIED_DIR = "applied"
 REFUSED_DIR = "refused"
-_HELD: dict[Path, int] = {}  # run folder -> open file descriptor of its lock, for each run this process babysits
-
-
-# --- the lock: is a babysit of this run alive? ---------------------------------------------------
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The start time of process `pid` in clock ticks since boot (Linux /proc), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    if fields and fields[0] in ("Z", "X"):  # a zombie or dead process is not running any loop
-        return -1
-    return int(fields[19]) if len(fields) > 19 else None
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    """Does process `pid` exist, and is it the same process that wrote the lock?"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    ticks = _start_ticks(pid)
-    if ticks == -1:
-        return False
-    return start is None or ticks is None or ticks == start
-
-
-def running_pid(run_dir: str | Path) -> int | None:
-    """The pid of the live babysit of this run folder, or None (no lock, unreadable, or stale)."""
-    try:
-        holder = json.loads((Path(run_dir) / LOCK_FILE).read_text())
-        pid, start = int(holder["pid"]), holder.get("start")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return pid if _alive(pid, None if start is None else int(start)) else None
-
-
-def acquire_lock(run_dir: str | Path) -> Path:
-    """Mark this process as the run's babysitter until it exits (or `release_lock`); returns the lock file.
-
-    The lock is an exclusive `flock` on babysit.lock, held on an open file for the life of the
-    process: the kernel drops it when the process dies (even by SIGKILL), so a stale file is simply
-    taken over, and of two processes starting at once exactly one gets it. The file's content
-    ({"pid", "start"}) only answers `running_pid` (the `nudge` command's "is it running?").
-    Raises ValueError when another process holds the lock.
-    """
-    run_dir = Path(run_dir)
-    lock = run_dir / LOCK_FILE
-    key = run_dir.resolve()
-    if key in _HELD:
-        return lock
-    for _ in range(3):
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            pid = running_pid(run_dir)
-            who = f"process {pid}" if pid is not None else "another process"
-            raise ValueError(f"run {run_dir.name!r}: already being babysat by {who}") from None
-        except BaseException:
-            os.close(fd)
-            raise
-        # The holder releases by unlinking the file, then closing it: a file opened just before the
-        # unlink is locked by nobody else, but nobody else sees it either. Take the one at the path.
-        try:
-            ours = os.path.samestat(os.fstat(fd), os.stat(lock))
-        except FileNotFoundError:
-            ours = False
-        if not ours:
-            os.close(fd)
-            continue
-        body = json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid())}).encode()
-        os.pwrite(fd, body, 0)  # in place: replacing the file would leave the lock on the old one
-        os.ftruncate(fd, len(body))
-        _HELD[key] = fd
-        return lock
-    raise ValueError(f"run {run_dir.name!r}: could not take {lock}")
-
-
-def release_lock(run_dir: str | Path) -> None:
-    """Remove the lock if this process holds it."""
-    run_dir = Path(run_dir)
-    fd = _HELD.pop(run_dir.resolve(), None)
-    if fd is None:
-        return
-    lock = run_dir / LOCK_FILE
-    try:
-        if os.path.samestat(os.fstat(fd), os.stat(lock)):
-            lock.unlink()  # while still locked, so nobody takes a file that is about to vanish
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- nudges ---------------------------------------------------------------------------------------
@@ -186,21 +80,25 @@ def parse_changes(texts: Sequence[str]) -> dict[str, Any]:
 def validate_changes(changes: Mapping[str, Any], model: Mapping[str, Any]) -> None:
     """Raise ValueError unless the running model would accept `changes`.
 
-    For the built-in trainer: each key must be one `MLPConfig.mutable` can change between epochs,
-    and the job's [model] with the changes must pass `MLPConfig.from_mapping` (so a bad value is
-    named the way the job file names it). A user's trainer checks its own in `set_hyperparameters`
-    when the loop applies the nudge (a refusal there is recorded and changes nothing).
+    For a built-in trainer (whose code ships with caviar, so checking imports nothing from the run's
+    folder): each key must be one of its `mutable` hyperparameters, and the job's [model] with the
+    changes must pass its `check_config` (so a bad value is named the way the job file names it). A
+    user's trainer checks its own in `set_hyperparameters` when the loop applies the nudge (a refusal
+    there is recorded and changes nothing).
     """
-    if model.get("trainer", "mlp") != "mlp":
-        return
-    from caviar.nn.mlp import MLPConfig
+    from caviar.config.job import DEFAULT_TRAINER
+    from caviar.trainers.registry import is_builtin, resolve_trainer
 
-    mutable = tuple(MLPConfig.mutable)
+    name = model.get("trainer", DEFAULT_TRAINER)
+    if not isinstance(name, str) or not is_builtin(name):
+        return
+    trainer = resolve_trainer(name)
+    mutable = tuple(getattr(trainer, "mutable", ()))
     for key in changes:
         if key not in mutable:
             raise ValueError(f"{key}: cannot be changed while the model trains; nudge one of {', '.join(mutable)}")
-    config = {k: v for k, v in model.items() if k != "trainer"}
-    MLPConfig.from_mapping({**config, **changes})
+    if callable(getattr(trainer, "check_config", None)):
+        trainer.check_config({**{k: v for k, v in model.items() if k != "trainer"}, **changes})
 
 
 def send(run_dir: str | Path, nudge: Nudge) -> Path:
@@ -259,16 +157,19 @@ def command(args: argparse.Namespace) -> int:
     Raises ValueError (exit 2, one line; nothing is sent) when the run is not being babysat, or a
     key or value would be refused.
     """
-    from caviar.config.job import load_job, validate_name
+    from caviar.config.job import load_job
+    from caviar.store.lock import holder
+    from caviar.store.vocabulary import validate_run_name
 
-    validate_name(args.run)
+    validate_run_name(args.run)
     run_dir = Path(args.out) / args.run
     changes = parse_changes(args.changes)
     if not changes and not args.rollback and not args.stop:
         raise ValueError("nudge: nothing to send; give KEY=VALUE, --rollback or --stop")
     if not (run_dir / "job.toml").is_file():
         raise ValueError(f"run: no run {args.run!r} under {args.out}")
-    if running_pid(run_dir) is None:
+    running = holder(run_dir)
+    if running is None or running.kind != "babysit":
         raise ValueError(f"run: {args.run!r} is not being babysat right now (start it with `caviar babysit`)")
     validate_changes(changes, load_job(run_dir / "job.toml").model)
     path = send(run_dir, Nudge(changes=changes, rollback=args.rollback, stop=args.stop))

@@ -29,6 +29,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import ClassVar, Protocol, Sequence, Union
 
+from caviar.store.vocabulary import Mode
+
 
 class PolicySpec(Protocol):
     """The `[babysit]` fields the policy reads (`caviar.config.job.BabysitSpec` has them all)."""
@@ -53,13 +55,14 @@ class Day:
     """One epoch as the policy sees it.
 
     epoch: the babysitter's epoch count, from 1 (epochs after a rollback keep counting up).
-    score: the job's metric on the validation split. loss: the training loss (train_loss).
+    score: the job's metric on the validation split. loss: the training loss (train_loss); None
+    when the trainer does not report one (then only a non-finite score counts as a divergence).
     learning_rate: the base learning rate this epoch was trained with.
     """
 
     epoch: int
     score: float
-    loss: float
+    loss: float | None
     learning_rate: float
 
 
@@ -185,17 +188,19 @@ Decision = Union[Continue, Improved, Plateau, Rollback, Diverged, Stop]
 
 def worse_by(score: float, best: float, mode: str) -> float:
     """How much worse `score` is than `best` in the metric's units (negative: better)."""
-    return best - score if mode == "max" else score - best
+    return Mode(mode).worse_by(score, best)
 
 
 def _reached(score: float, target: float | None, mode: str) -> bool:
     if target is None:
         return False
-    return score >= target if mode == "max" else score <= target
+    return Mode(mode).sign * (score - target) >= 0
 
 
 def _divergence(state: PolicyState, day: Day, policy: PolicySpec) -> str | None:
     """Why this day counts as diverged, or None."""
+    if day.loss is None:
+        return None if math.isfinite(day.score) else f"non-finite score {day.score:.4g}"
     if not math.isfinite(day.score) or not math.isfinite(day.loss):
         return f"non-finite score {day.score:.4g} or loss {day.loss:.4g}"
     if state.first_loss is not None and day.loss > policy.divergence_ratio * state.first_loss:
@@ -229,7 +234,7 @@ def step(state: PolicyState, day: Day, policy: PolicySpec) -> tuple[Decision, Po
     """
     mode = policy.mode
     diverged = _divergence(state, day, policy)
-    if state.first_loss is None and math.isfinite(day.loss):
+    if state.first_loss is None and day.loss is not None and math.isfinite(day.loss):
         state = replace(state, first_loss=day.loss)
     improved = diverged is None and (
         state.best_score is None or -worse_by(day.score, state.best_score, mode) > policy.min_delta

@@ -1,9 +1,8 @@
 """Resuming a babysat run: where it goes on from, and the rows a kill kept off the disk.
 
 `resume_point(run_dir)` reads the checkpoint a `--resume` continues from before anything is written,
-and refuses what must not be resumed: a sweep's folder (babysit would append its rows to a sweep),
-and a run whose tables hold rows but whose checkpoints all fail to read (starting over would write
-every epoch twice). `write_missing` writes back the rows a checkpoint holds that a kill kept off
+and refuses a run whose tables hold rows but whose checkpoints all fail to read (starting over would
+write every epoch twice); a sweep's folder is refused before, by the run lifecycle. `write_missing` writes back the rows a checkpoint holds that a kill kept off
 the disk, each once.
 """
 
@@ -19,7 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from caviar.store.checkpoints import Checkpoint, CheckpointStore
-from caviar.store.reader import CHECKPOINTS, visible_parts
+from caviar.store.layout import visible_parts
+from caviar.store.vocabulary import CHECKPOINTS
 
 _KEYS = {"epochs": ("epoch",), "events": ("epoch", "event", "detail")}  # what tells two rows apart
 
@@ -36,38 +36,15 @@ def table_rows(run_dir: Path, name: str) -> int:
     return rows
 
 
-def holds_sweep(run_dir: Path) -> bool:
-    """Whether `run_dir` holds a sweep: a trials table, or epochs with a trial_id column."""
-    run_dir = Path(run_dir)
-    if visible_parts(run_dir / "trials.parquet"):
-        return True
-    for part in visible_parts(run_dir / "epochs.parquet")[:1]:
-        try:
-            return "trial_id" in pq.read_schema(part).names
-        except (OSError, pa.ArrowException):
-            pass  # unreadable: the row count of resume_point decides
-    return False
-
-
-def check_babysit_folder(run_dir: Path) -> None:
-    """Raise ValueError when `run_dir` holds a sweep (a trials table, or epochs with a trial_id):
-    a babysit must never write its rows into a sweep's folder."""
-    run_dir = Path(run_dir)
-    if holds_sweep(run_dir):
-        raise ValueError(f"--resume: {run_dir.name!r} is a sweep (it has trials), not a babysat run; "
-                         f"babysit its best trial into a new run with --from {run_dir.name}")
-
-
 def resume_point(run_dir: Path) -> Checkpoint | None:
     """The newest readable checkpoint of the babysat run in `run_dir`, read without writing anything;
     None when nothing was saved yet (a fresh start loses nothing). A corrupt checkpoint skipped on
     the way is one warning line on stderr.
 
-    Raises ValueError when the folder is a sweep, or when no checkpoint reads but the tables hold
-    rows: starting over on top of them would write every epoch twice.
+    Raises ValueError when no checkpoint reads but the tables hold rows: starting over on top of them
+    would write every epoch twice.
     """
     run_dir = Path(run_dir)
-    check_babysit_folder(run_dir)
     store = CheckpointStore(run_dir / CHECKPOINTS)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -24,6 +24,7 @@ from ray.exceptions import RayError
 
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.search.schedulers import Scheduler
+from caviar.store.vocabulary import STATUSES, Mode, Status
 from caviar.sweep.worker import Segment, stop_actors, trial_worker_class
 
 FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
@@ -100,8 +101,9 @@ class Sweep:
                  trial_timeout: float, write_trial: Callable, flush: Callable, on_change: Callable,
                  finished: set[int]) -> None:
         self.sampler, self.scheduler, self.base_config = sampler, scheduler, base_config
-        self.job_seed, self.metric, self.mode = job_seed, metric, mode
-        self.sign = 1.0 if mode == "max" else -1.0
+        self.job_seed, self.metric = job_seed, metric
+        self.mode = Mode(mode)
+        self.sign = self.mode.sign
         self.max_epochs = max_epochs
         self.max_retries, self.trial_timeout = max_retries, trial_timeout
         self.write_trial, self.flush, self.on_change = write_trial, flush, on_change
@@ -110,7 +112,7 @@ class Sweep:
         self.next_new = 0                       # lowest trial id not yet started (or skipped)
         self.retry_queue: deque[TrialState] = deque()
         self.active: dict[int, TrialState] = {}
-        self.counts = {"completed": 0, "pruned": 0, "failed": 0}
+        self.counts = dict.fromkeys(STATUSES, 0)
         self.best: tuple[float, int, dict[str, Any]] | None = None   # (score, trial_id, params)
         self.metric_names: dict[str, None] = {}  # every metric reported so far, in first-seen order
         self.segment_seconds = 0.0              # running mean, sizes the batches
@@ -241,11 +243,11 @@ class Sweep:
                 slot.calls.append(Call(stream, segments))
 
     # ---- results ---------------------------------------------------------------------------------
-    def _finish(self, trial: TrialState, status: str, error: str | None, slot: Slot) -> None:
+    def _finish(self, trial: TrialState, status: Status, error: str | None, slot: Slot) -> None:
         self.active.pop(trial.trial_id, None)
-        if status != "failed" and self.metric not in trial.last_metrics:
-            status, error = "failed", f"the trainer did not report the metric {self.metric!r}"
-        score = self.sign * trial.best if status != "failed" and math.isfinite(trial.best) else math.nan
+        if status != Status.FAILED and self.metric not in trial.last_metrics:
+            status, error = Status.FAILED, f"the trainer did not report the metric {self.metric!r}"
+        score = self.sign * trial.best if status != Status.FAILED and math.isfinite(trial.best) else math.nan
         row = {"trial_id": trial.trial_id, "status": status}
         row.update({f"params_{name}": value for name, value in trial.params.items()})
         row.update(score=score, epochs=trial.epochs, seconds=trial.seconds, seed=trial.seed, error=error,
@@ -256,7 +258,7 @@ class Sweep:
         self.counts[status] += 1
         self.finished.add(trial.trial_id)
         self.sampler.tell(trial.trial_id, score)
-        if math.isfinite(score) and (self.best is None or self.sign * score > self.sign * self.best[0]):
+        if self.mode.better(score, None if self.best is None else self.best[0]):
             self.best = (score, trial.trial_id, trial.params)
 
     def _on_event(self, slot: Slot, call: Call, event: tuple) -> None:
@@ -280,17 +282,17 @@ class Sweep:
         trial.seconds += seconds
         self.segment_seconds = seconds if self.segment_seconds <= 0 else 0.8 * self.segment_seconds + 0.2 * seconds
         if kind == "failed":
-            self._finish(trial, "failed", event[4], slot)
+            self._finish(trial, Status.FAILED, event[4], slot)
         elif kind == "done":
-            self._finish(trial, "completed", None, slot)
+            self._finish(trial, Status.COMPLETED, None, slot)
         elif self.metric not in trial.last_metrics:
             slot.drop.append(trial_id)
-            self._finish(trial, "failed", f"the trainer did not report the metric {self.metric!r}", slot)
+            self._finish(trial, Status.FAILED, f"the trainer did not report the metric {self.metric!r}", slot)
         elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
             slot.held[trial_id] = trial.epochs
         else:
             slot.drop.append(trial_id)
-            self._finish(trial, "pruned", None, slot)
+            self._finish(trial, Status.PRUNED, None, slot)
 
     def _lose_slot(self, index: int, culprit_error: str, *, timed_out: bool = False) -> None:
         """A worker died or was killed: fail or retry the trial it was running, requeue the rest.
@@ -310,7 +312,7 @@ class Sweep:
                 trial.retries += 1
                 if timed_out or trial.retries > self.max_retries:
                     error = culprit_error if timed_out else f"{culprit_error} (gave up after {trial.retries} attempts)"
-                    self._finish(trial, "failed", error, slot)
+                    self._finish(trial, Status.FAILED, error, slot)
                     continue
             trial.restart()
             self.retry_queue.appendleft(trial) if trial_id == culprit else self.retry_queue.append(trial)

@@ -23,12 +23,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from caviar.trainers.protocol import resolve_trainer
-
-
-# Columns the drivers write themselves: a trainer's metric may not take their names.
-RESERVED_METRICS = frozenset({"trial_id", "status", "score", "epochs", "seconds", "seed", "error", "node",
-                              "round", "epoch", "decision"})
+from caviar.trainers.check import checked_metrics
+from caviar.trainers.registry import resolve_trainer
 
 
 @dataclass(frozen=True)
@@ -83,11 +79,7 @@ class SegmentRunner:
                 epoch_start = time.perf_counter()
                 metrics = trainer.train_epoch()
                 epoch += 1
-                clean = {str(k): float(v) for k, v in metrics.items()}
-                clash = sorted(k for k in clean if k in RESERVED_METRICS or k.startswith("params_"))
-                if clash:
-                    raise ValueError(f"the trainer reported metrics named {clash}: those names are "
-                                     "caviar's own result columns; rename them")
+                clean = checked_metrics(metrics)  # the same check, and words, as panda mode's
                 yield ("epoch", trial_id, epoch, clean, time.perf_counter() - epoch_start)
                 bad = [k for k, v in clean.items() if not math.isfinite(v)]
                 if bad:

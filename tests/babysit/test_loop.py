@@ -20,7 +20,7 @@ from caviar import cli
 from caviar.store import reader as results_io
 from caviar.store.checkpoints import CheckpointStore
 from caviar.config.job import Job, load_job, parse_job
-from caviar.store.writer import open_run
+from caviar.store.folder import open_run
 
 PYTHON = [sys.executable, "-m", "caviar"]
 
@@ -86,7 +86,7 @@ def test_a_diverging_run_rolls_back_and_recovers(tmp_path, capsys):
     assert list(epochs["epoch"]) == list(range(1, 11))
     assert "diverged" in set(events["event"]) and "diverged" in set(epochs["decision"])
     first = events[events["event"] == "diverged"].iloc[0]
-    assert first["learning_rate"] == pytest.approx(1.0)  # 10 x divergence_factor 0.1
+    assert first["base_learning_rate"] == pytest.approx(1.0)  # 10 x divergence_factor 0.1
     initial = float(events[events["event"] == "start"].iloc[0]["detail"].split()[-1])
     assert f"above 3 × the initial loss {initial:.4g}" in first["detail"]  # the yardstick it really used
     assert epochs["learning_rate"].iloc[-1] < 10.0
@@ -116,7 +116,7 @@ def test_a_regression_rolls_back_to_the_best_checkpoint(tmp_path):
     # each rollback halves the rate, and the epoch after it trains with the halved rate
     first = rollbacks.iloc[0]
     after = epochs.loc[epochs["epoch"] == first["epoch"] + 1, "learning_rate"].item()
-    assert after == pytest.approx(first["learning_rate"]) and after < 0.1
+    assert after == pytest.approx(first["base_learning_rate"]) and after < 0.1
 
 
 # --- names ------------------------------------------------------------------------------------------
@@ -241,8 +241,8 @@ def steady_job(tmp_path: Path, name: str, model: str = "learning_rate = 0.01", b
     ("learning_rate = 0.01", 'metric = "val_f1"', "babysit.metric: the trainer reports"),
     ("sleep = 0.0", "", "model.learning_rate"),
     ("learning_rate = 0.01\nexplode = true", "", "model.explode"),
-    ("learning_rate = 0.01\nreport = { epoch = 7 }", "", "reports 'epoch', a column the babysitter writes"),
-    ("learning_rate = 0.01\nreport = { decision = 1 }", "", "reports 'decision'"),
+    ("learning_rate = 0.01\nreport = { epoch = 7 }", "", "reports a metric named 'epoch', a column caviar writes itself"),
+    ("learning_rate = 0.01\nreport = { decision = 1 }", "", "reports a metric named 'decision'"),
 ])
 def test_a_bad_job_exits_2_and_leaves_the_old_run_byte_identical_even_with_overwrite(
         tmp_path, capsys, model, babysit, message):

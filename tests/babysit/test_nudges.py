@@ -14,6 +14,7 @@ import pytest
 
 from caviar.babysit import nudges as nudge
 from caviar.config.job import parse_job
+from caviar.store.lock import holder
 
 PYTHON = [sys.executable, "-m", "caviar"]
 
@@ -29,7 +30,7 @@ def run_folder(tmp_path: Path, name: str = "panda") -> Path:
 
 def hold_lock(folder: Path) -> subprocess.Popen:
     """A real second process that takes the run's lock and sleeps, as a live babysit would."""
-    code = (f"import sys, time; from caviar.babysit.nudges import acquire_lock; acquire_lock({str(folder)!r}); "
+    code = (f"import sys, time; from caviar.store.lock import acquire; acquire({str(folder)!r}, 'babysit'); "
             "print('locked', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
@@ -110,74 +111,6 @@ def test_anything_but_plain_data_in_a_nudge_file_is_refused(tmp_path, body):
         nudge.read(path)
 
 
-# --- the lock ------------------------------------------------------------------------------------
-
-
-def test_the_lock_names_the_live_babysitter(tmp_path):
-    assert nudge.running_pid(tmp_path) is None
-    nudge.acquire_lock(tmp_path)
-    assert nudge.running_pid(tmp_path) == os.getpid()
-    nudge.release_lock(tmp_path)
-    assert nudge.running_pid(tmp_path) is None and not (tmp_path / nudge.LOCK_FILE).exists()
-
-
-def test_a_live_lock_is_refused_and_a_dead_ones_is_taken_over(tmp_path):
-    proc = hold_lock(tmp_path)
-    try:
-        assert nudge.running_pid(tmp_path) == proc.pid
-        with pytest.raises(ValueError, match=f"already being babysat by process {proc.pid}"):
-            nudge.acquire_lock(tmp_path)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert nudge.running_pid(tmp_path) is None  # the pid is gone; the file is still there
-    nudge.acquire_lock(tmp_path)
-    assert nudge.running_pid(tmp_path) == os.getpid()
-    nudge.release_lock(tmp_path)
-
-
-def test_a_live_babysitter_keeps_its_lock_whatever_the_lock_file_says(tmp_path):
-    # What a racing second process sees when it read the file before the first one wrote it: a dead
-    # pid. The lock is the kernel's, held for the life of the holder, so a stale file is no opening.
-    proc = hold_lock(tmp_path)
-    try:
-        (tmp_path / nudge.LOCK_FILE).write_text(json.dumps({"pid": 2**30, "start": 1}))
-        with pytest.raises(ValueError, match="already being babysat"):
-            nudge.acquire_lock(tmp_path)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    nudge.acquire_lock(tmp_path)  # its holder gone, the lock is free
-    assert nudge.running_pid(tmp_path) == os.getpid()
-    nudge.release_lock(tmp_path)
-
-
-def test_babysitters_starting_together_on_a_stale_lock_get_it_once(tmp_path):
-    (tmp_path / nudge.LOCK_FILE).write_text(json.dumps({"pid": 2**30, "start": 1}))  # left by a SIGKILL
-    go, answers, done = os.pipe(), os.pipe(), os.pipe()
-    children = []
-    for _ in range(6):  # real processes (forked), released at the same moment
-        pid = os.fork()
-        if pid == 0:
-            try:
-                os.read(go[0], 1)
-                try:
-                    nudge.acquire_lock(tmp_path)
-                    os.write(answers[1], b"1")
-                except ValueError:
-                    os.write(answers[1], b"0")
-                os.read(done[0], 1)  # hold it until every answer is in
-            finally:
-                os._exit(0)
-        children.append(pid)
-    os.write(go[1], b"x" * len(children))
-    got = b"".join(os.read(answers[0], 1) for _ in children)
-    os.write(done[1], b"x" * len(children))
-    for pid in children:
-        os.waitpid(pid, 0)
-    assert got.count(b"1") == 1
-
-
 # --- the command ----------------------------------------------------------------------------------
 
 
@@ -235,7 +168,7 @@ def test_a_nudge_changes_the_learning_rate_of_a_running_babysit(tmp_path):
     run = tmp_path / "live"
     try:
         read_until(proc, "epoch   3")
-        assert nudge.running_pid(run) == proc.pid
+        assert holder(run).pid == proc.pid
 
         refused = caviar_nudge(tmp_path, "live", "hidden_layers=[64]")
         assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
@@ -262,10 +195,10 @@ def test_a_nudge_changes_the_learning_rate_of_a_running_babysit(tmp_path):
     events = pd.read_parquet(run / "events.parquet")
     nudges = events[events["event"] == "nudge"]
     assert list(nudges["detail"]) == ["learning_rate=0.0005", "stop"]
-    assert nudges["learning_rate"].iloc[0] == 0.0005 and nudges["epoch"].iloc[0] == nudged_after
+    assert nudges["base_learning_rate"].iloc[0] == 0.0005 and nudges["epoch"].iloc[0] == nudged_after
     assert "nudge_refused" not in set(events["event"])  # the refused one never reached the run
     assert events[events["event"] == "stop"]["detail"].item() == "stopped by a nudge"
     assert nudge.pending(run) == [] and len(list((run / "nudges" / "applied").iterdir())) == 2
-    assert nudge.running_pid(run) is None  # the lock went with the run
+    assert holder(run) is None  # the lock went with the run
     done = caviar_nudge(tmp_path, "live", "learning_rate=0.1")
     assert done.returncode == 2 and "not being babysat" in done.stderr

@@ -229,7 +229,7 @@ def test_resume_reruns_a_trial_whose_epochs_were_written_but_not_its_row(ray_ses
     """A kill between the epochs flush and the trials flush leaves epochs of an unfinished trial."""
     import pyarrow.compute as pc
 
-    from caviar.store.writer import open_run
+    from caviar.store.folder import open_run
 
     job = write_job(tmp_path, trials=4, epochs=2)
     assert sweep(job, tmp_path / "out", ray_session) == 0
@@ -291,7 +291,7 @@ def test_a_second_driver_on_a_running_sweep_is_refused(ray_session, tmp_path, ca
     trials_dir = out / "sweep" / "trials.parquet"
     first = driver_with_rows(command, trials_dir, 1)
     assert sweep(job, out, ray_session, "--resume") == 2
-    assert "being run by another caviar parallel" in capsys.readouterr().err
+    assert "is being run by caviar parallel (process" in capsys.readouterr().err
     assert first.wait(timeout=300) == 0
     trials = pd.read_parquet(trials_dir)
     assert sorted(trials.trial_id) == list(range(6))

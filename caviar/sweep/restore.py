@@ -1,0 +1,93 @@
+"""What a resumed sweep already did, read back from its folder so the sweep goes on as if unbroken.
+
+The sampler is told every finished trial's score (coarse-to-fine rounds are fixed by them), the
+scheduler sees again what each trial scored at its milestones (an ASHA sweep that resumes prunes as
+hard as one that never stopped), and epoch rows of trials without a trial row (a kill between the
+two tables' flushes) are dropped: those trials run again.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caviar.search.samplers import Sampler
+from caviar.search.schedulers import Scheduler
+from caviar.store.ranking import best_trial
+from caviar.store.vocabulary import PARAM_PREFIX, STATUSES
+
+
+@dataclass
+class Restored:
+    """finished: trial ids with a row (never rerun); counts: status -> trials; best: (score, trial_id,
+    params) of the best trial so far, for the progress line."""
+
+    finished: set[int] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    best: tuple[float, int, dict[str, Any]] | None = None
+
+
+def restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str) -> Restored:
+    """Read the run folder `run` (a `RunFolder` being resumed) and replay it into sampler and scheduler."""
+    from caviar.store.reader import load
+
+    saved = load(run.path)
+    trials = saved.trials
+    done = Restored(finished={int(t) for t in trials["trial_id"]})
+    epochs = saved.epochs
+    if not epochs.empty:
+        unfinished = ~epochs["trial_id"].isin(done.finished)
+        if unfinished.any():
+            _drop_unfinished_epochs(run, done.finished)
+        epochs = epochs[~unfinished]
+    _replay_milestones(epochs, scheduler, metric)
+    if trials.empty:
+        return done
+    trials = trials.drop_duplicates("trial_id", keep="last")
+    for status, n in trials["status"].value_counts().items():
+        done.counts[str(status)] = int(n)
+    for trial_id, score in zip(trials["trial_id"], trials["score"]):
+        sampler.tell(int(trial_id), float(score) if score is not None and not math.isnan(score) else math.nan)
+    best = best_trial(trials, sampler.mode)
+    if best is not None:
+        params = {c[len(PARAM_PREFIX):]: best[c] for c in trials.columns if c.startswith(PARAM_PREFIX)}
+        done.best = (float(best["score"]), int(best["trial_id"]), params)
+    return done
+
+
+def check_growth(run_dir: Path, n_trials: int) -> None:
+    """A resumed sweep can grow but not shrink: refused (before anything is written) when the run
+    already has a trial id at or beyond `n_trials`. Reads only the trial_id column."""
+    from caviar.store.reader import read_table
+
+    table = read_table(Path(run_dir) / "trials.parquet", columns=["trial_id"])
+    largest = max((int(t) for t in table.column("trial_id").to_pylist() if t is not None), default=-1) \
+        if table is not None and "trial_id" in table.column_names else -1
+    if largest >= n_trials:
+        raise ValueError(f"search.trials: this run already has trial {largest}; a resumed sweep "
+                         f"can grow but not shrink (got {n_trials})")
+
+
+def _replay_milestones(epochs: Any, scheduler: Scheduler, metric: str) -> None:
+    """Record each finished trial's best-so-far score at every milestone it passed."""
+    if not scheduler.milestones or epochs.empty or metric not in epochs.columns:
+        return
+    sign = scheduler.mode.sign
+    epochs = epochs.sort_values(["trial_id", "epoch"])
+    best_so_far = (sign * epochs[metric]).groupby(epochs["trial_id"]).cummax() * sign
+    at_milestones = epochs["epoch"].isin(scheduler.milestones) & best_so_far.notna()
+    for trial_id, epoch, score in zip(epochs["trial_id"][at_milestones], epochs["epoch"][at_milestones],
+                                      best_so_far[at_milestones]):
+        scheduler.should_continue(int(trial_id), int(epoch), float(score))
+
+
+def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:
+    """Remove epoch rows of trials that have no trial row: they run again, and would otherwise have
+    their epochs twice."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kept = pa.array(sorted(finished), type=pa.int64())
+    run.table("epochs").compact(keep=lambda table: pc.is_in(table["trial_id"], value_set=kept))

@@ -1,0 +1,97 @@
+"""Running a sweep into its open run folder on a connected Ray: workers, writes, display, the end.
+
+The loop itself is `caviar.sweep.loop.Sweep`; this module wires it to the run folder (each finished
+trial's epochs, then its row, so a trial row on disk always has its epochs), the progress view, and
+the lifecycle's Ctrl-C rule (every finished trial flushed, exit 130 with the resume command).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from caviar import lifecycle
+from caviar.sweep.plan import max_epochs, worker_count
+from caviar.sweep.restore import Restored, restore
+from caviar.views.progress import Progress
+
+
+class Writer:
+    """A finished trial's rows into the run's tables; flushes epochs before trials."""
+
+    def __init__(self, run: Any) -> None:
+        self.trials, self.epochs = run.table("trials"), run.table("epochs")
+
+    def write_trial(self, row: dict, epoch_rows: list[dict]) -> None:
+        self.epochs.append(epoch_rows)
+        self.trials.append([row])
+
+    def flush(self, trials: bool = True) -> None:
+        self.epochs.flush()
+        if trials:
+            self.trials.flush()
+
+    def compact(self) -> None:
+        for table in (self.epochs, self.trials):
+            table.compact()
+
+
+def show_progress(sweep: Any, progress: Progress) -> None:
+    """Draw the sweep's state, after any message it has for the user."""
+    for notice in sweep.notices:
+        progress.note(notice)
+    sweep.notices.clear()
+    progress.update(len(sweep.finished), sweep.running, sweep.counts["pruned"], sweep.counts["failed"], sweep.best)
+
+
+def build_sweep(job: Any, trainer: type, sampler: Any, scheduler: Any, data: Any, writer: Writer,
+                done: Restored, n_workers: int, progress: Progress) -> Any:
+    """The driver loop of this sweep, told what a resumed run already did."""
+    import ray
+
+    from caviar.sweep.loop import Sweep
+
+    sweep = Sweep(
+        sampler=sampler, scheduler=scheduler, base_config=job.config(), job_seed=job.search.seed,
+        metric=job.search.metric, mode=job.search.mode, max_epochs=max_epochs(job, trainer), data_ref=ray.put(data),
+        trainer_name=job.trainer, n_workers=n_workers, max_retries=job.search.max_retries,
+        trial_timeout=float(job.search.trial_timeout or 0), write_trial=writer.write_trial, flush=writer.flush,
+        finished=done.finished, on_change=lambda s: show_progress(s, progress),
+    )
+    sweep.counts.update(done.counts)
+    sweep.best = done.best
+    return sweep
+
+
+def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, sampler: Any, scheduler: Any,
+              data: Any, *, concurrency: int, quiet: bool, startup: float) -> int:
+    """Run the sweep into `run` on the connected Ray. Returns the exit status (0, or 130 on Ctrl-C)."""
+    import ray
+
+    done = restore(run, sampler, scheduler, job.search.metric) if request.resume else Restored()
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n_workers = worker_count(concurrency or job.search.concurrency, cpus, sampler.n_trials - len(done.finished), quiet)
+    if not quiet:
+        print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
+              f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)
+    writer = Writer(run)
+    progress = Progress(sampler.n_trials, job.search.metric, already_done=len(done.finished),
+                        stream=open(os.devnull, "w") if quiet else None)
+    sweep = build_sweep(job, trainer, sampler, scheduler, data, writer, done, n_workers, progress)
+    try:
+        sweep.start_workers()
+        sweep.run()
+    except KeyboardInterrupt:
+        writer.flush()
+        progress.close()
+        return lifecycle.interrupted(request, f"{len(sweep.finished)} finished trials are")
+    except BaseException:
+        writer.flush()   # whatever else stopped the sweep, every finished trial reaches the disk
+        raise
+    finally:
+        sweep.stop_workers()
+    progress.update(len(sweep.finished), 0, sweep.counts["pruned"], sweep.counts["failed"], sweep.best, force=True)
+    progress.close()
+    writer.compact()
+    return 0
