@@ -30,7 +30,7 @@ from caviar.data import load_dataset
 from caviar.config.job import BabysitSpec, parse_job
 from caviar.nn.mlp import MLPTrainer
 from caviar.babysit.policy import Day, PolicyState, step
-from caviar.store.writer import open_run
+from caviar.store.folder import open_run
 
 # From a learning rate 10x too high: plain SGD without batch norm, where 1.0 trains well and 10
 # blows up in the first epoch; and Adam without batch norm, where 0.01 trains well and 0.1 is noisy.

@@ -56,7 +56,7 @@ def sweep_rows(n_trials: int, n_epochs: int, seed: int = 0):
 def write_run(out: Path, n_trials: int, n_epochs: int) -> dict[str, float]:
     """Write the sweep through TableWriter; throughput figures. Leaves `out/parts` (as a killed run
     would) and `out/sweep` (the same, compacted)."""
-    from caviar.store.writer import open_run
+    from caviar.store.folder import open_run
 
     rows = list(sweep_rows(n_trials, n_epochs))
     run = open_run(out, "sweep", 'name = "sweep"\n', overwrite=True)

@@ -12,14 +12,19 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Dataset", "MLPTrainer", "Trainer", "load", "load_all", "load_dataset"]
+__all__ = ["Dataset", "MLPTrainer", "Mode", "Status", "Trainer", "check_trainer", "importance", "load", "load_all",
+           "load_dataset"]
 __version__ = "0.1.0"
 
 _HOMES = {
     "Dataset": "caviar.data",
     "load_dataset": "caviar.data",
     "MLPTrainer": "caviar.nn.mlp",
+    "Mode": "caviar.store.vocabulary",
+    "Status": "caviar.store.vocabulary",
     "Trainer": "caviar.trainers.protocol",
+    "check_trainer": "caviar.trainers.check",
+    "importance": "caviar.views.importance",
     "load": "caviar.store.reader",
     "load_all": "caviar.store.reader",
 }

@@ -25,18 +25,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from caviar.config.overrides import reject_unknown
-from caviar.search.schedulers import MODES
+from caviar.config.choices import SAMPLER_CHECKS, SAMPLERS
+from caviar.config.messages import reject_unknown
 from caviar.config.space import SearchSpace
-from caviar.config.values import Check, checked, fraction_closed, integer, non_negative, one_of, positive
-
-SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
+from caviar.config.values import checked, non_negative, one_of, positive
+from caviar.store.vocabulary import MODES, Mode
 # Option -> default. Every sampler accepts every option and ignores the ones it does not use, so a job
 # can keep `rounds` while trying `sampler = "random"`. None means "the default".
 OPTIONS: dict[str, Any] = {"grid_points": 3, "rounds": 3, "keep_fraction": 0.25, "shrink": 0.5}
-# Option -> its rule, as [search] <option> in a job file (job.py checks the file with these same rules).
-SAMPLER_CHECKS: dict[str, Check] = {"grid_points": integer(2), "rounds": positive, "keep_fraction": fraction_closed,
-                                    "shrink": fraction_closed}
 _MAX_GRID = 2**62
 
 # spawn_key prefixes beyond any trial id, for the draws that belong to the whole sweep
@@ -65,7 +61,7 @@ class Sampler(ABC):
         self.space = space
         self.n_trials = n_trials  # how many trials it will give (grid may give fewer than asked)
         self.seed = seed
-        self.mode = mode
+        self.mode = Mode(mode)
         self._scores: dict[int, float] = {}
 
     @abstractmethod
@@ -209,7 +205,7 @@ class CoarseToFineSampler(Sampler):
     def kept(self, r: int) -> list[int]:
         """Trial ids of round r that seed round r+1, best first (NaN last, ties by id); round r must be told."""
         ids = list(self._round_ids(r))
-        sign = -1.0 if self.mode == "max" else 1.0
+        sign = -self.mode.sign
 
         def worst_last(k: int) -> tuple[bool, float, int]:
             score = self._scores[k]

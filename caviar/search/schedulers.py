@@ -17,12 +17,10 @@ import bisect
 import math
 from abc import ABC, abstractmethod
 
-from caviar.config.values import Check, above_one, checked, one_of, positive
+from caviar.config.choices import SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.values import checked, one_of, positive
+from caviar.store.vocabulary import MODES, Mode
 
-SCHEDULERS = ("fifo", "asha")
-MODES = ("max", "min")  # whether a higher score is better; the samplers and job.py take it from here
-# Option -> its rule, as [search] <option> in a job file (job.py checks the file with these same rules).
-SCHEDULER_CHECKS: dict[str, Check] = {"grace_period": positive, "reduction_factor": above_one}
 
 
 class Scheduler(ABC):
@@ -31,7 +29,7 @@ class Scheduler(ABC):
     def __init__(self, max_epochs: int, mode: str = "max") -> None:
         # Guards with job.py's rules and messages: a job file's values were checked there already.
         self.max_epochs = checked("model.epochs", max_epochs, positive)
-        self.mode = checked("search.mode", mode, one_of(MODES))
+        self.mode = Mode(checked("search.mode", mode, one_of(MODES)))
 
     @property
     @abstractmethod
@@ -97,7 +95,7 @@ class ASHA(Scheduler):
     def should_continue(self, trial_id: int, epoch: int, score: float) -> bool:
         if epoch not in self._recorded:
             return True
-        value = score if self.mode == "max" else -score
+        value = self.mode.sign * score
         if math.isnan(value):
             value = -math.inf
         recorded = self._recorded[epoch]

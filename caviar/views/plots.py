@@ -2,7 +2,7 @@
 
 Figures are built with the object API (`matplotlib.figure.Figure`), never pyplot, so nothing global
 is kept between reports and nothing is shown on a screen; `png_bytes(fig)` renders one with Agg.
-Inputs are the run's DataFrames (DESIGN.md columns) and, per hyperparameter, its scale:
+Inputs are the run's DataFrames (the README's "Results" columns) and, per hyperparameter, its scale:
 "linear" | "log" | "one_minus_log" | "category" (`caviar.views.show.scales_of`).
 """
 
@@ -139,7 +139,7 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
     ax = fig.add_subplot()
     if epochs.empty or metric not in epochs or "trial_id" not in epochs:
         return _no_data(fig, ax, f"no {metric} per epoch recorded")
-    from caviar.views.show import ranked  # the leaderboard's order, ties included
+    from caviar.store.ranking import ranked  # the leaderboard's order, ties included
 
     good, _ = _scored(trials)
     order = ranked(good, mode)

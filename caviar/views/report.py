@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from caviar.store.atomic import atomic_write_bytes
+from caviar.store.vocabulary import RunKind
 from caviar.views import show
 from caviar.views.importance import MIN_TRIALS, importance, scored
 
@@ -143,7 +144,7 @@ def write_report(run: Any, *, top: int = 10) -> Path:
     page.add(f"<p>{html.escape(run.kind)} run in <code>{html.escape(str(folder))}</code>, "
              f"judged by <b>{html.escape(metric)}</b> ({html.escape(mode)})</p>")
     page.add(_table(show.compare_table([run]).drop(columns=["run"])))
-    if run.kind == "babysit":
+    if run.kind == RunKind.BABYSIT:
         _babysit(page, run, metric, mode)
     else:
         _sweep(page, run, metric, mode, top)

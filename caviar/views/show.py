@@ -19,10 +19,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from caviar.search.schedulers import MODES
+from caviar.store.ranking import ranked
+from caviar.store.vocabulary import MODES, PARAM_PREFIX, STATUSES, RunKind
 
-PARAM_PREFIX = "params_"
-STATUSES = ("completed", "pruned", "failed")
 MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
 
 
@@ -175,29 +174,10 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def ranked(trials: pd.DataFrame, mode: str) -> pd.DataFrame:
-    """All trials, best first by `score` per `mode`; failed (or unscored) trials last, then by trial_id.
-
-    Ties in score put a completed trial before a pruned one.
-    """
-    _check_mode(mode)
-    if trials.empty:
-        return trials
-    score = pd.to_numeric(trials["score"], errors="coerce").astype(float)
-    status = trials["status"] if "status" in trials else pd.Series("completed", index=trials.index)
-    keys = pd.DataFrame({
-        "unscored": status.eq("failed") | score.isna(),
-        "key": (-score if mode == "max" else score).fillna(np.inf),
-        "status": status.map({s: i for i, s in enumerate(STATUSES)}).fillna(len(STATUSES)),
-        "trial": trials["trial_id"] if "trial_id" in trials else pd.Series(range(len(trials)), index=trials.index),
-    })
-    return trials.loc[keys.sort_values(list(keys.columns), kind="stable").index]
-
-
 def leaderboard_frame(trials: pd.DataFrame, metric_mode: str, top: int = 10) -> pd.DataFrame:
     """The `top` best trials as a typed table, best first (failed last, see `ranked`).
 
-    trials: a trials table (DESIGN.md columns). metric_mode: the job's [search] mode, "max" or "min".
+    trials: a trials table (the README's "Results" columns). metric_mode: the job's [search] mode, "max" or "min".
     Columns: trial_id, status, score, each hyperparameter under its bare name, epochs, seconds, then
     round (only when the sweep had more than one) and error (only when a shown trial failed).
     """
@@ -248,7 +228,7 @@ def best_epoch(epochs: pd.DataFrame, metric: str, mode: str) -> tuple[float, flo
 def summary(run: Any) -> dict[str, Any]:
     """The numbers `compare` shows for one run.
 
-    run: a `results_io.Run`. Keys: run, kind, metric, mode, best, best_trial (sweeps), trials
+    run: a `caviar.store.reader.Run`. Keys: run, kind, metric, mode, best, best_trial (sweeps), trials
     (sweeps), epochs_run (epochs trained in all), compute_s (sum of trial seconds, babysit: of
     epoch seconds), epochs_to_best (sweeps: the epoch at which the best trial reached its score;
     babysit: the epoch of the best score).
@@ -258,7 +238,7 @@ def summary(run: Any) -> dict[str, Any]:
                            "best_trial": pd.NA, "trials": pd.NA, "epochs_run": pd.NA, "compute_s": math.nan,
                            "epochs_to_best": pd.NA}
     trials, epochs = run.trials, run.epochs
-    if run.kind == "babysit":
+    if run.kind == RunKind.BABYSIT:
         epoch, value = best_epoch(epochs, metric, mode)
         row.update(best=value, epochs_run=len(epochs), epochs_to_best=_int_or_na(epoch),
                    compute_s=float(epochs["seconds"].sum()) if "seconds" in epochs else math.nan)
@@ -341,7 +321,7 @@ def show_text(run: Any, top: int = 10) -> str:
         raise ValueError(f"top: must be at least 1, got {top}")
     metric, mode = metric_of(run.job, run.kind)
     lines = [f"{run.kind} {run.name}  ({run.path})", f"metric: {metric} ({mode})"]
-    lines += _babysit_text(run) if run.kind == "babysit" else _sweep_text(run, top)
+    lines += _babysit_text(run) if run.kind == RunKind.BABYSIT else _sweep_text(run, top)
     return "\n".join(lines)
 
 
