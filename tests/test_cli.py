@@ -8,8 +8,6 @@ stderr); the many cases and the property tests run `caviar.cli.main` in this pro
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ from hypothesis import strategies as st
 from caviar import cli
 from caviar.config.job import BabysitSpec, DataSpec, SearchSpec
 from caviar.nn.mlp import MLP_HYPERPARAMETERS
+from tests.support import caviar_run, snapshot, write_job
 
-PYTHON = [sys.executable, "-m", "caviar"]
 VICTIM = "victim"  # the run already in the results folder; every bad job below is named after it
 
 GOOD = """
@@ -64,17 +62,6 @@ def out(tmp_path: Path) -> Path:
     return out
 
 
-def snapshot(folder: Path) -> dict[str, bytes | None]:
-    """Every file's bytes and every folder (None) under `folder`, by relative path."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
-
-
-def write_job(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(text)
-    return path
-
-
 def assert_one_error_line(stderr: str, command: str, field: str) -> None:
     assert "Traceback" not in stderr, stderr
     lines = stderr.strip().splitlines()
@@ -107,28 +94,26 @@ PROCESS_CASES = [
 @pytest.mark.parametrize("command, text, extra, field", [c[1:] for c in PROCESS_CASES],
                          ids=[c[0] for c in PROCESS_CASES])
 def test_a_real_process_exits_2_with_one_line_and_touches_nothing(tmp_path, out, command, text, extra, field):
-    job = tmp_path / "missing.toml" if text is None else write_job(tmp_path, text)
-    before = snapshot(out)
-    result = subprocess.run(PYTHON + [command[0], str(job), "--out", str(out), *command[1:], *extra],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    job = tmp_path / "missing.toml" if text is None else write_job(tmp_path, "bad", text=text)
+    before = snapshot(out, folders=True)
+    result = caviar_run(command[0], job, "--out", out, *command[1:], *extra, cwd=tmp_path, timeout=300)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert_one_error_line(result.stderr, command[0], field)
     assert "Traceback" not in result.stdout
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before
 
 
 @pytest.mark.parametrize("command", [["parallel", "--overwrite"], ["babysit", "--overwrite"]])
 def test_a_missing_data_file_exits_2_and_leaves_the_old_run_alone(tmp_path, out, command):
     """The data is read before the results folder is opened: even --overwrite keeps the old run."""
-    job = write_job(tmp_path, missing_file_job(tmp_path))
+    job = write_job(tmp_path, "bad", text=missing_file_job(tmp_path))
     if command[0] == "babysit":   # a babysat run to overwrite (babysit refuses a sweep's folder outright)
         shutil.rmtree(out / VICTIM / "trials.parquet")
-    before = snapshot(out)
-    result = subprocess.run(PYTHON + [command[0], str(job), "--out", str(out), *command[1:]],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    before = snapshot(out, folders=True)
+    result = caviar_run(command[0], job, "--out", out, *command[1:], cwd=tmp_path, timeout=300)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert_one_error_line(result.stderr, command[0], "data.source")
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before
 
 
 # --- in process: many bad job files ---------------------------------------------------------------
@@ -173,12 +158,12 @@ BAD_FILES = [
 @pytest.mark.parametrize("text, field", [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
 @pytest.mark.parametrize("command", [["parallel", "--dry-run"], ["babysit", "--overwrite"]])
 def test_every_bad_job_file_is_one_line_naming_the_field(tmp_path, out, capsys, command, text, field):
-    job = write_job(tmp_path, text)
-    before = snapshot(out)
+    job = write_job(tmp_path, "bad", text=text)
+    before = snapshot(out, folders=True)
     assert cli.main([command[0], str(job), "--out", str(out), *command[1:]]) == 2
     captured = capsys.readouterr()
     assert_one_error_line(captured.err, command[0], field)
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before
 
 
 BAD_SETS = [
@@ -205,14 +190,14 @@ BAD_SETS = [
 
 @pytest.mark.parametrize("sets, field", [c[1:] for c in BAD_SETS], ids=[c[0] for c in BAD_SETS])
 def test_every_bad_set_is_one_line_naming_the_field(tmp_path, out, capsys, sets, field):
-    job = write_job(tmp_path, GOOD)
-    before = snapshot(out)
+    job = write_job(tmp_path, "bad", text=GOOD)
+    before = snapshot(out, folders=True)
     argv = ["parallel", str(job), "--dry-run", "--out", str(out)]
     for value in sets:
         argv += ["--set", value]
     assert cli.main(argv) == 2
     assert_one_error_line(capsys.readouterr().err, "parallel", field)
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before
 
 
 # --- properties ----------------------------------------------------------------------------------
@@ -242,11 +227,11 @@ typed = st.one_of(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_any_set_value_either_runs_or_is_one_line_naming_a_field(tmp_path, out, capsys, field, value):
     """Whatever a user types after --set, the dry run either works or says which field is wrong."""
-    job = write_job(tmp_path, GOOD)
-    before = snapshot(out)
+    job = write_job(tmp_path, "bad", text=GOOD)
+    before = snapshot(out, folders=True)
     status = cli.main(["parallel", str(job), "--dry-run", "--out", str(out), "--set", f"{field}={value}"])
     err = capsys.readouterr().err
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before
     if status == 0:
         assert err == ""
         return
@@ -266,11 +251,11 @@ def test_an_unknown_key_in_a_file_is_named_with_its_section(tmp_path, out, capsy
              "space": MLP_HYPERPARAMETERS + ("trainer",)}[section]
     if key in known:
         return
-    job = write_job(tmp_path, with_lines(section, f"{key} = 1"))
-    before = snapshot(out)
+    job = write_job(tmp_path, "bad", text=with_lines(section, f"{key} = 1"))
+    before = snapshot(out, folders=True)
     assert cli.main(["parallel", str(job), "--dry-run", "--out", str(out)]) == 2
     assert_one_error_line(capsys.readouterr().err, "parallel", f"{section}.{key}: unknown")
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before
 
 
 @pytest.mark.parametrize("command", ["parallel", "babysit"])
@@ -278,9 +263,9 @@ def test_an_unknown_key_in_a_file_is_named_with_its_section(tmp_path, out, capsy
 def test_a_resume_by_name_needs_the_run_and_its_saved_job(out, capsys, command, name, problem):
     """Never the default job in a run's place: a resume by --name reads the run's own job.toml."""
     (out / VICTIM / "job.toml").unlink()
-    before = snapshot(out)
+    before = snapshot(out, folders=True)
     assert cli.main([command, "--out", str(out), "--name", name, "--resume"]) == 2
     err = capsys.readouterr().err
     assert_one_error_line(err, command, "--resume")
     assert problem in err
-    assert snapshot(out) == before
+    assert snapshot(out, folders=True) == before

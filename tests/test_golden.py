@@ -10,24 +10,17 @@ the frames again.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import caviar
+from tests.support import caviar_run
 
 GOLDEN = Path(__file__).parent / "golden"
 CLOCK = ["seconds", "node"]          # wall-clock and host columns: not part of the contract
 NAMES = {"learning_rate": "base_learning_rate"}   # events' base rate, renamed to say which rate it is
-
-
-def _run(*args: str, cwd: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "caviar", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=240, stdin=subprocess.DEVNULL)
-    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def _same(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -37,15 +30,17 @@ def _same(got: pd.DataFrame, want: pd.DataFrame) -> None:
 
 
 def test_a_fifo_sweep_gives_the_recorded_trials_and_epochs(tmp_path, ray_address):
-    _run("parallel", str(GOLDEN / "sweep.toml"), "--out", str(tmp_path), "--address", ray_address, "--quiet",
-         cwd=tmp_path)
+    done = caviar_run("parallel", GOLDEN / "sweep.toml", "--out", tmp_path, "--address", ray_address, "--quiet",
+                      cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
     run = caviar.load(tmp_path / "golden_sweep")
     _same(run.trials.sort_values("trial_id"), pd.read_parquet(GOLDEN / "sweep_trials.parquet"))
     _same(run.epochs.sort_values(["trial_id", "epoch"]), pd.read_parquet(GOLDEN / "sweep_epochs.parquet"))
 
 
 def test_a_babysat_run_gives_the_recorded_epochs_and_events(tmp_path):
-    _run("babysit", str(GOLDEN / "babysit.toml"), "--out", str(tmp_path), cwd=tmp_path)
+    done = caviar_run("babysit", GOLDEN / "babysit.toml", "--out", tmp_path, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
     run = caviar.load(tmp_path / "golden_babysit")
     recorded = pd.read_parquet(GOLDEN / "babysit_events.parquet")
     assert run.events["event"].tolist() == recorded["event"].tolist()

@@ -16,39 +16,11 @@ import pandas as pd
 import pytest
 
 from caviar.babysit import loop as babysit_module
-from caviar import cli
 from caviar.store import reader as results_io
 from caviar.store.checkpoints import CheckpointStore
 from caviar.config.job import Job, load_job, parse_job
 from caviar.store.folder import open_run
-
-PYTHON = [sys.executable, "-m", "caviar"]
-
-# Small and quick: digits, one hidden layer of 32.
-BASE = """
-[data]
-source = "digits"
-[model]
-hidden_layers = [32]
-"""
-
-
-def job_file(tmp_path: Path, name: str, model: str = "", babysit: str = "", data: str = "") -> Path:
-    """A job file for run `name`: BASE plus extra lines in [model], [babysit] and [data]."""
-    text = f'name = "{name}"\n' + BASE.replace("[model]\n", f"[model]\n{model}\n").replace(
-        "[data]\n", f"[data]\n{data}\n") + f"[babysit]\n{babysit}\n"
-    path = tmp_path / f"{name}.toml"
-    path.write_text(text)
-    return path
-
-
-def babysit_inline(tmp_path: Path, job: Path, *argv: str) -> int:
-    return cli.main(["babysit", str(job), "--out", str(tmp_path / "out"), *argv])
-
-
-def babysit_process(tmp_path: Path, job: Path, *argv: str) -> subprocess.Popen:
-    return subprocess.Popen(PYTHON + ["babysit", str(job), "--out", str(tmp_path / "out"), *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+from tests.support import DIGITS, caviar_start, run_babysit, run_command, snapshot, write_job
 
 
 def table(run: Path, name: str) -> pd.DataFrame:
@@ -78,7 +50,7 @@ DIVERGING = dict(model='batch_norm = false\noptimizer = "sgd"\nlearning_rate = 1
 
 
 def test_a_diverging_run_rolls_back_and_recovers(tmp_path, capsys):
-    assert babysit_inline(tmp_path, job_file(tmp_path, "wild", **DIVERGING)) == 0
+    assert run_babysit(write_job(tmp_path, "wild", DIGITS, **DIVERGING), tmp_path / "out") == 0
     out = capsys.readouterr().out
     run = tmp_path / "out" / "wild"
     epochs, events = table(run, "epochs"), table(run, "events")
@@ -106,9 +78,9 @@ def test_a_diverging_run_rolls_back_and_recovers(tmp_path, capsys):
 
 def test_a_regression_rolls_back_to_the_best_checkpoint(tmp_path):
     # adam at 0.1 with a tight tolerance: the score wobbles, each big drop goes back to the best
-    job = job_file(tmp_path, "wobbly", model="learning_rate = 0.1",
-                   babysit="epochs = 12\ntolerance = 0.005\npatience = 20\nmax_rollbacks = 3")
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "wobbly", DIGITS, model="learning_rate = 0.1",
+                    babysit="epochs = 12\ntolerance = 0.005\npatience = 20\nmax_rollbacks = 3")
+    assert run_babysit(job, tmp_path / "out") == 0
     run = tmp_path / "out" / "wobbly"
     epochs, events = table(run, "epochs"), table(run, "events")
     rollbacks = events[events["event"] == "rollback"]
@@ -123,15 +95,15 @@ def test_a_regression_rolls_back_to_the_best_checkpoint(tmp_path):
 
 
 def test_an_existing_run_is_refused_without_resume_or_overwrite(tmp_path, capsys):
-    job = job_file(tmp_path, "taken", babysit="epochs = 2")
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "taken", DIGITS, babysit="epochs = 2")
+    assert run_babysit(job, tmp_path / "out") == 0
     before = table(tmp_path / "out" / "taken", "epochs")
     capsys.readouterr()
-    assert babysit_inline(tmp_path, job) == 2
+    assert run_babysit(job, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--resume" in err and "--overwrite" in err
     pd.testing.assert_frame_equal(table(tmp_path / "out" / "taken", "epochs"), before)
-    assert babysit_inline(tmp_path, job, "--overwrite", "--set", "babysit.epochs=3") == 0
+    assert run_babysit(job, tmp_path / "out", "--overwrite", "--set", "babysit.epochs=3") == 0
     assert len(table(tmp_path / "out" / "taken", "epochs")) == 3
 
 
@@ -150,21 +122,17 @@ def fake_sweep(out: Path, name: str = "sweep") -> Path:
     return sweep
 
 
-def files(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` and its bytes: a run folder exactly as it is."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_from_a_sweep_starts_with_its_best_completed_trial_in_a_run_of_its_own(tmp_path):
     sweep = fake_sweep(tmp_path / "out")
-    before = files(sweep)
-    assert babysit_inline(tmp_path, job_file(tmp_path, "best", babysit="epochs = 2"), "--from", "sweep") == 0
+    before = snapshot(sweep)
+    job = write_job(tmp_path, "best", DIGITS, babysit="epochs = 2")
+    assert run_babysit(job, tmp_path / "out", "--from", "sweep") == 0
     run = tmp_path / "out" / "sweep-babysit"  # never the sweep's own folder (nor the job's name)
     epochs = table(run, "epochs")
     assert list(epochs["epoch"]) == [1, 2] and list(epochs["learning_rate"]) == [0.02, 0.02]
     as_run = (run / "job.toml").read_text()
     assert "learning_rate = 0.02" in as_run and "batch_size = 32" in as_run
-    assert files(sweep) == before and not (tmp_path / "out" / "best").exists()
+    assert snapshot(sweep) == before and not (tmp_path / "out" / "best").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -175,11 +143,12 @@ def test_from_a_sweep_starts_with_its_best_completed_trial_in_a_run_of_its_own(t
 ])
 def test_babysit_from_a_sweep_never_writes_into_the_sweep(tmp_path, capsys, argv, message):
     sweep = fake_sweep(tmp_path / "out")
-    before = files(sweep)
-    assert babysit_inline(tmp_path, job_file(tmp_path, "sweep", babysit="epochs = 1"), "--from", "sweep", *argv) == 2
+    before = snapshot(sweep)
+    job = write_job(tmp_path, "sweep", DIGITS, babysit="epochs = 1")
+    assert run_babysit(job, tmp_path / "out", "--from", "sweep", *argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
-    assert files(sweep) == before and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sweep"]
+    assert snapshot(sweep) == before and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["sweep"]
 
 
 def test_from_takes_the_best_by_the_sweeps_own_mode_from_every_part(tmp_path):
@@ -194,8 +163,8 @@ def test_from_takes_the_best_by_the_sweeps_own_mode_from_every_part(tmp_path):
     pd.DataFrame({"trial_id": [2, 3], **common, "params_learning_rate": [0.02, 0.05],
                   "params_hidden_layers": ["[16]", "[8, 8]"],
                   "score": [0.1, 0.7]}).to_parquet(sweep / "trials.parquet" / "part-000001.parquet")
-    assert babysit_inline(tmp_path, job_file(tmp_path, "b", babysit="epochs = 1"), "--from", "losses",
-                          "--name", "picked") == 0
+    job = write_job(tmp_path, "b", DIGITS, babysit="epochs = 1")
+    assert run_babysit(job, tmp_path / "out", "--from", "losses", "--name", "picked") == 0
     model = load_job(tmp_path / "out" / "picked" / "job.toml").model
     assert model["learning_rate"] == 0.02 and model["hidden_layers"] == [16]  # trial 2: the lowest loss
 
@@ -233,8 +202,8 @@ class SteadyTrainer:
         self.config.update(changes)
 
 
-def steady_job(tmp_path: Path, name: str, model: str = "learning_rate = 0.01", babysit: str = "epochs = 2") -> Path:
-    return job_file(tmp_path, name, model=f'trainer = "tests.babysit.test_loop:SteadyTrainer"\n{model}', babysit=babysit)
+# SteadyTrainer on digits; each test gives it a learning_rate (or leaves it out on purpose).
+STEADY = {**DIGITS, "model": {**DIGITS["model"], "trainer": "tests.babysit.test_loop:SteadyTrainer"}}
 
 
 @pytest.mark.parametrize("model, babysit, message", [
@@ -246,21 +215,22 @@ def steady_job(tmp_path: Path, name: str, model: str = "learning_rate = 0.01", b
 ])
 def test_a_bad_job_exits_2_and_leaves_the_old_run_byte_identical_even_with_overwrite(
         tmp_path, capsys, model, babysit, message):
-    assert babysit_inline(tmp_path, steady_job(tmp_path, "kept")) == 0
+    assert run_babysit(write_job(tmp_path, "kept", STEADY, model="learning_rate = 0.01", babysit="epochs = 2"),
+                       tmp_path / "out") == 0
     run = tmp_path / "out" / "kept"
-    before = files(run)
+    before = snapshot(run)
     capsys.readouterr()
-    bad = steady_job(tmp_path, "kept", model=model, babysit=babysit)
-    assert babysit_inline(tmp_path, bad, "--overwrite") == 2
+    bad = write_job(tmp_path, "kept", STEADY, model=model, babysit=babysit)
+    assert run_babysit(bad, tmp_path / "out", "--overwrite") == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err
-    assert files(run) == before
-    assert babysit_inline(tmp_path, bad, "--name", "new") == 2 and not (tmp_path / "out" / "new").exists()
+    assert snapshot(run) == before
+    assert run_babysit(bad, tmp_path / "out", "--name", "new") == 2 and not (tmp_path / "out" / "new").exists()
 
 
 def test_without_evaluate_the_divergence_yardstick_is_named_the_first_epochs_loss(tmp_path):
-    job = steady_job(tmp_path, "blown", model="learning_rate = 0.01\nblow_up_at = 2", babysit="epochs = 3")
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "blown", STEADY, model="learning_rate = 0.01\nblow_up_at = 2", babysit="epochs = 3")
+    assert run_babysit(job, tmp_path / "out") == 0
     diverged = table(tmp_path / "out" / "blown", "events").query("event == 'diverged'")
     assert "above 3 × the first epoch's loss 1;" in diverged.iloc[0]["detail"]
 
@@ -269,29 +239,30 @@ def test_without_evaluate_the_divergence_yardstick_is_named_the_first_epochs_los
 def test_babysit_refuses_a_sweeps_folder_even_with_overwrite(tmp_path, capsys, argv):
     # `parallel` and `babysit` both default to the name "digits": the sweep must survive the mix-up
     sweep = fake_sweep(tmp_path / "out", "digits")
-    before = files(sweep)
-    assert babysit_inline(tmp_path, job_file(tmp_path, "digits", babysit="epochs = 1"), *argv) == 2
+    before = snapshot(sweep)
+    assert run_babysit(write_job(tmp_path, "digits", DIGITS, babysit="epochs = 1"), tmp_path / "out", *argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "'digits' holds a sweep" in err and "--from digits (into digits-babysit)" in err and "--name" in err
-    assert files(sweep) == before
+    assert snapshot(sweep) == before
 
 
 def test_a_sweeps_epochs_table_alone_marks_it_a_sweep(tmp_path, capsys):
     run = tmp_path / "out" / "trials"
     run.mkdir(parents=True)
     pd.DataFrame({"trial_id": [0], "epoch": [1], "val_accuracy": [0.5]}).to_parquet(run / "epochs.parquet")
-    before = files(run)
-    assert babysit_inline(tmp_path, job_file(tmp_path, "trials", babysit="epochs = 1"), "--overwrite") == 2
-    assert "'trials' holds a sweep" in capsys.readouterr().err and files(run) == before
+    before = snapshot(run)
+    job = write_job(tmp_path, "trials", DIGITS, babysit="epochs = 1")
+    assert run_babysit(job, tmp_path / "out", "--overwrite") == 2
+    assert "'trials' holds a sweep" in capsys.readouterr().err and snapshot(run) == before
 
 
 def test_resume_with_set_records_the_change_in_job_toml(tmp_path):
-    job = steady_job(tmp_path, "longer", babysit="epochs = 2")
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "longer", STEADY, model="learning_rate = 0.01", babysit="epochs = 2")
+    assert run_babysit(job, tmp_path / "out") == 0
     as_run = tmp_path / "out" / "longer" / "job.toml"
     assert load_job(as_run).babysit.epochs == 2
-    assert babysit_inline(tmp_path, job, "--resume", "--set", "babysit.epochs=3") == 0
+    assert run_babysit(job, tmp_path / "out", "--resume", "--set", "babysit.epochs=3") == 0
     assert len(table(tmp_path / "out" / "longer", "epochs")) == 3
     assert load_job(as_run).babysit.epochs == 3  # job.toml: the job as run, every --set applied
     assert not [p for p in as_run.parent.iterdir() if p.name.startswith(".")]  # no temp file left
@@ -299,24 +270,24 @@ def test_resume_with_set_records_the_change_in_job_toml(tmp_path):
 
 def test_resume_refuses_a_sweep(tmp_path, capsys):
     sweep = fake_sweep(tmp_path / "out")
-    before = files(sweep)
-    assert babysit_inline(tmp_path, job_file(tmp_path, "sweep", babysit="epochs = 1"), "--resume") == 2
+    before = snapshot(sweep)
+    assert run_babysit(write_job(tmp_path, "sweep", DIGITS, babysit="epochs = 1"), tmp_path / "out", "--resume") == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "'sweep' is a sweep" in err and files(sweep) == before
+    assert err.count("\n") == 0 and "'sweep' is a sweep" in err and snapshot(sweep) == before
 
 
 def test_resume_refuses_a_run_whose_checkpoints_are_all_lost(tmp_path, capsys):
-    job = steady_job(tmp_path, "lost", babysit="epochs = 3")
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "lost", STEADY, model="learning_rate = 0.01", babysit="epochs = 3")
+    assert run_babysit(job, tmp_path / "out") == 0
     run = tmp_path / "out" / "lost"
     for checkpoint in (run / "checkpoints").iterdir():
         checkpoint.write_bytes(checkpoint.read_bytes()[:20])  # torn: none of them reads
-    before = files(run)
+    before = snapshot(run)
     capsys.readouterr()
-    assert babysit_inline(tmp_path, job, "--resume", "--set", "babysit.epochs=5") == 2  # no epoch written twice
+    assert run_babysit(job, tmp_path / "out", "--resume", "--set", "babysit.epochs=5") == 2  # no epoch written twice
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "every checkpoint is corrupt" in err and "--overwrite" in err
-    assert files(run) == before
+    assert snapshot(run) == before
 
 
 # --- when rows and checkpoints reach the disk ----------------------------------------------------
@@ -378,8 +349,8 @@ def test_a_fresh_run_never_reads_its_tables_back(tmp_path):
 
 
 def test_ctrl_c_keeps_every_epoch_shown_and_prints_the_command_that_resumes(tmp_path):
-    job = steady_job(tmp_path, "paused", model="learning_rate = 0.01\nsleep = 0.05", babysit="epochs = 12")
-    proc = babysit_process(tmp_path, job)
+    job = write_job(tmp_path, "paused", STEADY, model="learning_rate = 0.01\nsleep = 0.05", babysit="epochs = 12")
+    proc = caviar_start("babysit", job, "--out", tmp_path / "out")
     run = tmp_path / "out" / "paused"
     assert wait_for_epoch(proc, 2)
     proc.send_signal(signal.SIGINT)
@@ -393,7 +364,7 @@ def test_ctrl_c_keeps_every_epoch_shown_and_prints_the_command_that_resumes(tmp_
     assert list(table(run, "epochs")["epoch"]) == list(range(1, shown + 1))  # every epoch shown is saved
 
     job.unlink()   # the resume runs the job as saved with the run
-    done = subprocess.run(resume, capture_output=True, text=True, timeout=60)
+    done = run_command(resume, timeout=60)
     assert done.returncode == 0, done.stderr
     epochs = table(run, "epochs")
     assert list(epochs["epoch"]) == list(range(1, 13))
@@ -409,12 +380,12 @@ EVENTFUL = dict(model="learning_rate = 0.3",
 
 
 def test_sigkill_then_resume_gives_every_epoch_of_an_uninterrupted_run(tmp_path):
-    job = job_file(tmp_path, "steady", **EVENTFUL)
-    reference = babysit_process(tmp_path, job, "--name", "reference")
+    job = write_job(tmp_path, "steady", DIGITS, **EVENTFUL)
+    reference = caviar_start("babysit", job, "--out", tmp_path / "out", "--name", "reference")
     assert reference.wait(timeout=120) == 0, reference.stderr.read()
 
     kills = 0
-    proc = babysit_process(tmp_path, job)
+    proc = caviar_start("babysit", job, "--out", tmp_path / "out")
     run = tmp_path / "out" / "steady"
     for at, pause in ((3, 0.0), (11, 0.003), (19, 0.001)):  # three kills, resuming in between
         if wait_for_epoch(proc, at):
@@ -422,7 +393,7 @@ def test_sigkill_then_resume_gives_every_epoch_of_an_uninterrupted_run(tmp_path)
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
-        proc = babysit_process(tmp_path, job, "--resume")
+        proc = caviar_start("babysit", job, "--out", tmp_path / "out", "--resume")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert kills >= 2 and "resuming steady after epoch" in out
@@ -436,8 +407,8 @@ def test_sigkill_then_resume_gives_every_epoch_of_an_uninterrupted_run(tmp_path)
 
 
 def test_a_truncated_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
-    job = job_file(tmp_path, "torn", **{**EVENTFUL, "babysit": EVENTFUL["babysit"].replace("30", "8")})
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "torn", DIGITS, **{**EVENTFUL, "babysit": EVENTFUL["babysit"].replace("30", "8")})
+    assert run_babysit(job, tmp_path / "out") == 0
     run = tmp_path / "out" / "torn"
     before, _ = comparable(run)
     ring = sorted((run / "checkpoints").glob("epoch-*.npz"))
@@ -448,7 +419,7 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_one_before(tmp_path, caps
     capsys.readouterr()
 
     # resume, and give it 4 more epochs: it must go on from the checkpoint before, not from epoch 8
-    assert babysit_inline(tmp_path, job, "--resume", "--set", "babysit.epochs=12") == 0
+    assert run_babysit(job, tmp_path / "out", "--resume", "--set", "babysit.epochs=12") == 0
     captured = capsys.readouterr()
     warning = [line for line in captured.err.splitlines() if "corrupt checkpoint" in line]
     assert len(warning) == 1 and warning[0].endswith(f"using {ring[-2]}")
@@ -464,8 +435,8 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_one_before(tmp_path, caps
 def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
     # A kill after the last checkpoint was written but before its rows were: the checkpoint holds
     # them, and --resume writes them (and only them) back.
-    job = job_file(tmp_path, "gap", babysit="epochs = 4")
-    assert babysit_inline(tmp_path, job) == 0
+    job = write_job(tmp_path, "gap", DIGITS, babysit="epochs = 4")
+    assert run_babysit(job, tmp_path / "out") == 0
     run = tmp_path / "out" / "gap"
     before = comparable(run)
     for name in ("epochs", "events"):
@@ -473,7 +444,7 @@ def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
         for part in (run / f"{name}.parquet").iterdir():
             part.unlink()
         rows[rows["epoch"] < 4].to_parquet(run / f"{name}.parquet" / "part-000000.parquet")
-    assert babysit_inline(tmp_path, job, "--resume") == 0
+    assert run_babysit(job, tmp_path / "out", "--resume") == 0
     after = comparable(run)
     pd.testing.assert_frame_equal(after[0], before[0])
     pd.testing.assert_frame_equal(after[1], before[1])

@@ -15,8 +15,7 @@ import pytest
 from caviar.babysit import nudges as nudge
 from caviar.config.job import parse_job
 from caviar.store.lock import holder
-
-PYTHON = [sys.executable, "-m", "caviar"]
+from tests.support import DIGITS, caviar_run, caviar_start, write_job
 
 
 def run_folder(tmp_path: Path, name: str = "panda") -> Path:
@@ -44,11 +43,6 @@ def live_run(tmp_path):
     yield folder
     proc.kill()
     proc.wait()
-
-
-def caviar_nudge(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(PYTHON + ["nudge", "--out", str(tmp_path), *argv], capture_output=True, text=True,
-                          timeout=60)
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -116,11 +110,11 @@ def test_anything_but_plain_data_in_a_nudge_file_is_refused(tmp_path, body):
 
 def test_nudging_a_run_nobody_is_babysitting_is_exit_2(tmp_path):
     run_folder(tmp_path)
-    done = caviar_nudge(tmp_path, "panda", "learning_rate=0.001")
+    done = caviar_run("nudge", "--out", tmp_path, "panda", "learning_rate=0.001", timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "not being babysat" in done.stderr
     assert nudge.pending(tmp_path / "panda") == []
-    missing = caviar_nudge(tmp_path, "nobody", "learning_rate=0.001")
+    missing = caviar_run("nudge", "--out", tmp_path, "nobody", "learning_rate=0.001", timeout=60)
     assert missing.returncode == 2 and "no run 'nobody'" in missing.stderr
 
 
@@ -132,14 +126,14 @@ def test_nudging_a_run_nobody_is_babysitting_is_exit_2(tmp_path):
     ([], "nothing to send"),
 ])
 def test_a_bad_nudge_is_one_line_exit_2_and_never_sent(tmp_path, live_run, argv, message):
-    done = caviar_nudge(tmp_path, "panda", *argv)
+    done = caviar_run("nudge", "--out", tmp_path, "panda", *argv, timeout=60)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and message in done.stderr
     assert done.stdout == "" and nudge.pending(live_run) == []
 
 
 def test_a_good_nudge_is_queued_as_data(tmp_path, live_run):
-    done = caviar_nudge(tmp_path, "panda", "learning_rate=5e-4", "l2=1e-4", "--rollback")
+    done = caviar_run("nudge", "--out", tmp_path, "panda", "learning_rate=5e-4", "l2=1e-4", "--rollback", timeout=60)
     assert done.returncode == 0, done.stderr
     (path,) = nudge.pending(live_run)
     body = json.loads(path.read_text())
@@ -158,27 +152,24 @@ def read_until(proc: subprocess.Popen, text: str) -> str:
 
 
 def test_a_nudge_changes_the_learning_rate_of_a_running_babysit(tmp_path):
-    job = tmp_path / "live.toml"
     # A run that would go on for a long time, and never cuts the rate itself: only nudges change it.
-    job.write_text('name = "live"\n[data]\nsource = "digits"\n[model]\nhidden_layers = [32]\n'
-                   "learning_rate = 0.01\n[babysit]\nepochs = 100000\npatience = 100000\ntolerance = 1.0\n"
-                   "divergence_ratio = 1e6\n")
-    proc = subprocess.Popen(PYTHON + ["babysit", str(job), "--out", str(tmp_path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    job = write_job(tmp_path, "live", DIGITS, model="learning_rate = 0.01",
+                    babysit="epochs = 100000\npatience = 100000\ntolerance = 1.0\ndivergence_ratio = 1e6")
+    proc = caviar_start("babysit", job, "--out", tmp_path)
     run = tmp_path / "live"
     try:
         read_until(proc, "epoch   3")
         assert holder(run).pid == proc.pid
 
-        refused = caviar_nudge(tmp_path, "live", "hidden_layers=[64]")
+        refused = caviar_run("nudge", "--out", tmp_path, "live", "hidden_layers=[64]", timeout=60)
         assert refused.returncode == 2 and refused.stderr.strip().count("\n") == 0
 
-        sent = caviar_nudge(tmp_path, "live", "learning_rate=0.0005")
+        sent = caviar_run("nudge", "--out", tmp_path, "live", "learning_rate=0.0005", timeout=60)
         assert sent.returncode == 0, sent.stderr
         line = read_until(proc, "nudge: learning_rate=0.0005")  # shown on the line of the epoch it follows
         nudged_after = int(line.split()[1])
         read_until(proc, f"epoch {nudged_after + 2:>3}")
-        stop = caviar_nudge(tmp_path, "live", "--stop")
+        stop = caviar_run("nudge", "--out", tmp_path, "live", "--stop", timeout=60)
         assert stop.returncode == 0, stop.stderr
         out, err = proc.communicate(timeout=60)
     finally:
@@ -200,5 +191,5 @@ def test_a_nudge_changes_the_learning_rate_of_a_running_babysit(tmp_path):
     assert events[events["event"] == "stop"]["detail"].item() == "stopped by a nudge"
     assert nudge.pending(run) == [] and len(list((run / "nudges" / "applied").iterdir())) == 2
     assert holder(run) is None  # the lock went with the run
-    done = caviar_nudge(tmp_path, "live", "learning_rate=0.1")
+    done = caviar_run("nudge", "--out", tmp_path, "live", "learning_rate=0.1", timeout=60)
     assert done.returncode == 2 and "not being babysat" in done.stderr

@@ -17,6 +17,7 @@ import pytest
 
 from caviar.store.folder import RunFolder, open_run
 from caviar.store.reader import load
+from tests.support import snapshot
 
 JOB = 'name = "sweep"\n[search]\ntrials = 8\n'
 
@@ -31,12 +32,6 @@ def trial_row(i: int, *, failed: bool = False) -> dict:
     if not failed:
         row |= {"val_accuracy": i / 100, "val_loss": 1 - i / 100}
     return row
-
-
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under `folder`: its bytes and modification time."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def parts(run: RunFolder, table: str = "trials") -> list[str]:
@@ -66,11 +61,11 @@ def test_existing_results_are_refused_and_left_byte_identical(tmp_path):
     run.flush()
     (run.checkpoints_dir).mkdir()
     (run.checkpoints_dir / "best.npz").write_bytes(b"not really")
-    before = snapshot(tmp_path)
+    before = snapshot(tmp_path, mtimes=True)
     with pytest.raises(FileExistsError, match="--resume.*--overwrite") as info:
         open_run(tmp_path, "sweep", 'name = "other"\n')
     assert "\n" not in str(info.value)
-    assert snapshot(tmp_path) == before
+    assert snapshot(tmp_path, mtimes=True) == before
 
 
 def test_a_folder_without_results_is_reused(tmp_path):
@@ -175,11 +170,11 @@ def test_flush_adds_one_part_and_never_rewrites_the_others(tmp_path):
     for i in range(3):
         trials.append([trial_row(2 * i), trial_row(2 * i + 1)])
         assert trials.flush().name == f"part-{i:06d}.parquet"
-    before = snapshot(trials.path)
+    before = snapshot(trials.path, mtimes=True)
     inodes = {p.name: p.stat().st_ino for p in trials.path.iterdir()}
     trials.append([trial_row(6, failed=True) | {"new_metric": 1.0}])   # even a new column...
     trials.flush()
-    after = snapshot(trials.path)
+    after = snapshot(trials.path, mtimes=True)
     assert {k: after[k] for k in before} == before   # ...leaves the written parts as they were
     assert {p.name: p.stat().st_ino for p in trials.path.iterdir() if p.name in inodes} == inodes
     assert parts(run) == [f"part-{i:06d}.parquet" for i in range(4)]
@@ -259,14 +254,14 @@ def test_resume_keeps_everything_repairs_temp_files_and_continues(tmp_path):
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as live:
         try:                                      # a writer still at work: its temp file is spared
             (run.path / f".other.{live.pid}-0a0b0c.tmp").write_bytes(b"being written")
-            before = snapshot(trials.path)
+            before = snapshot(trials.path, mtimes=True)
             resumed = open_run(tmp_path, "sweep", 'name = "ignored on resume"\n', resume=True)
         finally:
             live.kill()
     assert resumed.resumed
     assert (resumed.path / "job.toml").read_text() == JOB             # the job as first run
     assert sorted(p.name for p in resumed.path.rglob(".*")) == [f".other.{live.pid}-0a0b0c.tmp"]
-    assert snapshot(trials.path) == {k: v for k, v in before.items() if not k.startswith(".")}
+    assert snapshot(trials.path, mtimes=True) == {k: v for k, v in before.items() if not k.startswith(".")}
     assert resumed.finished_trial_ids() == {0, 1, 2}
     writer = resumed.table("trials")
     writer.append([{"trial_id": 3, "status": "completed", "round": 1}])  # types continue from disk

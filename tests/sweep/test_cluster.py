@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from tests.sweep.test_command import sweep, write_job
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, TOY_SWEEP, caviar_run, run_sweep, write_job
 
 
 @pytest.fixture
@@ -28,9 +22,9 @@ def two_node_cluster():
 
 
 def test_a_sweep_joins_a_cluster_by_address_and_runs_on_both_nodes(two_node_cluster, tmp_path):
-    job = write_job(tmp_path, trials=8, epochs=2, model="sleep = 0.05")
-    result = subprocess.run([sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(tmp_path / "out"),
-                             "--address", two_node_cluster], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 2, "sleep": 0.05}, search={"trials": 8})
+    result = caviar_run("parallel", job, "--out", tmp_path / "out", "--address", two_node_cluster, cwd=ROOT,
+                        timeout=300)
     assert result.returncode == 0, result.stderr
     assert "2 workers (2 CPUs" in result.stderr
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")
@@ -40,8 +34,8 @@ def test_a_sweep_joins_a_cluster_by_address_and_runs_on_both_nodes(two_node_clus
 
 def test_thousands_of_trivial_trials_each_land_exactly_once(ray_session, tmp_path):
     n = 3000
-    job = write_job(tmp_path, trials=n, epochs=2)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 2}, search={"trials": n})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     run = tmp_path / "out" / "sweep"
     trials = pd.read_parquet(run / "trials.parquet")
     epochs = pd.read_parquet(run / "epochs.parquet")

@@ -5,64 +5,20 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from caviar.cli import main
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def write_job(folder: Path, *, name: str = "sweep", trainer: str = "tests.trainers:ToyTrainer", trials: int = 8,
-              epochs: int = 3, scheduler: str = "fifo", sampler: str = "random", model: str = "",
-              space: str = 'learning_rate = { log_uniform = [1e-4, 1e-1] }', search: str = "") -> Path:
-    path = folder / f"{name}.toml"
-    path.write_text(f"""
-name = "{name}"
-[data]
-source = "spiral"
-[model]
-trainer = "{trainer}"
-epochs = {epochs}
-{model}
-[space]
-{space}
-[search]
-sampler = "{sampler}"
-trials = {trials}
-scheduler = "{scheduler}"
-metric = "val_accuracy"
-mode = "max"
-seed = 3
-{search}
-""")
-    return path
-
-
-def sweep(job: Path, out: Path, address: str, *extra: str) -> int:
-    return main(["parallel", str(job), "--out", str(out), "--address", address, "--quiet", *extra])
-
-
-def driver_with_rows(command: list[str], trials_dir: Path, rows: int, **popen) -> subprocess.Popen:
-    """A `parallel` driver started as a subprocess, returned once `rows` trial rows are on disk."""
-    driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **popen)
-    deadline = time.monotonic() + 120
-    while not (trials_dir.is_dir() and sum(pq.read_metadata(p).num_rows for p in trials_dir.glob("part-*.parquet")) >= rows):
-        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
-        time.sleep(0.05)
-    return driver
+from tests.support import (ROOT, TOY_SWEEP, caviar_run, driver_with_rows, run_command, run_sweep, snapshot,
+                           write_job)
 
 
 def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=6, epochs=3)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 3}, search={"trials": 6})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     run = tmp_path / "out" / "sweep"
     assert (run / "job.toml").is_file()
     trials = pd.read_parquet(run / "trials.parquet")
@@ -85,9 +41,9 @@ def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp
 
 
 def test_asha_prunes_and_pruned_trials_keep_their_epochs(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=12, epochs=9, scheduler="asha",
-                    search="grace_period = 1\nreduction_factor = 3")
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 9},
+                    search={"trials": 12, "scheduler": "asha", "grace_period": 1, "reduction_factor": 3})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     run = tmp_path / "out" / "sweep"
     trials = pd.read_parquet(run / "trials.parquet").set_index("trial_id")
     epochs = pd.read_parquet(run / "epochs.parquet")
@@ -100,9 +56,10 @@ def test_asha_prunes_and_pruned_trials_keep_their_epochs(ray_session, tmp_path):
 
 
 def test_raising_and_nan_trials_fail_while_the_rest_complete(ray_session, tmp_path):
-    job = write_job(tmp_path, trainer="tests.trainers:FlakyTrainer", sampler="grid", trials=3, epochs=4,
-                    space='fail = { choice = ["none", "raise", "nan"] }')
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", {**TOY_SWEEP, "space": {}},
+                    model={"trainer": "tests.trainers:FlakyTrainer", "epochs": 4},
+                    space='fail = { choice = ["none", "raise", "nan"] }', search={"sampler": "grid", "trials": 3})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_fail")
     assert trials.loc["none", "status"] == "completed"
     assert trials.loc["raise", "status"] == "failed"
@@ -113,9 +70,10 @@ def test_raising_and_nan_trials_fail_while_the_rest_complete(ray_session, tmp_pa
 
 
 def test_a_trial_past_its_timeout_fails_with_its_epochs_and_the_sweep_goes_on(ray_session, tmp_path):
-    job = write_job(tmp_path, sampler="grid", trials=2, epochs=6, space="sleep = { choice = [0.0, 0.6] }",
-                    search="trial_timeout = 1.5")
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", {**TOY_SWEEP, "space": {}}, model={"epochs": 6},
+                    space="sleep = { choice = [0.0, 0.6] }",
+                    search={"sampler": "grid", "trials": 2, "trial_timeout": 1.5})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_sleep")
     epochs = pd.read_parquet(tmp_path / "out" / "sweep" / "epochs.parquet")
     assert trials.loc[0.0, "status"] == "completed"
@@ -127,58 +85,60 @@ def test_a_trial_past_its_timeout_fails_with_its_epochs_and_the_sweep_goes_on(ra
 
 
 def test_a_searched_epoch_count_beyond_the_fixed_one_runs_to_its_own_end(ray_session, tmp_path):
-    job = write_job(tmp_path, sampler="grid", trials=2, epochs=1, scheduler="asha",
-                    space="epochs = { choice = [3, 4] }", search="grace_period = 1")
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", {**TOY_SWEEP, "space": {}}, model={"epochs": 1},
+                    space="epochs = { choice = [3, 4] }",
+                    search={"sampler": "grid", "trials": 2, "scheduler": "asha", "grace_period": 1})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_epochs")
     assert trials.loc[3, "epochs"] == 3 and trials.loc[4, "epochs"] == 4
 
 
 def test_resume_and_overwrite_together_are_refused(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=2, epochs=1)
-    assert sweep(job, tmp_path / "out", ray_session, "--resume", "--overwrite") == 2
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 2})
+    assert run_sweep(job, tmp_path / "out", ray_session, "--resume", "--overwrite") == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
 def test_a_sweep_never_writes_into_a_babysat_run(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=2, epochs=1)
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 2})
     run = tmp_path / "out" / "sweep"
     (run / "events.parquet").mkdir(parents=True)
     (run / "job.toml").write_text('name = "sweep"\n')
     for flag in ("--resume", "--overwrite"):
-        assert sweep(job, tmp_path / "out", ray_session, flag) == 2
+        assert run_sweep(job, tmp_path / "out", ray_session, flag) == 2
         assert "babysat" in capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["events.parquet", "job.toml"]
 
 
 def test_same_job_and_seed_give_identical_params_and_scores(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=6, epochs=2)
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 2}, search={"trials": 6})
     frames = []
     for out in ("a", "b"):
-        assert sweep(job, tmp_path / out, ray_session) == 0
+        assert run_sweep(job, tmp_path / out, ray_session) == 0
         trials = pd.read_parquet(tmp_path / out / "sweep" / "trials.parquet").sort_values("trial_id")
         frames.append(trials[["trial_id", "params_learning_rate", "score", "seed"]].reset_index(drop=True))
     pd.testing.assert_frame_equal(frames[0], frames[1])
 
 
 def test_an_existing_run_is_refused_without_resume_or_overwrite(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=2, epochs=1)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 2})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     run = tmp_path / "out" / "sweep"
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    before = snapshot(run)
     capsys.readouterr()
-    assert sweep(job, tmp_path / "out", ray_session) == 2
+    assert run_sweep(job, tmp_path / "out", ray_session) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume" in err[0]
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
-    assert sweep(job, tmp_path / "out", ray_session, "--overwrite") == 0
+    assert snapshot(run) == before
+    assert run_sweep(job, tmp_path / "out", ray_session, "--overwrite") == 0
 
 
 def test_a_killed_worker_is_retried(ray_session, tmp_path):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    job = write_job(tmp_path, trainer="tests.trainers:PidTrainer", trials=3, epochs=4,
-                    model=f'sleep = 0.3\npid_dir = "{pid_dir}"', search="concurrency = 1\nmax_retries = 2")
+    job = write_job(tmp_path, "sweep", TOY_SWEEP,
+                    model={"trainer": "tests.trainers:PidTrainer", "epochs": 4, "sleep": 0.3, "pid_dir": str(pid_dir)},
+                    search={"trials": 3, "concurrency": 1, "max_retries": 2})
     killed: list[int] = []
 
     def kill_first_worker() -> None:
@@ -194,7 +154,7 @@ def test_a_killed_worker_is_retried(ray_session, tmp_path):
 
     killer = threading.Thread(target=kill_first_worker)
     killer.start()
-    assert sweep(job, tmp_path / "out", ray_session, "--concurrency", "1") == 0
+    assert run_sweep(job, tmp_path / "out", ray_session, "--concurrency", "1") == 0
     killer.join()
     assert killed
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet")
@@ -207,16 +167,16 @@ def test_a_killed_worker_is_retried(ray_session, tmp_path):
 
 
 def test_a_driver_killed_mid_sweep_resumes_to_exactly_n_trials(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=16, epochs=3, model="sleep = 0.1")
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 3, "sleep": 0.1}, search={"trials": 16})
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
+    argv = ["parallel", str(job), "--out", str(out), "--address", ray_session]
     trials_dir = out / "sweep" / "trials.parquet"
-    driver = driver_with_rows(command, trials_dir, 3)
+    driver = driver_with_rows(argv, trials_dir, 3)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     done_before = len(pd.read_parquet(trials_dir))
     assert 3 <= done_before < 16
-    resumed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    resumed = caviar_run(*argv, "--resume", cwd=ROOT, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     trials = pd.read_parquet(trials_dir)
     assert sorted(trials.trial_id) == list(range(16))
@@ -231,12 +191,12 @@ def test_resume_reruns_a_trial_whose_epochs_were_written_but_not_its_row(ray_ses
 
     from caviar.store.folder import open_run
 
-    job = write_job(tmp_path, trials=4, epochs=2)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 2}, search={"trials": 4})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     run = open_run(tmp_path / "out", "sweep", "", resume=True)
     run.table("trials").compact(keep=lambda table: pc.not_equal(table["trial_id"], 3))
     assert sorted(pd.read_parquet(run.path / "trials.parquet").trial_id) == [0, 1, 2]
-    assert sweep(job, tmp_path / "out", ray_session, "--resume") == 0
+    assert run_sweep(job, tmp_path / "out", ray_session, "--resume") == 0
     trials = pd.read_parquet(run.path / "trials.parquet")
     epochs = pd.read_parquet(run.path / "epochs.parquet")
     assert sorted(trials.trial_id) == [0, 1, 2, 3]
@@ -244,7 +204,7 @@ def test_resume_reruns_a_trial_whose_epochs_were_written_but_not_its_row(ray_ses
 
 
 def test_more_concurrency_than_cpus_is_capped_instead_of_waiting_forever(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=4, epochs=1)
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 4})
     assert main(["parallel", str(job), "--out", str(tmp_path / "out"), "--address", ray_session,
                  "--concurrency", "5"]) == 0
     assert "concurrency 5 is more than the 2 CPUs" in capsys.readouterr().err
@@ -252,45 +212,44 @@ def test_more_concurrency_than_cpus_is_capped_instead_of_waiting_forever(ray_ses
 
 
 def test_a_resumed_sweep_cannot_shrink(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=4, epochs=1)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 4})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     capsys.readouterr()
     saved = (tmp_path / "out" / "sweep" / "job.toml").read_bytes()
-    assert sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=2") == 2
+    assert run_sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=2") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "search.trials" in err[0]
     assert (tmp_path / "out" / "sweep" / "job.toml").read_bytes() == saved   # the refusal changed nothing
 
 
 def test_a_resumed_sweep_can_grow_and_records_the_job_as_now_run(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=3, epochs=1)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
-    assert sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=5") == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 3})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
+    assert run_sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=5") == 0
     run = tmp_path / "out" / "sweep"
     assert sorted(pd.read_parquet(run / "trials.parquet").trial_id) == [0, 1, 2, 3, 4]
     assert "trials = 5" in (run / "job.toml").read_text()
 
 
 def test_overwrite_keeps_the_old_run_when_ray_cannot_be_joined(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=2, epochs=1)
-    assert sweep(job, tmp_path / "out", ray_session) == 0
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 1}, search={"trials": 2})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
     run = tmp_path / "out" / "sweep"
-    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    result = subprocess.run([sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(tmp_path / "out"),
-                             "--overwrite", "--address", "127.0.0.9:1"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=300)
+    before = snapshot(run)
+    result = caviar_run("parallel", job, "--out", tmp_path / "out", "--overwrite", "--address", "127.0.0.9:1",
+                        cwd=ROOT, timeout=300)
     assert result.returncode == 2, result.stderr
     assert "--address" in result.stderr.strip().splitlines()[-1]
-    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert snapshot(run) == before
 
 
 def test_a_second_driver_on_a_running_sweep_is_refused(ray_session, tmp_path, capsys):
-    job = write_job(tmp_path, trials=6, epochs=3, model="sleep = 0.2")
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 3, "sleep": 0.2}, search={"trials": 6})
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
+    argv = ["parallel", str(job), "--out", str(out), "--address", ray_session]
     trials_dir = out / "sweep" / "trials.parquet"
-    first = driver_with_rows(command, trials_dir, 1)
-    assert sweep(job, out, ray_session, "--resume") == 2
+    first = driver_with_rows(argv, trials_dir, 1)
+    assert run_sweep(job, out, ray_session, "--resume") == 2
     assert "is being run by caviar parallel (process" in capsys.readouterr().err
     assert first.wait(timeout=300) == 0
     trials = pd.read_parquet(trials_dir)
@@ -313,7 +272,8 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_tr
     release = threading.Timer(8.0, ray.kill, args=(holder,))
     release.start()
     # With a trial timeout too: the trials queued for the waiting worker have not started their clock.
-    job = write_job(tmp_path, trials=6, epochs=2, model="sleep = 0.05", search="trial_timeout = 2")
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 2, "sleep": 0.05},
+                    search={"trials": 6, "trial_timeout": 2})
     try:
         assert main(["parallel", str(job), "--out", str(tmp_path / "out"), "--address", ray_session,
                      "--concurrency", "2"]) == 0
@@ -327,13 +287,14 @@ def test_a_worker_waiting_for_a_cpu_that_other_work_holds_is_reported_and_its_tr
 
 
 def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_file(ray_session, tmp_path):
-    job = write_job(tmp_path, trials=16, epochs=10, model="sleep = 0.1")   # ~8 s of work after the first rows
+    # ~8 s of work after the first rows
+    job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 10, "sleep": 0.1}, search={"trials": 16})
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "caviar", "parallel", str(job), "--out", str(out), "--address", ray_session]
+    argv = ["parallel", str(job), "--out", str(out), "--address", ray_session]
     # Ctrl-C reaches Python as KeyboardInterrupt only where SIGINT is not ignored, as it may be in a
     # background job: the driver gets the disposition a terminal would give it.
     trials_dir = out / "sweep" / "trials.parquet"
-    driver = driver_with_rows(command, trials_dir, 2, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    driver = driver_with_rows(argv, trials_dir, 2, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
@@ -344,7 +305,7 @@ def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_
     assert str(job) not in resume and resume[resume.index("--name") + 1] == "sweep"
 
     job.unlink()   # the resume runs the job as saved with the run
-    done = subprocess.run(resume, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = run_command(resume, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     trials = pd.read_parquet(trials_dir)
     assert sorted(trials.trial_id) == list(range(16))

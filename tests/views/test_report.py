@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -15,6 +13,7 @@ from caviar.views import plots, show
 from caviar.cli import main
 from caviar.store.reader import load
 from tests.run_factory import make_sweep
+from tests.support import ROOT, caviar_main, caviar_output, caviar_run, write_job
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -115,7 +114,6 @@ def test_hyperparameters_are_drawn_on_the_scale_they_were_searched_on(runs):
 
 # ------------------------------------------------------------------ real runs of the real command line
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY_JOB = """
 name = "tiny"
 [data]
@@ -135,62 +133,54 @@ mode = "max"
 """
 
 
-def job_file(folder: Path) -> Path:
+def default_job(folder: Path) -> Path:
     """jobs/digits.toml (the default job), or a tiny job like it while the repository has none."""
     default = ROOT / "jobs" / "digits.toml"
     if default.is_file():
         return default
-    path = folder / "tiny.toml"
-    path.write_text(TINY_JOB)
-    return path
-
-
-def caviar(*argv: str) -> subprocess.CompletedProcess:
-    """`python -m caviar ARGV` in a real process; it must succeed."""
-    done = subprocess.run([sys.executable, "-m", "caviar", *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def cli_out(capsys, *argv: str) -> str:
-    """stdout of `main(ARGV)` in this process; it must succeed."""
-    assert main(list(argv)) == 0
-    return capsys.readouterr().out
+    return write_job(folder, "tiny", text=TINY_JOB)
 
 
 def test_a_real_sweep_shows_compares_and_reports(ray_session, tmp_path, capsys):
     out = tmp_path / "out"
     # The sweep runs in this process, joined to the session's Ray: a driver in a subprocess cannot
     # reach a loopback-only cluster on this machine (Ray swaps 127.0.0.1 for the host's address).
-    assert main(["parallel", str(job_file(tmp_path)), "--set", "search.trials=4", "--set", "model.epochs=2",
+    assert main(["parallel", str(default_job(tmp_path)), "--set", "search.trials=4", "--set", "model.epochs=2",
                  "--name", "real", "--out", str(out), "--address", ray_session, "--quiet"]) == 0
     capsys.readouterr()
 
     run = load(out / "real")
     assert run.kind == "sweep" and len(run.trials) == 4
-    shown = cli_out(capsys, "show", "real", "--out", str(out))
+    status, shown, _ = caviar_output(capsys, "show", "real", "--out", out)
+    assert status == 0
     assert "trials: 4 (" in shown
     best = run.trials.loc[run.trials["score"].idxmax()]
     assert f"best: {best['score']:.4f} (trial {best['trial_id']}, epoch " in shown
-    compared = cli_out(capsys, "compare", "real", "--out", str(out)).splitlines()[1].split()
+    status, printed, _ = caviar_output(capsys, "compare", "real", "--out", out)
+    assert status == 0
+    compared = printed.splitlines()[1].split()
     assert compared[:6] == ["real", "sweep", "val_accuracy", "max", f"{best['score']:.4f}", str(best["trial_id"])]
-    cli_out(capsys, "report", "real", "--out", str(out))
+    assert caviar_main("report", "real", "--out", out) == 0
     shown_figures = assert_offline_report(out / "real")
     assert "report/score_vs_learning_rate.png" in shown_figures and "report/learning_curves.png" in shown_figures
 
 
 def test_a_real_babysat_run_shows_compares_and_reports(tmp_path, capsys):
     out = tmp_path / "out"
-    caviar("babysit", str(job_file(tmp_path)), "--set", "babysit.epochs=4", "--name", "panda", "--out", str(out))
+    done = caviar_run("babysit", default_job(tmp_path), "--set", "babysit.epochs=4", "--name", "panda", "--out", out,
+                      cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
 
     run = load(out / "panda")
     assert run.kind == "babysit" and len(run.epochs) == 4
-    shown = cli_out(capsys, "show", "panda", "--out", str(out))
+    status, shown, _ = caviar_output(capsys, "show", "panda", "--out", out)
+    assert status == 0
     epoch, best = show.best_epoch(run.epochs, "val_accuracy", "max")
     assert f"epochs: 4, best {best:.4f} at epoch {int(epoch)}" in shown
     assert "decision" in shown and "stop" in shown
-    compared = cli_out(capsys, "compare", "panda", "--out", str(out)).splitlines()[1].split()
+    status, printed, _ = caviar_output(capsys, "compare", "panda", "--out", out)
+    assert status == 0
+    compared = printed.splitlines()[1].split()
     assert compared[:5] == ["panda", "babysit", "val_accuracy", "max", f"{best:.4f}"]
-    cli_out(capsys, "report", "panda", "--out", str(out))
+    assert caviar_main("report", "panda", "--out", out) == 0
     assert assert_offline_report(out / "panda") == ["report/timeline.png"]

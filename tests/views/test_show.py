@@ -8,15 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caviar.cli import main
 from caviar.views.show import format_table, leaderboard, leaderboard_frame
 from tests.run_factory import make_sweep
-
-
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
+from tests.support import caviar_output
 
 
 def rows_starting_with(text: str, first_cell: str) -> list[str]:
@@ -27,7 +21,7 @@ def test_show_sweep_prints_status_counts_and_the_best_trials_first(runs, capsys)
     truth = pd.read_parquet(runs / "sweep" / "trials.parquet")
     best5 = truth.sort_values("score", ascending=False).head(5)
 
-    status, out, _ = run_cli(capsys, "show", "sweep", "--out", str(runs), "--top", "5")
+    status, out, _ = caviar_output(capsys, "show", "sweep", "--out", str(runs), "--top", "5")
 
     assert status == 0
     counts = truth["status"].value_counts()
@@ -48,7 +42,7 @@ def test_show_sorts_by_the_jobs_mode_and_puts_failed_trials_last(tmp_path, capsy
     make_sweep(tmp_path, "losses", mode="min", n_trials=10, failed=2)
     truth = pd.read_parquet(tmp_path / "losses" / "trials.parquet")
 
-    _, out, _ = run_cli(capsys, "show", "losses", "--out", str(tmp_path), "--top", "10")
+    _, out, _ = caviar_output(capsys, "show", "losses", "--out", str(tmp_path), "--top", "10")
 
     lines = out[out.index("trial_id"):].splitlines()[1:]
     shown = [int(line.split()[0]) for line in lines]
@@ -60,7 +54,7 @@ def test_show_sorts_by_the_jobs_mode_and_puts_failed_trials_last(tmp_path, capsy
 
 
 def test_show_babysit_prints_epochs_with_decisions_and_events(runs, capsys):
-    status, out, _ = run_cli(capsys, "show", str(runs / "panda"))  # a path works as well as a name
+    status, out, _ = caviar_output(capsys, "show", str(runs / "panda"))  # a path works as well as a name
 
     assert status == 0
     assert "babysit panda" in out
@@ -85,7 +79,7 @@ def test_compare_puts_a_sweep_and_a_babysat_run_side_by_side(runs, capsys):
     best_curve = epochs[epochs["trial_id"] == best["trial_id"]]
     epoch_of_best = int(best_curve.loc[best_curve["val_accuracy"].idxmax(), "epoch"])
 
-    status, out, _ = run_cli(capsys, "compare", "sweep", "panda", "--out", str(runs))
+    status, out, _ = caviar_output(capsys, "compare", "sweep", "panda", "--out", str(runs))
 
     assert status == 0
     header, sweep, panda = out.strip().splitlines()
@@ -100,7 +94,7 @@ def test_a_missing_run_or_a_folder_that_is_no_run_exits_2_with_one_line(tmp_path
     (tmp_path / "empty").mkdir()
     for argv in (["show", "nope", "--out", str(tmp_path)], ["show", "empty", "--out", str(tmp_path)],
                  ["compare", "nope", "--out", str(tmp_path)], ["report", "nope", "--out", str(tmp_path)]):
-        status, out, err = run_cli(capsys, *argv)
+        status, out, err = caviar_output(capsys, *argv)
         assert status == 2
         assert out == ""
         assert len(err.strip().splitlines()) == 1
@@ -113,7 +107,7 @@ def test_show_reads_a_half_written_run(tmp_path, capsys):
     (run / "trials.parquet" / ".part-000002.parquet.4242-abcdef.tmp").write_bytes(b"PAR1 half a file")
     (run / ".job.toml.4242-abcdef.tmp").write_text("name = ")
 
-    status, out, _ = run_cli(capsys, "show", "killed", "--out", str(tmp_path))
+    status, out, _ = caviar_output(capsys, "show", "killed", "--out", str(tmp_path))
 
     assert status == 0
     assert "trials: 6 (" in out
