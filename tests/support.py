@@ -16,7 +16,7 @@ command line is followed in one place, and no test module imports from another.
 - Folders: `snapshot`, every file's bytes, to show that a refused command touched nothing.
 
 This is a support module, not a test file (pytest collects only test_*.py). Test trainers stay in
-tests/trainers.py, since job files name them as `tests.trainers:...`; simulated run folders stay
+tests/toys.py, since job files name them as `tests.toys:...`; simulated run folders stay
 in tests/run_factory.py; fixtures (the shared Ray cluster) in tests/conftest.py.
 """
 
@@ -43,7 +43,7 @@ CAVIAR = [sys.executable, "-m", "caviar"]
 # A sweep of the toy trainer on the spiral data: quick, seeded, scored by val_accuracy.
 TOY_SWEEP: Mapping[str, Mapping[str, Any]] = {
     "data": {"source": "spiral"},
-    "model": {"trainer": "tests.trainers:ToyTrainer", "epochs": 3},
+    "model": {"trainer": "tests.toys:ToyTrainer", "epochs": 3},
     "space": {"learning_rate": {"log_uniform": [1e-4, 1e-1]}},
     "search": {"sampler": "random", "trials": 8, "scheduler": "fifo", "metric": "val_accuracy", "mode": "max",
                "seed": 3},

@@ -225,9 +225,9 @@ def test_unknown_mlp_hyperparameters_list_the_valid_ones():
 
 
 def test_a_user_trainer_takes_any_names():
-    job = parse_job("[model]\ntrainer = 'tests.trainers:Whatever'\nlr = 0.1\nlayers = { depth = 3 }\n"
+    job = parse_job("[model]\ntrainer = 'tests.toys:Whatever'\nlr = 0.1\nlayers = { depth = 3 }\n"
                     "[space]\nwidth = { int_log_uniform = [8, 512] }\n[search]\nmetric = 'my_score'\n")
-    assert job.model == {"trainer": "tests.trainers:Whatever", "lr": 0.1, "layers": {"depth": 3}}
+    assert job.model == {"trainer": "tests.toys:Whatever", "lr": 0.1, "layers": {"depth": 3}}
     assert job.space.names == ("width",)
     assert job.search.metric == "my_score"
 
@@ -493,7 +493,7 @@ def test_to_toml_round_trips_a_user_trainer_with_any_values():
     job = parse_job("""
 name = "custom"
 [model]
-trainer = "tests.trainers:Whatever"
+trainer = "tests.toys:Whatever"
 layers = [{ width = 8 }, { width = 4 }]
 nested = { a = { b = [1, 2.5, "x"] } }
 when = 2024-01-02

@@ -57,7 +57,7 @@ def test_asha_prunes_and_pruned_trials_keep_their_epochs(ray_session, tmp_path):
 
 def test_raising_and_nan_trials_fail_while_the_rest_complete(ray_session, tmp_path):
     job = write_job(tmp_path, "sweep", {**TOY_SWEEP, "space": {}},
-                    model={"trainer": "tests.trainers:FlakyTrainer", "epochs": 4},
+                    model={"trainer": "tests.toys:FlakyTrainer", "epochs": 4},
                     space='fail = { choice = ["none", "raise", "nan"] }', search={"sampler": "grid", "trials": 3})
     assert run_sweep(job, tmp_path / "out", ray_session) == 0
     trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_fail")
@@ -137,7 +137,7 @@ def test_a_killed_worker_is_retried(ray_session, tmp_path):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     job = write_job(tmp_path, "sweep", TOY_SWEEP,
-                    model={"trainer": "tests.trainers:PidTrainer", "epochs": 4, "sleep": 0.3, "pid_dir": str(pid_dir)},
+                    model={"trainer": "tests.toys:PidTrainer", "epochs": 4, "sleep": 0.3, "pid_dir": str(pid_dir)},
                     search={"trials": 3, "concurrency": 1, "max_retries": 2})
     killed: list[int] = []
 

@@ -18,7 +18,7 @@ def tiny_data() -> Dataset:
 
 
 def test_a_segment_reports_each_epoch_then_pauses_and_continues():
-    runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+    runner = SegmentRunner(tiny_data(), "tests.toys:ToyTrainer")
     events = list(runner.run(Segment(7, {"learning_rate": 1e-3}, 1, until_epoch=2, max_epochs=4)))
     assert [e[0] for e in events] == ["epoch", "epoch", "paused"]
     assert [e[2] for e in events[:2]] == [1, 2]
@@ -28,7 +28,7 @@ def test_a_segment_reports_each_epoch_then_pauses_and_continues():
 
 
 def test_a_raising_trial_fails_with_its_error_and_a_nan_trial_fails_too():
-    runner = SegmentRunner(tiny_data(), "tests.trainers:FlakyTrainer")
+    runner = SegmentRunner(tiny_data(), "tests.toys:FlakyTrainer")
     raised = list(runner.run(Segment(1, {"fail": "raise"}, 1, until_epoch=5, max_epochs=5)))
     assert raised[-1][0] == "failed" and "RuntimeError: boom at epoch 2" in raised[-1][4]
     nan = list(runner.run(Segment(2, {"fail": "nan"}, 1, until_epoch=5, max_epochs=5)))
@@ -39,13 +39,13 @@ def test_a_raising_trial_fails_with_its_error_and_a_nan_trial_fails_too():
 def test_same_seed_same_metrics():
     runs = []
     for _ in range(2):
-        runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+        runner = SegmentRunner(tiny_data(), "tests.toys:ToyTrainer")
         runs.append([e[3] for e in runner.run(Segment(0, {}, 42, 3, 3)) if e[0] == "epoch"])
     assert runs[0] == runs[1]
 
 
 def test_batches_coalesce_events_but_keep_their_order():
-    runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+    runner = SegmentRunner(tiny_data(), "tests.toys:ToyTrainer")
     segments = [Segment(t, {}, t, 2, 2) for t in range(3)]
     batches = list(run_batch(runner, segments, [], flush_seconds=60.0, flush_each_segment=False))
     assert len(batches) == 1
@@ -55,7 +55,7 @@ def test_batches_coalesce_events_but_keep_their_order():
 
 
 def test_a_metric_named_like_a_result_column_fails_the_trial():
-    runner = SegmentRunner(tiny_data(), "tests.trainers:ToyTrainer")
+    runner = SegmentRunner(tiny_data(), "tests.toys:ToyTrainer")
     runner.trainer_class = type("Clashing", (runner.trainer_class,), {
         "train_epoch": lambda self: {"score": 1.0, "val_accuracy": 0.5}})
     events = list(runner.run(Segment(0, {}, 1, 2, 2)))
@@ -68,7 +68,7 @@ def test_a_worker_still_starting_is_killed_only_once_it_has_started(ray_session,
 
     slow = tmp_path / "slow_start_trainer.py"
     slow.write_text("import pathlib, time\ntime.sleep(1.5)\npathlib.Path(__file__).with_suffix('.started').touch()\n"
-                    "from tests.trainers import ToyTrainer\n")
+                    "from tests.toys import ToyTrainer\n")
     actor = trial_worker_class().remote(ray.put(tiny_data()), "slow_start_trainer:ToyTrainer", [str(tmp_path)], 1)
     stop_actors([actor], [actor.node.remote()], wait_seconds=120)   # however slowly the machine boots it
     assert slow.with_suffix(".started").exists()

@@ -1,7 +1,7 @@
 """Small trainers for tests of the drivers: fast, deterministic, and some built to misbehave.
 
 They implement the Trainer protocol with a made-up learning curve, so a sweep of dozens of trials
-takes a second. Jobs name them as `trainer = "tests.trainers:ToyTrainer"`.
+takes a second. Jobs name them as `trainer = "tests.toys:ToyTrainer"`.
 """
 
 from __future__ import annotations
