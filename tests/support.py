@@ -14,6 +14,7 @@ command line is followed in one place, and no test module imports from another.
   live output, interrupt or kill it), `driver_with_rows` (a `parallel` driver once its first trial
   rows are on disk) and `run_command` (a command line caviar printed, such as its resume command).
 - Folders: `snapshot`, every file's bytes, to show that a refused command touched nothing.
+- Locks: `hold_lock`, a real second process holding a run's lock, as a live driver would.
 
 This is a support module, not a test file (pytest collects only test_*.py). Test trainers stay in
 tests/toys.py, since job files name them as `tests.toys:...`; simulated run folders stay
@@ -181,3 +182,15 @@ def snapshot(folder: Path, *, folders: bool = False, mtimes: bool = False) -> di
         elif folders:
             shot[key] = None
     return shot
+
+
+# --- locks ----------------------------------------------------------------------------------------------
+
+def hold_lock(run: Path, kind: str = "babysit") -> subprocess.Popen:
+    """A real second process that takes the run's lock (`caviar.store.lock`) as driver `kind` and
+    sleeps, as a live driver would; kill it to free the lock."""
+    code = (f"import time; from caviar.store.lock import acquire; acquire({str(run)!r}, {kind!r}); "
+            "print('locked', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc

@@ -67,3 +67,25 @@ class PidTrainer(ToyTrainer):
         folder = self.config["pid_dir"]
         with open(os.path.join(folder, f"{seed}-{os.getpid()}.pid"), "w") as f:
             f.write(str(os.getpid()))
+
+
+class ScoreReportingTrainer(ToyTrainer):
+    """Reports a metric named `score`, a column caviar writes itself, without declaring it."""
+
+    def train_epoch(self) -> dict[str, float]:
+        return {**super().train_epoch(), "score": 1.0}
+
+
+class DeclaredScoreTrainer(ScoreReportingTrainer):
+    """Declares the reserved name among its metrics: refused before anything trains."""
+
+    metrics = ("val_accuracy", "val_loss", "train_loss", "score")
+
+
+class NoLossTrainer(ToyTrainer):
+    """Reports no train_loss: the babysitter must say it cannot watch the loss, not invent one."""
+
+    def train_epoch(self) -> dict[str, float]:
+        metrics = super().train_epoch()
+        del metrics["train_loss"]
+        return metrics

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +12,7 @@ import pytest
 from caviar.babysit import nudges as nudge
 from caviar.config.job import parse_job
 from caviar.store.lock import holder
-from tests.support import DIGITS, caviar_run, caviar_start, write_job
+from tests.support import DIGITS, caviar_run, caviar_start, hold_lock, write_job
 
 
 def run_folder(tmp_path: Path, name: str = "panda") -> Path:
@@ -26,14 +23,6 @@ def run_folder(tmp_path: Path, name: str = "panda") -> Path:
     (folder / "job.toml").write_text(job.to_toml())
     return folder
 
-
-def hold_lock(folder: Path) -> subprocess.Popen:
-    """A real second process that takes the run's lock and sleeps, as a live babysit would."""
-    code = (f"import sys, time; from caviar.store.lock import acquire; acquire({str(folder)!r}, 'babysit'); "
-            "print('locked', flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 @pytest.fixture

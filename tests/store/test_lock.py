@@ -5,22 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from caviar.store.lock import acquire, holder, lock_path, release
+from tests.support import hold_lock
 
-
-def hold_lock(folder: Path) -> subprocess.Popen:
-    """A real second process that takes the run's lock and sleeps, as a live babysit would."""
-    code = (f"import sys, time; from caviar.store.lock import acquire; acquire({str(folder)!r}, 'babysit'); "
-            "print('locked', flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
 
 
 def test_the_lock_names_the_live_babysitter(tmp_path):
