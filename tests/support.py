@@ -108,6 +108,11 @@ def write_job(folder: Path, name: str = "job", base: Mapping[str, Mapping[str, A
     return path
 
 
+# The toy SteadyTrainer on digits, for babysat runs; each test gives it a learning_rate (or leaves it
+# out on purpose).
+STEADY: Mapping[str, Mapping[str, Any]] = {**DIGITS, "model": {**DIGITS["model"], "trainer": "tests.toys:SteadyTrainer"}}
+
+
 # --- caviar in this process ---------------------------------------------------------------------------
 
 def caviar_main(*argv: str | Path) -> int:
@@ -194,3 +199,20 @@ def hold_lock(run: Path, kind: str = "babysit") -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc
+
+
+# --- reading what a run wrote -----------------------------------------------------------------------
+
+def parquet_table(run: Path, name: str) -> Any:
+    """Table `name` of the run folder `run`, read by pandas as any Parquet reader would."""
+    import pandas as pd
+
+    return pd.read_parquet(Path(run) / f"{name}.parquet")
+
+
+def wait_for_epoch(proc: subprocess.Popen, epoch: int) -> bool:
+    """Read a babysit's live display until the line of `epoch`; False if the run ended first."""
+    for line in proc.stdout:
+        if line.startswith("epoch") and int(line.split()[1]) >= epoch:
+            return True
+    return False

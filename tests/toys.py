@@ -89,3 +89,33 @@ class NoLossTrainer(ToyTrainer):
         metrics = super().train_epoch()
         del metrics["train_loss"]
         return metrics
+
+
+class SteadyTrainer:
+    """A tiny deterministic trainer: val_accuracy = 1 - 0.5 / epoch, so every epoch improves.
+
+    Config: learning_rate (required by babysit), sleep (seconds per epoch), report (extra metrics
+    to report), explode (refuse to be built), blow_up_at (the epoch from which the loss blows up).
+    It cannot evaluate: its divergence yardstick is the first epoch's loss.
+    """
+
+    def __init__(self, config, data, seed):
+        if config.get("explode"):
+            raise ValueError("model.explode: this trainer refuses to be built")
+        self.config, self.epoch = dict(config), 0
+
+    def train_epoch(self):
+        time.sleep(float(self.config.get("sleep", 0.0)))
+        self.epoch += 1
+        blown = self.epoch >= self.config.get("blow_up_at", math.inf)  # loss x 20 from that epoch on
+        return {"train_loss": (20.0 if blown else 1.0) / self.epoch, "val_accuracy": 1.0 - 0.5 / self.epoch,
+                "learning_rate": float(self.config["learning_rate"]), **self.config.get("report", {})}
+
+    def state_dict(self):
+        return {"epoch": np.array(self.epoch)}
+
+    def load_state_dict(self, state):
+        self.epoch = int(state["epoch"])
+
+    def set_hyperparameters(self, **changes):
+        self.config.update(changes)
