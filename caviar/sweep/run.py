@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from caviar import lifecycle
+from caviar.store.vocabulary import Status
 from caviar.sweep.plan import max_epochs, worker_count
 from caviar.sweep.restore import Restored, restore
 from caviar.views.progress import Progress
@@ -42,7 +43,7 @@ def show_progress(sweep: Any, progress: Progress) -> None:
     for notice in sweep.notices:
         progress.note(notice)
     sweep.notices.clear()
-    progress.update(len(sweep.finished), sweep.running, sweep.counts["pruned"], sweep.counts["failed"], sweep.best)
+    progress.update(len(sweep.finished), sweep.running, sweep.counts[Status.PRUNED], sweep.counts[Status.FAILED], sweep.best)
 
 
 def build_sweep(job: Any, trainer: type, sampler: Any, scheduler: Any, data: Any, writer: Writer,
@@ -91,7 +92,7 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
         raise
     finally:
         sweep.stop_workers()
-    progress.update(len(sweep.finished), 0, sweep.counts["pruned"], sweep.counts["failed"], sweep.best, force=True)
+    progress.update(len(sweep.finished), 0, sweep.counts[Status.PRUNED], sweep.counts[Status.FAILED], sweep.best, force=True)
     progress.close()
     writer.compact()
     return 0

@@ -23,6 +23,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from caviar.store.ranking import ranked
+from caviar.store.vocabulary import Mode, Status
+
 PARAM_PREFIX = "params_"
 SIZE = (6.4, 4.0)  # inches; at 100 dpi a 640 x 400 PNG
 DPI = 100
@@ -49,12 +52,13 @@ def png_bytes(fig: Figure) -> bytes:
 def _scored(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(trials with a finite score, failed or unscored trials)."""
     score = pd.to_numeric(trials["score"], errors="coerce").astype(float)
-    ok = np.isfinite(score.to_numpy()) & trials["status"].ne("failed").to_numpy()
+    ok = np.isfinite(score.to_numpy()) & trials["status"].ne(Status.FAILED).to_numpy()
     return trials[ok], trials[~ok]
 
 
 def _best_index(values: pd.Series, mode: str):
-    return values.idxmax() if mode == "max" else values.idxmin()
+    """Where the best of `values` is: which value is best is the mode's call."""
+    return values.idxmax() if Mode(mode) is Mode.MAX else values.idxmin()
 
 
 def _finish(fig: Figure, ax: Any, *, ylabel: str, title: str, xlabel: str | None = None) -> Figure:
@@ -116,12 +120,12 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
             ax.xaxis.set_major_formatter(FuncFormatter(_one_minus_label))
         ax.set_xlabel(f"{name} (log scale of 1 - {name})" if scale == "one_minus_log"
                       else f"{name} (log scale)" if scale == "log" else name)
-    for status, style in (("completed", dict(color="tab:blue", alpha=0.8)), ("pruned", dict(color=PRUNED, alpha=0.6))):
+    for status, style in ((Status.COMPLETED, dict(color="tab:blue", alpha=0.8)), (Status.PRUNED, dict(color=PRUNED, alpha=0.6))):
         part = good[good["status"] == status]
         if len(part):
             ax.scatter(position(part), part["score"], s=22, label=f"{status} ({len(part)})", **style)
     if len(good):
-        best = good.loc[[_best_index(good["score"].astype(float), mode)]]
+        best = ranked(good, mode).head(1)   # the leaderboard's best, ties and all
         ax.scatter(position(best), best["score"], marker="*", s=180, color="gold", edgecolor="black",
                    zorder=3, label=f"best (trial {int(best['trial_id'].iloc[0])})")
     if len(bad):
@@ -139,7 +143,6 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
     ax = fig.add_subplot()
     if epochs.empty or metric not in epochs or "trial_id" not in epochs:
         return _no_data(fig, ax, f"no {metric} per epoch recorded")
-    from caviar.store.ranking import ranked  # the leaderboard's order, ties included
 
     good, _ = _scored(trials)
     order = ranked(good, mode)
@@ -148,7 +151,7 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
     for trial_id, rows in epochs.groupby("trial_id", sort=True):
         if trial_id in best_ids:
             continue
-        faded = status.get(trial_id) != "completed"
+        faded = status.get(trial_id) != Status.COMPLETED
         ax.plot(rows["epoch"], rows[metric], color=PRUNED if faded else "tab:blue",
                 alpha=0.3 if faded else 0.25, linewidth=0.8, zorder=1)
     ax.plot([], [], color=PRUNED, alpha=0.5, label="pruned / failed")
@@ -181,15 +184,15 @@ def score_by_trial(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
     for i, round_ in enumerate(sorted(rounds.unique())):
         part = good[rounds.loc[good.index] == round_]
         colour = colours(i % 10)
-        done, pruned = part[part["status"] == "completed"], part[part["status"] != "completed"]
+        done, pruned = part[part["status"] == Status.COMPLETED], part[part["status"] != Status.COMPLETED]
         ax.scatter(done["trial_id"], done["score"], color=colour, s=24, label=f"round {round_}")
         ax.scatter(pruned["trial_id"], pruned["score"], facecolor="none", edgecolor=colour, s=24)
-    if (good["status"] != "completed").any():
+    if (good["status"] != Status.COMPLETED).any():
         ax.scatter([], [], facecolor="none", edgecolor="0.3", label="pruned (hollow)")
     if len(good):
         ordered = good.sort_values("trial_id")
         running = ordered["score"].astype(float)
-        running = running.cummax() if mode == "max" else running.cummin()
+        running = running.cummax() if Mode(mode) is Mode.MAX else running.cummin()
         ax.step(ordered["trial_id"], running, where="post", color="black", linewidth=1, label="best so far")
     if len(bad):
         ax.scatter(bad["trial_id"], np.zeros(len(bad)), marker="x", color=FAILED, clip_on=False,

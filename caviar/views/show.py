@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from caviar.store.ranking import ranked
-from caviar.store.vocabulary import MODES, PARAM_PREFIX, STATUSES, RunKind
+from caviar.store.vocabulary import MODES, PARAM_PREFIX, STATUSES, Mode, RunKind
 
 MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
 
@@ -221,7 +221,7 @@ def best_epoch(epochs: pd.DataFrame, metric: str, mode: str) -> tuple[float, flo
     values = pd.to_numeric(epochs[metric], errors="coerce")
     if values.notna().sum() == 0:
         return math.nan, math.nan
-    at = values.idxmax() if _check_mode(mode) == "max" else values.idxmin()
+    at = values.idxmax() if Mode(_check_mode(mode)) is Mode.MAX else values.idxmin()
     return float(epochs.at[at, "epoch"]), float(values[at])
 
 
