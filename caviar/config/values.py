@@ -35,6 +35,8 @@ def plain(value: Any) -> Any:
     recursively: the types TOML (and tomli_w) knows."""
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()   # a 0-d array is a scalar in a box
     if isinstance(value, (list, tuple, np.ndarray)):
         return [plain(v) for v in value]
     return value.item() if isinstance(value, np.generic) else value

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from caviar.config.messages import one_line, show_value
 from caviar.store.vocabulary import PARAM_PREFIX, RESERVED_METRICS, reserved_metric
 from caviar.trainers.protocol import OPTIONAL_METHODS, REQUIRED
 
@@ -20,7 +21,7 @@ from caviar.trainers.protocol import OPTIONAL_METHODS, REQUIRED
 def reserved_message(name: str) -> str:
     """The one refusal of a metric that takes a name caviar writes itself."""
     return (f"model.trainer: the trainer reports a metric named {name!r}, a column caviar writes itself "
-            f"(reserved: {', '.join(sorted(RESERVED_METRICS))} and {PARAM_PREFIX}*); rename that metric")
+            f"(reserved: {', '.join(sorted(RESERVED_METRICS))} and {PARAM_PREFIX}*), so rename that metric")
 
 
 def trainer_problems(trainer: Any) -> list[str]:
@@ -33,6 +34,9 @@ def trainer_problems(trainer: Any) -> list[str]:
         problems.append("cannot be built as Trainer(config, data, seed)")
     problems += [f"{name} is not callable" for name in OPTIONAL_METHODS
                  if hasattr(cls, name) and not callable(getattr(cls, name))]
+    if callable(getattr(cls, "check_config", None)) and \
+            not isinstance(inspect.getattr_static(cls, "check_config"), (classmethod, staticmethod)):
+        problems.append("check_config must be a classmethod (it checks a config before any trainer is built)")
     problems += _declared_problems(cls)
     if not isinstance(trainer, type) and not problems:
         problems += _state_problems(trainer)
@@ -67,12 +71,14 @@ def _state_problems(trainer: Any) -> list[str]:
     try:
         state = trainer.state_dict()
     except Exception as exc:  # the user's code: any failure is a finding, not a crash
-        return [f"state_dict() raised {type(exc).__name__}: {exc}"]
+        return [f"state_dict() raised {type(exc).__name__}: {one_line(exc)}"]
     if not isinstance(state, Mapping):
         return [f"state_dict() must return a dict of arrays, got {type(state).__name__}"]
-    return [f"state_dict()[{key!r}] is {type(value).__name__}, not a NumPy array of numbers, booleans or text"
-            for key, value in state.items()
-            if not isinstance(key, str) or not isinstance(value, (np.ndarray, np.generic)) or np.asarray(value).dtype.hasobject]
+    problems = [f"state_dict()[{key!r}]: the key is not text (keys name the arrays in the .npz)"
+                for key in state if not isinstance(key, str)]
+    return problems + [f"state_dict()[{key!r}] is {type(value).__name__}, not a NumPy array of numbers, booleans "
+                       "or text" for key, value in state.items() if isinstance(key, str) and
+                       (not isinstance(value, (np.ndarray, np.generic)) or np.asarray(value).dtype.hasobject)]
 
 
 def check_trainer(trainer: Any, name: str | None = None) -> Any:
@@ -93,10 +99,15 @@ def checked_metrics(reported: Any) -> dict[str, float]:
     """One epoch's report as {name: float}, or ValueError: a dict of numbers, none of them reserved."""
     if not isinstance(reported, Mapping):
         raise ValueError(f"model.trainer: train_epoch() must return a dict of metrics, got {type(reported).__name__}")
-    clash = sorted(str(k) for k in reported if not isinstance(k, str) or reserved_metric(k))
+    unnamed = [k for k in reported if not isinstance(k, str) or not k]
+    if unnamed:
+        raise ValueError(f"model.trainer: the trainer reports a metric keyed {unnamed[0]!r}; metric names must be "
+                         "non-empty text")
+    clash = sorted(k for k in reported if reserved_metric(k))
     if clash:
         raise ValueError(reserved_message(clash[0]))
     bad = next((k for k, v in reported.items() if not isinstance(v, (numbers.Real, np.number))), None)
     if bad is not None:
-        raise ValueError(f"model.trainer: the trainer reports {bad}={reported[bad]!r}, not a number")
+        raise ValueError(f"model.trainer: the trainer reports {bad}={show_value(reported[bad], 60)} "
+                         f"({type(reported[bad]).__name__}), not a number")
     return {k: float(v) for k, v in reported.items()}

@@ -82,10 +82,11 @@ def _probe(job: Any, check_config: Any) -> None:
             check_config({path[1]: value})
         except ValueError as exc:
             raise ValueError(f"{field_path(path)}: {_without_key(exc, path[1])}{hint}") from None
+    middle = job.config(job.space.from_unit(np.full(len(job.space), 0.5)))
     try:
-        check_config(job.config(job.space.from_unit(np.full(len(job.space), 0.5))))
+        check_config(middle)
     except ValueError as exc:
-        key = next((k for k in job.config() if one_line(exc).startswith(k)), None)
+        key = next((k for k in middle if one_line(exc).startswith(f"{k}: ")), None)
         where = ("space." if key in job.space.dimensions else "model.") if key else "model: "
         raise ValueError(where + one_line(exc)) from None
 

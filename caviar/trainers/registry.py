@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from caviar.config.messages import one_line
+
 
 def builtin_trainers() -> dict[str, str]:
     """Short name -> "module:Class" of the trainers that ship with caviar."""
@@ -34,7 +36,8 @@ def resolve_trainer(name: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module itself failing (a SyntaxError, ...)
-        raise ValueError(f"model.trainer: cannot import module {module_name!r} ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"model.trainer: cannot import module {module_name!r} ({type(exc).__name__}: "
+                         f"{one_line(exc)})") from None
     cls: Any = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"model.trainer: module {module_name!r} has no class {class_name!r}")
