@@ -83,7 +83,7 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
     if resume and args.name is not None:
         validate_run_name(args.name, "--name")
         if saved(args.name).is_file():
-            return load_job(saved(args.name), job_overrides(args))
+            return _trusted(load_job(saved(args.name), job_overrides(args)), args, saved=True)
         if getattr(args, "job", None) is None:   # never resume a run with the default job in its place
             folder = Path(args.out) / args.name
             if not folder.is_dir():
@@ -91,7 +91,19 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
             raise ValueError(f"--resume: {folder} has no {JOB_FILE}; pass the job file it was run with")
     job = load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
     if resume and saved(job.name).is_file():
-        return load_job(saved(job.name), job_overrides(args))
+        return _trusted(load_job(saved(job.name), job_overrides(args)), args, saved=True)
+    return _trusted(job, args, saved=False)
+
+
+def _trusted(job: Any, args: argparse.Namespace, *, saved: bool) -> Any:
+    """`job`, once its trainer is known not to come from inside --out (nothing in a results folder
+    chooses code). A job read from a run's job.toml says, before anything is imported, which code
+    it will run."""
+    from caviar.trainers.registry import refuse_code_from
+
+    origin = refuse_code_from(job.trainer, Path(args.out))
+    if saved and origin is not None:
+        print(f"caviar: the saved job runs the trainer {job.trainer} from {origin}", file=sys.stderr, flush=True)
     return job
 
 

@@ -7,6 +7,10 @@ network's package needs to know which class they name.
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import os
+import sys
+from pathlib import Path
 from typing import Any
 
 from caviar.config.messages import one_line
@@ -42,3 +46,34 @@ def resolve_trainer(name: str) -> type:
     if cls is None:
         raise ValueError(f"model.trainer: module {module_name!r} has no class {class_name!r}")
     return cls
+
+
+def module_origin(name: str) -> Path | None:
+    """Where a job's trainer module would be imported from, found without importing anything: the
+    first entry of sys.path holding its top-level package or module (the rest of the dotted name
+    inside it). None for a built-in name, or when no entry holds it (the import will say so)."""
+    if is_builtin(name) or ":" not in name:
+        return None
+    parts = name.partition(":")[0].split(".")
+    for entry in sys.path:
+        base = Path(entry or os.getcwd())
+        top = base / parts[0]
+        files = [top.with_name(parts[0] + suffix) for suffix in importlib.machinery.all_suffixes()]
+        if top.is_dir() or any(f.is_file() for f in files):
+            deeper = base.joinpath(*parts)
+            for candidate in (deeper.with_suffix(".py"), deeper / "__init__.py", *files, top):
+                if candidate.exists():
+                    return candidate.resolve()
+    return None
+
+
+def refuse_code_from(name: str, folder: Path) -> Path | None:
+    """Refuse (ValueError) a trainer whose module would be imported from inside `folder` (the results
+    folder: a received run must never choose code). Returns where it would come from (None: built-in
+    or not found)."""
+    origin = module_origin(name)
+    folder = Path(folder).resolve()
+    if origin is not None and (origin == folder or folder in origin.parents):
+        raise ValueError(f"model.trainer: {name!r} would be imported from {origin}, inside --out {folder}; "
+                         "caviar never runs code from a results folder (move the module elsewhere)")
+    return origin
