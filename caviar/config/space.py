@@ -120,15 +120,21 @@ class Uniform(_Range):
     kind: ClassVar[str] = "uniform"
 
 
-@dataclass(frozen=True)
-class LogUniform(_Range):
-    """A positive float whose log10 is uniform: `10 ** uniform(log10 low, log10 high)`."""
+class _LogScale:
+    """The log10 scale, shared by the float and the integer log dimensions (listed first among
+    their bases, so these override the linear defaults of `_Range`)."""
 
-    kind: ClassVar[str] = "log_uniform"
     log: ClassVar[bool] = True
     scale: ClassVar[str] = "log"
     positive: ClassVar[bool] = True
     _forward, _inverse = staticmethod(math.log10), staticmethod(lambda t: 10.0**t)
+
+
+@dataclass(frozen=True)
+class LogUniform(_LogScale, _Range):
+    """A positive float whose log10 is uniform: `10 ** uniform(log10 low, log10 high)`."""
+
+    kind: ClassVar[str] = "log_uniform"
 
 
 @dataclass(frozen=True)
@@ -176,14 +182,10 @@ class IntUniform(_Range):
 
 
 @dataclass(frozen=True)
-class IntLogUniform(IntUniform):
+class IntLogUniform(_LogScale, IntUniform):
     """A positive integer on a log scale, low..high inclusive (1 -> 2 weighs like 100 -> 200)."""
 
     kind: ClassVar[str] = "int_log_uniform"
-    log: ClassVar[bool] = True
-    scale: ClassVar[str] = "log"
-    positive: ClassVar[bool] = True
-    _forward, _inverse = staticmethod(math.log10), staticmethod(lambda t: 10.0**t)
 
 
 def _same(a: Any, b: Any) -> bool:

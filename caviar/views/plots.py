@@ -4,14 +4,20 @@ Figures are built with the object API (`matplotlib.figure.Figure`), never pyplot
 is kept between reports and nothing is shown on a screen; `png_bytes(fig)` renders one with Agg.
 Inputs are the run's DataFrames (the README's "Results" columns) and, per hyperparameter, its scale:
 "linear" | "log" | "one_minus_log" | "category" (`caviar.views.show.scales_of`).
+
+Names and values come from a results folder, possibly someone else's, so they are text, never
+markup: every figure is built and rendered with matplotlib's mathtext and LaTeX off
+(`literal_text`), so a hyperparameter called `lr$\\frac{a}{$` is drawn as it is spelled. That
+is a context around our own figures only; the caller's rcParams are left as they were.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import sys
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import matplotlib
 
@@ -40,8 +46,22 @@ EVENT_STYLES: Mapping[str, tuple[str, str]] = {
     "stop": ("0.4", "-"),
     "resume": ("0.6", ":"),
 }
+# Text as it is spelled: no `$...$` mathtext, no LaTeX (see the module's docstring).
+LITERAL_TEXT: Mapping[str, Any] = {"text.parse_math": False, "text.usetex": False}
+
+Drawn = TypeVar("Drawn", bound=Callable[..., Any])
 
 
+def literal_text(draw: Drawn) -> Drawn:
+    """`draw` run with `LITERAL_TEXT`: every text it makes (titles, labels, ticks, legends) is literal."""
+    @functools.wraps(draw)
+    def literally(*args: Any, **kwargs: Any) -> Any:
+        with matplotlib.rc_context(LITERAL_TEXT):
+            return draw(*args, **kwargs)
+    return literally  # type: ignore[return-value]
+
+
+@literal_text
 def png_bytes(fig: Figure) -> bytes:
     """`fig` rendered as PNG bytes."""
     buffer = io.BytesIO()
@@ -88,6 +108,7 @@ def _one_minus_label(x: float, _pos: int) -> str:
     return f"{1 - x:.{max(1, round(-math.log10(x)))}f}"
 
 
+@literal_text
 def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mode: str) -> Figure:
     """Score of every trial against one hyperparameter `name` (column `params_<name>`).
 
@@ -136,6 +157,7 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
     return _finish(fig, ax, ylabel=metric, title=f"{metric} against {name}")
 
 
+@literal_text
 def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str, top: int = 5) -> Figure:
     """`metric` per epoch of every trial: the `top` best in colour, other completed ones light blue,
     pruned ones faded grey, each top trial's best epoch marked."""
@@ -171,6 +193,7 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
                    xlabel="epoch")
 
 
+@literal_text
 def score_by_trial(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
     """Score against trial id, coloured by round (coarse-to-fine rounds show as bands), pruned
     trials hollow, failed ones red crosses along the bottom, and the best score so far as a line."""
@@ -200,6 +223,7 @@ def score_by_trial(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
     return _finish(fig, ax, ylabel=metric, title=f"{metric} by trial", xlabel="trial id (order of sampling)")
 
 
+@literal_text
 def babysit_timeline(epochs: pd.DataFrame, events: pd.DataFrame, metric: str, mode: str) -> Figure:
     """A babysat run epoch by epoch: `metric` on top, the learning rate (log axis) below, with
     rollbacks, divergences, plateaus, nudges and the stop as vertical lines on both."""
@@ -241,6 +265,7 @@ def babysit_timeline(epochs: pd.DataFrame, events: pd.DataFrame, metric: str, mo
     return fig
 
 
+@literal_text
 def importance_bars(table: pd.DataFrame) -> Figure:
     """Horizontal bars of `importance` per hyperparameter, most important on top (NaN as 0, labelled)."""
     fig = Figure(figsize=(SIZE[0], max(2.0, 0.45 * len(table) + 1.2)))

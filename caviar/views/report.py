@@ -9,11 +9,19 @@ trial order. A babysat run gets its timeline (score and learning rate per epoch,
 plateaus and nudges marked), its epochs and its events. Every file is written atomically (temp
 file in the same folder, then `os.replace`), figures first and the page last, so a page never
 points to a missing figure; figures of an earlier report that this one no longer draws are removed.
+
+A run folder may be someone else's, so nothing in it is followed out of it: a `report` or
+`report.html` that is a symlink is replaced by a real folder or file of our own (the link is
+removed, its target left untouched), a `report` that is some other file, or a `report.html` that is
+a folder, is refused before anything is written. Every text from the folder is HTML-escaped on
+the page and drawn literally in the figures; a name that cannot be a file name as it is (other
+characters, too long) gets a figure file named after it and a hash of it, one per name.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import re
 from pathlib import Path
@@ -28,6 +36,7 @@ from caviar.views.importance import MIN_TRIALS, importance, scored
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "report"
+STEM_CHARS = 80  # a figure file's stem is kept this short (a folder entry holds 255 bytes)
 
 STYLE = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -55,7 +64,33 @@ IMPORTANCE_NOTE = (
 
 
 def _file_name(stem: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", stem) + ".png"
+    """`stem`.png when `stem` is a plain, short file name; else its plain part and a hash of it."""
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", stem)
+    if plain == stem and len(stem) <= STEM_CHARS:
+        return stem + ".png"
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{plain[:STEM_CHARS - 13]}-{digest}.png"
+
+
+def _own_entries(folder: Path) -> Path:
+    """The run's figure folder, made a real folder of the run's own; refuses before anything is written.
+
+    A symlink at `report` or `report.html` (a received folder's, pointing anywhere, dangling or not) is
+    removed, never followed: its target is left untouched. Any other `report` that is not a folder,
+    or a `report.html` that is a folder, is the user's and is refused (FileExistsError, one line).
+    """
+    figure_dir, page = folder / FIGURE_DIR, folder / REPORT_FILE
+    if not figure_dir.is_symlink() and figure_dir.exists() and not figure_dir.is_dir():
+        raise FileExistsError(f"{figure_dir} is not a folder; move it away to write the report's figures there")
+    if not page.is_symlink() and page.is_dir():
+        raise FileExistsError(f"{page} is a folder; move it away to write the report there")
+    for link in (figure_dir, page):
+        if link.is_symlink():
+            link.unlink()
+    figure_dir.mkdir(exist_ok=True)
+    if figure_dir.is_symlink() or not figure_dir.is_dir():   # replaced meanwhile: still never followed
+        raise FileExistsError(f"{figure_dir} is not a folder of the run's own")
+    return figure_dir
 
 
 def _table(frame: pd.DataFrame, scales: dict[str, str] | None = None) -> str:
@@ -77,6 +112,8 @@ class _Page:
 
     def figure(self, stem: str, fig: Any, alt: str) -> str:
         name = _file_name(stem)
+        while name in self.figures:   # two stems that make one file name (a hash's chance): both kept
+            name = _file_name(name + "+")
         self.figures[name] = fig
         return f'<img src="{FIGURE_DIR}/{html.escape(name)}" alt="{html.escape(alt)}">'
 
@@ -139,6 +176,7 @@ def write_report(run: Any, *, top: int = 10) -> Path:
     """
     folder = Path(run.path)
     metric, mode = show.metric_of(run.job, run.kind)
+    figure_dir = _own_entries(folder)   # a refusal comes before the drawing
     page = _Page(folder)
     page.add(f"<h1>{html.escape(run.name)}</h1>")
     page.add(f"<p>{html.escape(run.kind)} run in <code>{html.escape(str(folder))}</code>, "
@@ -151,13 +189,11 @@ def write_report(run: Any, *, top: int = 10) -> Path:
 
     from caviar.views import plots
 
-    figure_dir = folder / FIGURE_DIR
-    figure_dir.mkdir(exist_ok=True)
     for name, fig in page.figures.items():
         atomic_write_bytes(figure_dir / name, plots.png_bytes(fig))
     for old in figure_dir.glob("*.png"):
-        if old.name not in page.figures:
-            old.unlink(missing_ok=True)
+        if old.name not in page.figures and (old.is_symlink() or old.is_file()):
+            old.unlink(missing_ok=True)   # a link itself, never its target
     title = html.escape(f"caviar report: {run.name}")
     document = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                 f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(page.parts) + "\n</body></html>\n")

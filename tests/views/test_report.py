@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import matplotlib
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -110,6 +111,24 @@ def test_hyperparameters_are_drawn_on_the_scale_they_were_searched_on(runs):
     completed = trials[trials["status"] == "completed"]
     assert np.allclose(np.sort(xs), np.sort(1 - completed["params_beta1"].to_numpy()))
     assert [t.get_text() for t in batch.get_xticklabels()] == ["32", "64", "128", "256"]
+
+
+def test_names_are_drawn_as_text_and_the_callers_matplotlib_settings_stay(runs):
+    name, metric = r"lr$\frac{a}{$", r"val$\sqrt{$acc"
+    trials = pd.read_parquet(runs / "sweep" / "trials.parquet").rename(columns={"params_learning_rate": f"params_{name}"})
+    epochs = pd.read_parquet(runs / "sweep" / "epochs.parquet").rename(columns={"val_accuracy": metric})
+    before = dict(matplotlib.rcParams)
+
+    figures = [plots.score_vs_param(trials, name, "log", metric, "max"),
+               plots.learning_curves(epochs, trials, metric, "max"), plots.score_by_trial(trials, metric, "max")]
+
+    for fig in figures:
+        assert plots.png_bytes(fig)[:8] == PNG_SIGNATURE   # mathtext would raise on the unclosed \frac{
+        texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels())]
+        assert not any(t.get_parse_math() for t in texts)
+    ax = figures[0].axes[0]
+    assert ax.get_xlabel() == f"{name} (log scale)" and ax.get_title() == f"{metric} against {name}"
+    assert dict(matplotlib.rcParams) == before and matplotlib.rcParams["text.parse_math"] is True
 
 
 # ------------------------------------------------------------------ real runs of the real command line
