@@ -34,7 +34,9 @@ def atomic_write(final: str | Path, write: Callable[[BinaryIO], object], *, fsyn
     final = Path(final)
     tmp = temp_path(final)
     try:
-        with open(tmp, "wb") as f:
+        # O_EXCL | O_NOFOLLOW: a file or link planted at the temp name is never written through.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as f:
             write(f)
             if fsync:
                 f.flush()
