@@ -1,22 +1,39 @@
-"""The command line: parse arguments, call into the package, turn user errors into exit status 2.
+"""The command line: parse arguments, call into the package, turn errors into one line and an exit status.
 
 Each subcommand's work lives in its own module (`caviar.sweep.command`, `caviar.babysit.command`, ...);
-this file only knows their flags. A `ValueError` (or a missing or unwritable file) raised anywhere
-below is a problem with the user's input: it is printed as one line on stderr and the exit status
-is 2. CAVIAR_DEBUG=1 in the environment shows the traceback instead.
+this file only knows their flags. Every error ends the command with one line on stderr,
+`caviar CMD: error: ...`, and no traceback (CAVIAR_DEBUG=1 in the environment shows it instead):
+
+- a usage error (an unknown flag, a flag's bad value), a `ValueError` raised anywhere below, or a
+  path that cannot be used as given (missing, a file where a folder belongs, no permission, a
+  read-only file system) is a problem with the user's input: exit status 2;
+- any other `OSError` is the machine's (a full disk, a quota, an I/O error): exit status 1. What
+  was written before it stays intact, since every write is atomic (`caviar.store.atomic`).
+
+An `OSError` is told as "PATH: problem", and as "--out: PATH: problem" when PATH is the results
+folder, inside it or on the way to it; a full disk without a path names the results folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from caviar.config.files import DEFAULT_JOB
 
 EXIT_USER_ERROR = 2
+EXIT_ENVIRONMENT = 1   # the machine failed (disk full, quota, I/O error), not the user's input
+# errnos of a path that cannot be used as given: bad input, like a bad job value.
+_BAD_PATH = frozenset({errno.ENOENT, errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                       errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP})
+# errnos of a failed write that may come without a path (pyarrow, zipfile, a file's close): the
+# only writes a command makes are into the results folder.
+_STORAGE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit status.
 HANDLERS = {
@@ -27,6 +44,17 @@ HANDLERS = {
     "compare": "caviar.views.show:compare_command",
     "report": "caviar.views.report:command",
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, `caviar parallel: error: ...` (exit status 2),
+    rather than the usage block and the error; --help is unchanged."""
+
+    commands: dict[str, argparse.ArgumentParser]   # the root's subcommand parsers, by name (set by build_parser)
+
+    def error(self, message: str) -> None:   # type: ignore[override]
+        text = " ".join(message.split())   # one line, whatever argparse wrapped
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
 def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:
@@ -42,11 +70,12 @@ def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="caviar",
         description="Hyperparameter tuning: many models in parallel (caviar mode) or one babysat model (panda mode).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = sub.choices
 
     p = sub.add_parser("parallel", help="caviar mode: sample many configurations and train them in parallel on Ray",
                        description="Sample configurations from the job's [space], train them on Ray with early "
@@ -98,16 +127,12 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # told by the subcommand's parser, which names it: "caviar parallel: error: ..."
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(_handler(args.command)(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError,
-            IsADirectoryError) as exc:
-        if os.environ.get("CAVIAR_DEBUG"):
-            raise   # the whole traceback, for finding a bug behind a "user error"
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"caviar {args.command}: error: {message}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         from caviar.lifecycle import EXIT_INTERRUPTED   # here: the lifecycle imports the store (pyarrow)
 
@@ -118,3 +143,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         # nothing so Python's exit-time flush does not complain again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (ValueError, OSError) as exc:
+        if os.environ.get("CAVIAR_DEBUG"):
+            raise   # the whole traceback, for finding a bug behind an error line
+        message, status = error_line(exc, getattr(args, "out", None))
+        print(f"caviar {args.command}: error: {message}", file=sys.stderr)
+        return status
+
+
+def error_line(exc: BaseException, out: str | None = None) -> tuple[str, int]:
+    """The one-line message and the exit status of an error (see the module's docstring).
+
+    out: the command's --out, so that a path in it is told as "--out: PATH: problem".
+    """
+    if not isinstance(exc, OSError):
+        return (str(exc).splitlines() or [type(exc).__name__])[0], EXIT_USER_ERROR
+    bad_path = exc.errno in _BAD_PATH or isinstance(
+        exc, (FileNotFoundError, FileExistsError, PermissionError, NotADirectoryError, IsADirectoryError))
+    status = EXIT_USER_ERROR if bad_path else EXIT_ENVIRONMENT
+    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes, os.PathLike)) else None
+    if path is None and out is not None and exc.errno in _STORAGE:
+        path = out
+    if not exc.strerror:   # a message of its own ("--out: x exists and is not a run folder")
+        return " ".join(str(exc).split()) or type(exc).__name__, status
+    if path is None:
+        return exc.strerror, status
+    problem = exc.strerror
+    if exc.errno == errno.EEXIST and not os.path.isdir(path):
+        problem = "exists and is not a folder"
+    prefix = "--out: " if out is not None and _on_the_way(path, out) else ""
+    return f"{prefix}{path}: {problem}", status
+
+
+def _on_the_way(path: str, out: str) -> bool:
+    """`path` is the folder `out`, inside it, or one of the folders above it."""
+    p, o = Path(os.path.abspath(path)), Path(os.path.abspath(out))
+    return p == o or o in p.parents or p in o.parents

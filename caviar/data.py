@@ -223,8 +223,7 @@ def _read_source(source: Any, target: str, options: Mapping[str, Any], rng: np.r
     if not isinstance(source, (str, os.PathLike)) or not str(source):
         raise ValueError(f"data.source: must be one of {', '.join(BUILTINS)} or a path to a "
                          f".parquet, .csv or .npz file, got {source!r}")
-    path, label = Path(source), str(source)
-    suffix = path.suffix.lower()
+    path, label, suffix = Path(source), str(source), Path(source).suffix.lower()
     if suffix not in FILE_TYPES:
         if isinstance(source, str) and not suffix and "/" not in source and os.sep not in source \
                 and not path.exists():
@@ -247,8 +246,7 @@ def _read_source(source: Any, target: str, options: Mapping[str, Any], rng: np.r
 def _builtin(name: str, options: Mapping[str, Any], rng: np.random.Generator
              ) -> tuple[np.ndarray, np.ndarray, int, tuple[str, ...], str]:
     valid = OPTIONS[name]
-    unknown = [key for key in options if key not in valid]
-    if unknown:
+    if unknown := [key for key in options if key not in valid]:
         raise ValueError(f"data.options: unknown option {unknown[0]!r} for {name} "
                          f"(valid: {', '.join(valid) or 'none'})")
     opts = {**valid, **options}
@@ -296,6 +294,8 @@ def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.nda
     kind = "CSV" if path.suffix.lower() == ".csv" else "Parquet"
     try:
         frame = pd.read_csv(path) if kind == "CSV" else pd.read_parquet(path)
+        # pandas renames a repeated CSV name ("a", "a" -> "a", "a.1"): the header as written, to refuse it.
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0] if kind == "CSV" else frame.columns
     except pd.errors.EmptyDataError as error:
         raise ValueError(f"data.source: {label}: the file is empty") from error
     # pandas and pyarrow raise many types on a malformed file (OSError, ValueError, TypeError, and
@@ -304,6 +304,9 @@ def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.nda
         raise ValueError(f"data.source: {label}: cannot read as {kind}: {one_line(error)}") from error
     columns = [str(column) for column in frame.columns]
     frame.columns = columns
+    written = [str(name) for name in header if kind != "CSV" or isinstance(name, str)]   # (an empty name: NaN)
+    if twice := next((name for i, name in enumerate(written) if name in written[:i]), None):
+        raise ValueError(f"data.source: {label}: column {twice!r} appears more than once (columns need distinct names)")
     if target not in columns:
         shown = ", ".join(map(repr, columns[:20])) + (", ..." if len(columns) > 20 else "")
         raise ValueError(f"data.target: {label}: no column {target!r} (columns: {shown})")
@@ -340,8 +343,7 @@ def _read_npz(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, tuple[str
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise ValueError(f"data.source: {label}: holds one .npy array, not an .npz archive of 'x' and 'y'")
     with archive:
-        missing = [key for key in ("x", "y") if key not in archive.files]
-        if missing:
+        if missing := [key for key in ("x", "y") if key not in archive.files]:
             raise ValueError(f"data.source: {label}: no array {missing[0]!r} (found: "
                              f"{', '.join(map(repr, archive.files)) or 'none'}; save with np.savez(path, x=..., y=...))")
         arrays = {}
@@ -385,7 +387,13 @@ def _encode_classes(y: np.ndarray, label: str, what: str) -> tuple[np.ndarray, i
 
 
 def _check_finite(x: np.ndarray, label: str, column: Callable[[int], str]) -> None:
-    """Raise naming the first NaN or infinite value of x (n, d), by column and row."""
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        row, col = np.argwhere(~np.isfinite(x))[0]  # the first in reading order
-        raise ValueError(f"data.source: {label}: {column(int(col))} has {show_value(x[row, col])} at row {row}")
+    """Raise naming the first NaN, infinite or too large value of x (n, d) (float32 or float64), by column and
+    row. Too large: past what `standardize` squares without overflow, a deviation being at most twice the largest
+    value: the sum of n squares in float64 (1.6e152 for n = 1,797), each square in float32 (9.2e18)."""
+    n = len(x) if x.dtype == np.float64 else 1
+    limit = math.sqrt(float(np.finfo(x.dtype).max) / (4 * max(n, 1)))
+    if not (bad := ~(np.abs(x) <= limit)).any():   # (NaN compares False)
+        return
+    row, col = np.argwhere(bad)[0]  # the first in reading order
+    large = f", beyond the ±{limit:.2g} that standardizing can take" if np.isfinite(x[row, col]) else ""
+    raise ValueError(f"data.source: {label}: {column(int(col))} has {show_value(x[row, col])} at row {row}{large}")

@@ -7,6 +7,8 @@ stderr); the many cases and the property tests run `caviar.cli.main` in this pro
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -269,3 +271,40 @@ def test_a_resume_by_name_needs_the_run_and_its_saved_job(out, capsys, command, 
     assert_one_error_line(err, command, "--resume")
     assert problem in err
     assert snapshot(out, folders=True) == before
+
+
+# --- OSErrors: one line, "--out:" for a path in the results folder, exit 1 when the machine failed ---------
+
+OS_ERRORS = [
+    # (id, the error, --out, message, exit status)
+    ("full disk, no path", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "res",
+     f"--out: res: {os.strerror(errno.ENOSPC)}", 1),
+    ("quota, a path in out", OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "res/run/epochs.parquet/part-1"), "res",
+     f"--out: res/run/epochs.parquet/part-1: {os.strerror(errno.EDQUOT)}", 1),
+    ("I/O error elsewhere", OSError(errno.EIO, os.strerror(errno.EIO), "/elsewhere/x"), "res",
+     f"/elsewhere/x: {os.strerror(errno.EIO)}", 1),
+    ("out is a file", FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), "setup.py"), "setup.py",
+     "--out: setup.py: exists and is not a folder", 2),
+    ("through a file", NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), "setup.py/res"), "setup.py/res",
+     f"--out: setup.py/res: {os.strerror(errno.ENOTDIR)}", 2),
+    ("a folder above out", PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/srv"), "/srv/a/res",
+     f"--out: /srv: {os.strerror(errno.EACCES)}", 2),
+    ("read-only", OSError(errno.EROFS, os.strerror(errno.EROFS), "res/.run.lock"), "res",
+     f"--out: res/.run.lock: {os.strerror(errno.EROFS)}", 2),
+    ("not out's", PermissionError(errno.EACCES, os.strerror(errno.EACCES), "data.csv"), "res",
+     f"data.csv: {os.strerror(errno.EACCES)}", 2),
+    ("a message of its own", FileExistsError("--out: res/x exists and is not a run folder"), "res",
+     "--out: res/x exists and is not a run folder", 2),
+    ("no errno, no path", OSError("Couldn't deserialize thrift:\n TProtocolException"), "res",
+     "Couldn't deserialize thrift: TProtocolException", 1),
+    ("a ValueError", ValueError("search.trials: bad\nmore"), "res", "search.trials: bad", 2),
+]
+
+
+@pytest.mark.parametrize("exc, out, message, status", [c[1:] for c in OS_ERRORS], ids=[c[0] for c in OS_ERRORS])
+def test_an_error_is_one_line_naming_out_when_it_is_about_out(exc, out, message, status):
+    assert cli.error_line(exc, out) == (message, status)
+
+
+def test_an_error_line_without_an_out_names_no_out():
+    assert cli.error_line(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), None) == (os.strerror(errno.ENOSPC), 1)

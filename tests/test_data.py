@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -314,6 +315,49 @@ def test_a_bad_npz_is_one_line_naming_file_and_problem(tmp_path, arrays, message
     with pytest.raises(ValueError, match=r"data.source: .*a\.npz: .*" + message) as raised:
         load_dataset(tmp_path / "a.npz")
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("header", ["a,b,a,label", "label,a,label", "a,b,label,a"])
+def test_a_csv_naming_a_column_twice_is_refused_rather_than_renamed(tmp_path, header):
+    """pandas would read the second 'a' as 'a.1': a column the user never named."""
+    rows = "".join(",".join(str(i % 2) for _ in header.split(",")) + "\n" for i in range(6))
+    twice = "label" if header.startswith("label") else "a"
+    with pytest.raises(ValueError, match=rf"^data.source: .*d\.csv: column '{twice}' appears more than once"):
+        load_dataset(write_csv(tmp_path, header + "\n" + rows))
+
+
+def test_a_csv_column_named_like_a_renamed_one_still_loads(tmp_path):
+    data = load_dataset(write_csv(tmp_path, "a,a.1,label\n" + "".join(f"{i},{-i},{i % 2}\n" for i in range(10))))
+    assert data.feature_names == ("a", "a.1")
+
+
+def biggest_standardizable(n: int, dtype: type) -> float:
+    """The bound caviar.data puts on values: sqrt(max / 4n) in float64, sqrt(max / 4) in float32."""
+    return math.sqrt(float(np.finfo(dtype).max) / (4 * (n if dtype == np.float64 else 1)))
+
+
+@pytest.mark.parametrize("value", ["1e308", "-1e308", "1e200", "1e154"])
+def test_a_value_too_large_to_standardize_is_refused_naming_column_and_row(tmp_path, value):
+    """Past the bound, a column's mean or the sum of its squares overflows float64: NaN or all-zero columns."""
+    rows = "".join(f"{i},{value if i == 3 else i},{i % 2}\n" for i in range(8))
+    expected = rf"^data.source: .*d\.csv: column 'size' has {re.escape(repr(float(value)))} at row 3, beyond the ±"
+    with pytest.raises(ValueError, match=expected):
+        load_dataset(write_csv(tmp_path, "id,size,label\n" + rows))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_values_up_to_the_bound_standardize_to_finite_numbers(tmp_path, dtype):
+    n = 40
+    limit = biggest_standardizable(n, dtype)
+    x = np.column_stack([np.arange(n), np.where(np.arange(n) % 3 == 0, 0.99 * limit, -0.99 * limit)]).astype(dtype)
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(n) % 2)
+    data = load_dataset(tmp_path / "a.npz")
+    assert all(np.isfinite(part).all() for part in xs(data))
+    assert abs(float(data.x_train[:, 1].std()) - 1) < 1e-3
+    x[5, 1] = dtype(1.02 * limit)
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(n) % 2)
+    with pytest.raises(ValueError, match=r"array 'x' \(column 1\) has .* at row 5, beyond the ±"):
+        load_dataset(tmp_path / "a.npz")
 
 
 def test_a_missing_or_unknown_file_is_named(tmp_path):

@@ -30,9 +30,13 @@ _FLOAT_CHECKS = {  # field: (condition text, test)
 
 
 # A wider layer is a typo (1e6 for 1e3), refused when the job is read rather than failing every
-# trial with a MemoryError. (Two layers at the cap still need 16 GiB: this catches typos, it does
-# not budget memory.)
+# trial with a MemoryError.
 MAX_WIDTH = 65_536
+# So is a network of more weights than this: 1 GiB of float32, and the trainer keeps as much again
+# for the gradients and for each optimizer moment. Two layers at MAX_WIDTH make 2**32 ([16384,
+# 16384] is the widest square pair). A job alone gives the hidden widths, so its check counts the
+# weights between hidden layers; `check_size` adds the input and output layers once the data is known.
+MAX_WEIGHTS = 2**28
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,19 @@ class MLPConfig:
         if any(not 1 <= w <= MAX_WIDTH for w in widths):
             raise ValueError(problem)
         object.__setattr__(self, "hidden_layers", widths)
+        self.check_size()
+
+    def check_size(self, n_inputs: int = 0, n_classes: int = 0) -> None:
+        """ValueError "hidden_layers: ..." when the network has more than MAX_WEIGHTS weights: those
+        between hidden layers, plus, given the data's `n_inputs` and `n_classes`, the input and output
+        layers' (a trainer checks this before it allocates anything)."""
+        layers = (*([n_inputs] if n_inputs else []), *self.hidden_layers, *([n_classes] if n_classes else []))
+        count = sum(a * b for a, b in zip(layers, layers[1:]))
+        if count > MAX_WEIGHTS:
+            data = f" with {n_inputs:,} inputs and {n_classes:,} classes" if n_inputs or n_classes else ""
+            between = "" if data else " between hidden layers"
+            raise ValueError(f"hidden_layers: {list(self.hidden_layers)}{data} make {count:,} weights{between}, more "
+                             f"than the {MAX_WEIGHTS:,} (2**28) a network may have")
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> MLPConfig:

@@ -71,26 +71,36 @@ def _resume_flags(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(flags + (["--quiet"] if args.quiet else []))
 
 
+# A dry run prints the first configurations only: a job of a million trials answers in a second.
+DRY_RUN_ROWS = 50
+
+
 def dry_run_table(job: Any, sampler: Sampler) -> str:
-    """The configurations the job would run (those decided before any result), one row per trial."""
+    """The first DRY_RUN_ROWS configurations the job would run (of those decided before any result), one
+    row per trial, then how many more there are."""
     import pandas as pd
 
     from caviar.views.show import format_table, scales_of
 
+    # The trials decided before any result are a prefix of the ids (coarse_to_fine: its first round).
+    decided, high = 0, sampler.n_trials
+    while decided < high:
+        middle = (decided + high) // 2
+        decided, high = (middle + 1, high) if sampler.ready(middle) else (decided, middle)
     rows = []
-    for trial_id in range(sampler.n_trials):
-        if not sampler.ready(trial_id):
-            break
+    for trial_id in range(min(decided, DRY_RUN_ROWS)):
         config = sampler.ask(trial_id)
         row = {"trial": trial_id, "seed": trial_seed(job.search.seed, trial_id)}
         row.update({name: config[name] for name in job.space.names})
         rows.append(row)
     # The leaderboard's formatting: scientific notation on log scales, enough digits for betas.
     table = format_table(pd.DataFrame(rows), scales_of(job.space)) if rows else "(no trials)"
-    lines = [f"{job.name}: {sampler.n_trials} trials, sampler {job.search.sampler}, scheduler "
+    lines = [f"{job.name}: {sampler.n_trials:,} trials, sampler {job.search.sampler}, scheduler "
              f"{job.search.scheduler}, metric {job.search.metric} ({job.search.mode})", table]
-    if len(rows) < sampler.n_trials:
-        lines.append(f"(+{sampler.n_trials - len(rows)} trials in later rounds, drawn around the best of earlier ones)")
+    if decided > len(rows):
+        lines.append(f"... and {decided - len(rows):,} more")
+    if decided < sampler.n_trials:
+        lines.append(f"(+{sampler.n_trials - decided:,} trials in later rounds, drawn around the best of earlier ones)")
     return "\n".join(lines)
 
 

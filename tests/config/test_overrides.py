@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from caviar.config.overrides import TEXT_FIELDS, apply_overrides, parse_override, parse_value
+from caviar.config.overrides import TEXT_FIELDS, apply_overrides, parse_override, parse_value, toml_problem
 
 # --- parse_value -------------------------------------------------------------------------------------
 
@@ -137,6 +137,45 @@ def test_text_fields_are_the_ones_the_job_only_ever_fills_with_text():
         ("search", "scheduler"), ("search", "metric"), ("search", "mode"), ("babysit", "metric"),
         ("babysit", "mode"),
     }
+
+
+# --- a mistyped value: refused with TOML's reason, not taken as text ----------------------------------
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("search.trial_timeout=1e", "unexpected 'e' at character 2"),
+    ("model.learning_rate=0.1.2", "unexpected '.' at character 4"),
+    ("model.l2=-1e-3x", "unexpected 'x' at character 6"),
+    ("model.l2=+.5", "invalid value at character 1 ('+')"),
+    ("search.trials=8 8", "unexpected '8' at character 3"),
+    ("model.hidden_layers=[64,", "invalid value at the end"),
+    ("model.hidden_layers=[64, 6x]", "unclosed array at character 7 ('x')"),
+    ("space.l2={ log_uniform = [1e-5 1e-3] }", "unclosed array at character 23 ('1')"),
+    ("model.note=\"unclosed", "unterminated string at the end"),
+    ("model.epochs=8\nother = 2", "more than one value"),
+])
+def test_a_value_that_starts_like_a_number_list_table_or_string_must_be_valid_toml(text, problem):
+    with pytest.raises(ValueError) as info:
+        parse_override(text)
+    field, _, value = text.partition("=")
+    assert str(info.value) == f"{field}: {value!r} is not a valid value (TOML: {problem}; text goes in quotes)"
+
+
+@pytest.mark.parametrize("text, value", [
+    ("model.activation=relu", "relu"),
+    ("model.note=./data/x.csv", "./data/x.csv"),
+    ("model.note=-", "-"),
+    ("model.note=some words", "some words"),
+    ("model.note='quoted 1.2.3'", "quoted 1.2.3"),
+    ("data.source=1.2.3", "1.2.3"),        # text fields keep any text
+    ("name=1e", "1e"),
+])
+def test_plain_text_and_text_fields_are_taken_as_typed(text, value):
+    assert parse_override(text)[1] == value
+
+
+def test_toml_problem_is_empty_for_one_valid_value():
+    assert toml_problem("1e-3") == toml_problem("[1, 2]") == toml_problem("{ a = 1 }") == ""
 
 
 # --- apply_overrides ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from caviar.nn.config import _FLOAT_CHECKS, MAX_WIDTH, MLP_HYPERPARAMETERS, MLPConfig
+from caviar.nn.config import _FLOAT_CHECKS, MAX_WEIGHTS, MAX_WIDTH, MLP_HYPERPARAMETERS, MLPConfig
 from caviar.nn.optim import SLOTS
 
 
@@ -166,6 +166,41 @@ def test_bad_hidden_layers_are_refused_naming_the_range_and_the_value(value):
     message = error({"hidden_layers": value})
     assert message.startswith("hidden_layers: expected a list of integer widths from 1 to 65,536, got ")
     assert message.endswith(repr(value))
+
+
+# --- MAX_WEIGHTS: a network's size, not only its widths ----------------------------------------------
+
+
+def test_layers_within_the_width_cap_may_still_make_too_many_weights():
+    """[65536, 65536] is 2**32 weights (16 GiB of float32 before gradients and moments): refused
+    when the job is read, naming the count, rather than a MemoryError in every trial."""
+    assert MAX_WEIGHTS == 2**28
+    message = error({"hidden_layers": [64, MAX_WIDTH, MAX_WIDTH]})
+    assert message == ("hidden_layers: [64, 65536, 65536] make 4,299,161,600 weights between hidden layers, more "
+                       "than the 268,435,456 (2**28) a network may have")
+
+
+def test_the_weights_between_hidden_layers_may_reach_the_cap_and_no_more():
+    assert MLPConfig.from_mapping({"hidden_layers": [16384, 16384]}).hidden_layers == (16384, 16384)
+    assert MLPConfig.from_mapping({"hidden_layers": [MAX_WIDTH, 4096]}).hidden_layers == (MAX_WIDTH, 4096)
+    assert error({"hidden_layers": [16384, 16385]}).startswith("hidden_layers: [16384, 16385] make 268,451,840 ")
+    assert MLPConfig.from_mapping({"hidden_layers": [8192, 16384, 8192]}).hidden_layers == (8192, 16384, 8192)
+    assert error({"hidden_layers": [8192, 16384, 8193]}).startswith("hidden_layers: [8192, 16384, 8193] make 268,451,840 ")
+
+
+def test_check_size_counts_the_input_and_output_layers_once_the_data_is_known():
+    config = MLPConfig.from_mapping({"hidden_layers": [MAX_WIDTH]})
+    config.check_size(n_inputs=64, n_classes=10)   # digits: 4.8 million weights
+    config.check_size(n_inputs=4000, n_classes=10)
+    with pytest.raises(ValueError) as info:
+        config.check_size(n_inputs=4096, n_classes=10)
+    assert str(info.value) == ("hidden_layers: [65536] with 4,096 inputs and 10 classes make 269,090,816 weights, "
+                               "more than the 268,435,456 (2**28) a network may have")
+    MLPConfig.from_mapping({"hidden_layers": []}).check_size(n_inputs=10**6, n_classes=100)   # 10**8 weights
+
+
+def test_with_changes_keeps_the_size_check():
+    assert MLPConfig.from_mapping({"hidden_layers": [16384, 16384]}).with_changes({"learning_rate": 0.1})
 
 
 # --- with_changes -----------------------------------------------------------------------------------
