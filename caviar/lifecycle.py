@@ -98,11 +98,11 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
 def _trusted(job: Any, args: argparse.Namespace, *, saved: bool) -> Any:
     """`job`, once its trainer is known not to come from inside --out (nothing in a results folder
     chooses code). A job read from a run's job.toml says, before anything is imported, which code
-    it will run."""
+    it will run (unless --quiet)."""
     from caviar.trainers.registry import refuse_code_from
 
     origin = refuse_code_from(job.trainer, Path(args.out))
-    if saved and origin is not None:
+    if saved and origin is not None and not getattr(args, "quiet", False):
         print(f"caviar: the saved job runs the trainer {job.trainer} from {origin}", file=sys.stderr, flush=True)
     return job
 

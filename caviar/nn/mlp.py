@@ -44,6 +44,7 @@ class MLPTrainer:
         self._x_train, self._y_train = _checked(data.x_train, data.y_train, data.n_classes, "x_train")
         self._x_valid, self._y_valid = _checked(data.x_valid, data.y_valid, data.n_classes, "x_valid")
         # One stream for the initial weights, one for the data order (which `reshuffle` replaces).
+        self.config.check_size(self._x_train.shape[1], int(data.n_classes))   # before allocating anything
         self.network = Network(self._x_train.shape[1], self.config, int(data.n_classes), _generator(seed, 0))
         self._order = _generator(seed, 1)
         self._moments = {slot: np.zeros_like(self.network.params) for slot in SLOTS[self.config.optimizer]}

@@ -109,11 +109,9 @@ def acquire(run_dir: str | Path, kind: str) -> Path:
 
 def _open_and_lock(path: Path, run_dir: str | Path) -> int:
     """An open descriptor of `path`, exclusively locked; ValueError naming the holder if it is taken."""
-    try:
-        # O_NOFOLLOW: a link planted at the lock's name is refused, never written through.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        raise ValueError(f"name: cannot open the run's lock {path} ({exc.strerror})") from None
+    # O_NOFOLLOW: a link planted at the lock's name is refused (ELOOP), never written through. An
+    # OSError goes up as it is, naming the path (the command line tells it as "--out: PATH: problem").
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -133,8 +133,6 @@ def test_an_out_through_a_read_only_folder_is_named_as_out(tmp_path, capsys, com
         assert one_line(err, f"caviar {command}", f"--out: {read_only / 'results'}: {os.strerror(30)}")
 
 
-@pytest.mark.xfail(strict=True, reason="caviar.store.lock turns the OSError of opening the lock into "
-                                       "ValueError('name: cannot open the run's lock ...'): let it through")
 def test_an_out_that_is_a_read_only_folder_is_named_as_out(tmp_path, capsys):
     job = write_job(tmp_path, "job", DIGITS)
     with tmpfs(tmp_path / "ro", "64k", read_only=True) as read_only:

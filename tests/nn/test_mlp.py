@@ -365,3 +365,16 @@ def test_a_last_batch_of_one_row_is_skipped_under_batch_norm_only():
 def test_evaluate_an_empty_split_gives_nan(data):
     result = MLPTrainer({}, data, seed=0).evaluate(data.x_test, data.y_test)
     assert math.isnan(result["loss"]) and math.isnan(result["accuracy"])
+
+
+def test_a_network_too_large_for_its_data_is_refused_before_anything_is_allocated():
+    """The job's widths alone can pass (the inputs are known only with the data); the trainer counts
+    the whole network before it builds one."""
+    import caviar.nn.config as nn_config
+
+    wide = np.zeros((4, 20_000), dtype=np.float32)
+    labels = np.array([0, 1, 0, 1])
+    data = Dataset(wide, labels, wide[:2], labels[:2], wide[:0], labels[:0], 2, "wide")
+    width = nn_config.MAX_WEIGHTS // 20_000 + 1
+    with pytest.raises(ValueError, match="hidden_layers: .* with 20,000 inputs and 2 classes make"):
+        MLPTrainer({"hidden_layers": [width]}, data, seed=0)
