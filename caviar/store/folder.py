@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -18,8 +19,9 @@ from typing import Mapping
 import pyarrow as pa
 
 from caviar.store.atomic import atomic_write
-from caviar.store.layout import covered_parts, holds_results, list_parts
-from caviar.store.vocabulary import CHECKPOINTS, JOB_FILE, TABLES, validate_run_name
+from caviar.store.layout import (QUARANTINE, compaction_folders, covered_parts, folder_kind, holds_results,
+                                 link_refusal, linked_entries, list_parts, read_error, visible_parts)
+from caviar.store.vocabulary import CHECKPOINTS, JOB_FILE, TABLES, RunKind, validate_run_name
 from caviar.store.writer import TableWriter
 
 
@@ -56,9 +58,11 @@ class RunFolder:
             writer.flush()
 
     def compact(self) -> None:
-        """End of run: every table that exists on disk or was written becomes one part."""
+        """End of run: every table that exists on disk or was written becomes one part (ValueError
+        for a table that is a symbolic link)."""
         for name in TABLES:
-            if name in self._writers or (self.path / f"{name}.parquet").is_dir():
+            table = self.path / f"{name}.parquet"
+            if name in self._writers or table.is_dir() or table.is_symlink():
                 self.table(name).compact()
 
     def finished_trial_ids(self) -> set[int]:
@@ -126,25 +130,91 @@ def _writer_alive(tmp_name: str) -> bool:
 
 
 def repair(run: Path) -> None:
-    """Undo what a crash can leave in a run folder: temp files (unless their writer still runs) and
-    parts a compaction covers.
+    """Undo what a crash can leave in a run folder: temp files (unless their writer still runs), the
+    hidden folder of a compaction cut short, and parts a compaction covers; set aside what does not
+    read. Raises ValueError (one line, nothing changed) for what a resume must not go on with.
 
-    A single-file table (`trials.parquet` written by another tool) becomes a folder holding it as
-    its first part, so appends can follow without rewriting it.
+    - A table that is a symbolic link, or holds one a reader would follow: refused.
+    - A part that does not read: in a babysat run, refused (its rows cannot be rebuilt); in a sweep,
+      moved to `.quarantine/<table>/` with one warning line on stderr, and what it held runs again
+      (`caviar.sweep.restore`).
+    - A single-file table (`trials.parquet` written by another tool) becomes a folder holding it as
+      its first part, so appends can follow without rewriting it.
     """
+    run = Path(run)
+    for name in TABLES:
+        for link in linked_entries(run / f"{name}.parquet")[:1]:
+            raise ValueError(f"--resume: {link_refusal(link)}")
+    babysat = folder_kind(run) == RunKind.BABYSIT
+    if babysat:
+        _refuse_unreadable(run)
+    _remove_temp_files(run)
+    for leftover in compaction_folders(run):   # before its swap the new table, after it the old one
+        _remove(leftover)
+    for name in TABLES:
+        _as_folder(run, name)
+    if not babysat:
+        _quarantine_unreadable(run)
+    for name in TABLES:
+        if (run / f"{name}.parquet").is_dir():
+            for part in covered_parts(list_parts(run / f"{name}.parquet")):
+                part.path.unlink(missing_ok=True)
+
+
+def _remove_temp_files(run: Path) -> None:
+    """Temp files a dead writer left in the run folder, its tables and its checkpoints; never
+    through a link out of the folder."""
     for folder in (run, run / CHECKPOINTS, *(run / f"{t}.parquet" for t in TABLES)):
-        if folder.is_dir():
+        if folder.is_dir() and (folder == run or not folder.is_symlink()):
             for entry in os.scandir(folder):
                 if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file() \
                         and not _writer_alive(entry.name):
                     os.unlink(entry.path)
+
+
+def _remove(path: Path) -> None:
+    """Delete a leftover folder (a link or file of that name too, never what a link points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _as_folder(run: Path, name: str) -> None:
+    """A single-file table becomes a folder holding it as its first part (a crash mid-way finished)."""
+    table, staging = run / f"{name}.parquet", run / f".{name}.parquet.convert"
+    if table.is_file():
+        staging.mkdir(exist_ok=True)
+        os.replace(table, staging / "part-000000.parquet")
+    if staging.is_dir() and not table.exists():
+        os.replace(staging, table)   # the folder appears with its part in one rename
+
+
+def _refuse_unreadable(run: Path) -> None:
+    """ValueError naming the first part of a babysat run that does not read."""
     for name in TABLES:
-        table, staging = run / f"{name}.parquet", run / f".{name}.parquet.convert"
-        if table.is_file():
-            staging.mkdir(exist_ok=True)
-            os.replace(table, staging / "part-000000.parquet")
-        if staging.is_dir() and not table.exists():
-            os.replace(staging, table)   # the folder appears with its part in one rename
-        if table.is_dir():
-            for part in covered_parts(list_parts(table)):
-                part.path.unlink(missing_ok=True)
+        for path in visible_parts(run / f"{name}.parquet"):
+            why = read_error(path)
+            if why is not None:
+                raise ValueError(f"--resume: {why}; a babysat run cannot rebuild its rows: "
+                                 "start it over with --overwrite")
+
+
+def _quarantine_unreadable(run: Path) -> None:
+    """Move a sweep's parts that do not read to `.quarantine/<table>/` (hidden: no reader opens it),
+    one warning line each. Parts a quarantined compacted part covered are read again, so look again."""
+    while True:
+        found = [(name, path, why) for name in TABLES for path in visible_parts(run / f"{name}.parquet")
+                 if (why := read_error(path)) is not None]
+        if not found:
+            return
+        for name, path, why in found:
+            aside = run / QUARANTINE / name / path.name
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            for n in range(1, 1000):
+                if not aside.exists():
+                    break
+                aside = aside.with_name(f"{path.name}.{n}")
+            os.replace(path, aside)
+            print(f"caviar: warning: {why}; moved to {aside}, and what it held runs again", file=sys.stderr,
+                  flush=True)

@@ -8,6 +8,12 @@ A table is `OUT/NAME/<table>.parquet`: one file, or a folder of part files `part
 (compacted: `part-<first>-<last>.parquet`, which covers the parts in that range; a covered part
 still on disk is a leftover of an interrupted compaction and is never read). Names starting with "."
 are temporary files and are never read either. Nothing here writes.
+
+Nothing inside a run folder is followed out of it: a part file that is a symbolic link is never
+listed (`linked_entries` names such links, for the readers' warnings and a resume's refusal), and a
+table that is itself a link has no parts here. A compaction builds its table in a hidden sibling
+folder `.<table>.parquet.compact-<hex>` and swaps the two (`compaction_folders`); a part that does not
+read is set aside in `.quarantine/<table>/` by a sweep's resume. Hidden, both are never read.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pyarrow as pa
 from caviar.store.vocabulary import CHECKPOINTS, COLUMNS, JOB_FILE, TABLES, RunKind
 
 _PART = re.compile(r"part-(\d+)(?:-(\d+))?\.parquet")
+QUARANTINE = ".quarantine"      # OUT/NAME/.quarantine/<table>/<file>: parts that did not read
 
 
 # ----------------------------------------------------------------------------- the folder format
@@ -38,7 +45,7 @@ def list_parts(folder: Path) -> list[Part]:
     parts = []
     for entry in os.scandir(folder):
         match = _PART.fullmatch(entry.name)
-        if match:
+        if match and entry.is_file(follow_symlinks=False):   # never a link out of the folder
             lo = int(match[1])
             parts.append(Part(lo, int(match[2] or lo), Path(entry.path)))
     return sorted(parts)
@@ -55,6 +62,8 @@ def visible_parts(table_path: Path) -> list[Path]:
     """The files that hold a table, each row exactly once: `table_path` itself when it is one file,
     else its uncovered parts in sequence order, then any other .parquet file in it (pandas reads those too)."""
     table_path = Path(table_path)
+    if table_path.is_symlink():
+        return []        # a table somewhere else: readers refuse it, see `linked_entries`
     if table_path.is_file():
         return [table_path]
     if not table_path.is_dir():
@@ -62,8 +71,52 @@ def visible_parts(table_path: Path) -> list[Path]:
     parts = list_parts(table_path)
     hidden = set(covered_parts(parts))
     foreign = sorted(Path(e.path) for e in os.scandir(table_path) if e.name.endswith(".parquet")
-                     and not e.name.startswith((".", "_")) and not _PART.fullmatch(e.name))
+                     and not e.name.startswith((".", "_")) and not _PART.fullmatch(e.name)
+                     and e.is_file(follow_symlinks=False))
     return [p.path for p in parts if p not in hidden] + foreign
+
+
+def linked_entries(table_path: Path) -> list[Path]:
+    """The symbolic links a reader of the table would follow out of the run folder: `table_path`
+    itself when it is one, else the entries of its folder that are links and not hidden (names
+    starting with "." or "_", which no reader opens)."""
+    table_path = Path(table_path)
+    if table_path.is_symlink():
+        return [table_path]
+    if not table_path.is_dir():
+        return []
+    return sorted(Path(e.path) for e in os.scandir(table_path)
+                  if e.is_symlink() and not e.name.startswith((".", "_")))
+
+
+def link_refusal(path: Path) -> str:
+    """What a refused link is told: one line naming it."""
+    return (f"{path} is a symbolic link: caviar follows no link out of a run folder "
+            "(put the files themselves there, or remove the link)")
+
+
+def read_error(path: Path) -> str | None:
+    """Why the part file `path` does not read, in one line naming it; None when every row reads."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.ParquetFile(path).read()
+    except (OSError, pa.ArrowException) as exc:
+        return unreadable(path, exc)
+    return None
+
+
+def unreadable(path: Path, exc: BaseException) -> str:
+    """One line naming a part file that does not read, and why."""
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{path}: the part file does not read ({why[:200]})"
+
+
+def compaction_folders(run: Path) -> list[Path]:
+    """The hidden folders a compaction builds its tables in, beside them: a leftover of a crash
+    (before the swap it holds the new merged part, after it the old parts), never read."""
+    names = tuple(f".{t}.parquet.compact-" for t in TABLES)
+    return sorted(Path(e.path) for e in os.scandir(run) if e.name.startswith(names)) if Path(run).is_dir() else []
 
 
 def column_order(table: str, names: Iterable[str]) -> list[str]:
@@ -85,10 +138,11 @@ def is_run(path: Path) -> bool:
 
 
 def holds_results(run: Path) -> bool:
-    """Whether a run folder has anything worth refusing to overwrite: a table part or a checkpoint."""
+    """Whether a run folder has anything worth refusing to overwrite: a table part or a checkpoint
+    (or a link where a table or a part would be: only --resume, which refuses it, or --overwrite)."""
     for name in TABLES:
         table = run / f"{name}.parquet"
-        if table.is_file() or (table.is_dir() and visible_parts(table)):
+        if table.is_file() or (table.is_dir() and visible_parts(table)) or linked_entries(table):
             return True
     ckpt = run / CHECKPOINTS
     return ckpt.is_dir() and any(e.name.endswith(".npz") and not e.name.startswith(".")

@@ -2,6 +2,12 @@
 
 Reading never writes and never runs code: a crashed run is read as it is (`open_run(resume=True)`
 repairs it), and job.toml is read as data. The folder format is `caviar.store.layout`.
+
+Reading never follows a symbolic link out of the run folder. A part file that is a link is skipped
+with a warning, as a part that does not read is: the rest of the table is the run's own. A table
+that is a link is refused (ValueError): none of it is the run's own, and an empty table in its place
+would tell the user the run has no trials. `load_all`, which reads every run of a folder, skips such
+a run with a warning rather than refuse the others.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from caviar.store.layout import column_order, folder_kind, is_run, visible_parts
+from caviar.store.layout import column_order, folder_kind, is_run, link_refusal, linked_entries, visible_parts
 from caviar.store.vocabulary import COLUMNS, JOB_FILE, RENAMED, TABLES, RunKind
 
 __all__ = ["Run", "load", "load_all", "read_table", "to_frame"]
@@ -30,8 +36,13 @@ def read_table(table_path: Path, columns: list[str] | None = None) -> pa.Table |
 
     A part that vanishes while it is read (a running compaction merged it) means the folder changed:
     it is listed again. A part that does not read (damaged after it was written; caviar's own writes
-    are atomic) is skipped with a warning rather than losing the whole run.
+    are atomic) is skipped with a warning rather than losing the whole run, and so is a part that is
+    a symbolic link. Raises ValueError when the table itself is a link.
     """
+    for link in linked_entries(table_path):
+        if link == Path(table_path):
+            raise ValueError(link_refusal(link))
+        warnings.warn(f"{link_refusal(link)}; skipped", RuntimeWarning, stacklevel=2)
     for _ in range(5):
         tables, changed = [], False
         for path in visible_parts(table_path):
@@ -131,6 +142,10 @@ def load_all(results_dir: str | Path = "results") -> pd.DataFrame:
         raise ValueError(f"results: no results folder at {results_dir}")
     tables = []
     for run in sorted(p for p in results_dir.iterdir() if not p.name.startswith(".") and is_run(p)):
+        if (run / "trials.parquet").is_symlink():
+            warnings.warn(f"{link_refusal(run / 'trials.parquet')}; run {run.name!r} skipped", RuntimeWarning,
+                          stacklevel=2)
+            continue
         table = read_table(run / "trials.parquet")
         if table is not None:
             table = table.select(column_order("trials", table.column_names))

@@ -2,16 +2,33 @@
 
 Every part is written whole to a hidden temp file in its own folder and moved into place with
 `os.replace`, so nobody (reader or SIGKILL) ever sees half a part. `TableWriter.flush()` adds one part
-and never touches the others, so its cost does not grow with the run. `compact()` merges the parts
-into `part-<first>-<last>.parquet`, named for the range of parts it covers, and only then deletes
-them: a crash in between leaves parts the merged one covers, which readers ignore and a resume
-deletes (`caviar.store.layout`).
+and never touches the others, so its cost does not grow with the run.
+
+`compact()` merges the parts into `part-<first>-<last>.parquet`, named for the range of parts it
+covers. It builds the new table folder beside the old one, hidden (`.<table>.parquet.compact-<hex>`:
+the merged part, and hard links to any other file of the table), then swaps the two folders in one
+atomic step (Linux `renameat2(RENAME_EXCHANGE)`) and deletes the old one, now under the hidden name.
+Any reader, caviar's or not (pandas, pyarrow, Polars, DuckDB), sees the old parts or the merged one,
+never both; a crash leaves a hidden folder that a resume deletes (`caviar.store.folder.repair`).
+Where the swap cannot be made (another OS, an old kernel, a file system without it), the merged
+part is moved into the table folder before the parts it covers are deleted: a crash in between
+leaves parts the merged one covers, which caviar's readers ignore and a resume deletes
+(`caviar.store.layout`).
+
+Nothing is written or read through a symbolic link: a table that is one is refused, a part that is
+one is never listed.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import math
+import os
+import secrets
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -19,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from caviar.store.atomic import atomic_write
-from caviar.store.layout import column_order, covered_parts, list_parts, visible_parts
+from caviar.store.atomic import atomic_write, fsync_dir
+from caviar.store.layout import column_order, covered_parts, link_refusal, list_parts, unreadable, visible_parts
 from caviar.store.vocabulary import COLUMNS, TABLES
 
 # Column types by their Arrow names: plain strings hash in nanoseconds, pa.DataType in a microsecond,
@@ -103,6 +120,66 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
                                  else pa.nulls(table.num_rows, f.type) for f in schema], schema=schema)
 
 
+def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A part file's rows, or ValueError naming the file when it does not read."""
+    try:
+        return pq.ParquetFile(path).read(columns=columns)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(unreadable(path, exc)) from exc
+
+
+# ----------------------------------------------------------------------------- swapping two folders
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_CANNOT = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}   # the kernel or file system
+
+
+def _load_renameat2() -> Any:
+    """glibc's `renameat2`, or None where there is none (another OS, a C library without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the entries `a` and `b` (two folders side by side) in one atomic step: a reader finds
+    one or the other at each name, never neither nor a mix. False, with nothing changed, where the
+    OS, the kernel or the file system cannot; OSError for any other failure."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _CANNOT:
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+def _carry_over(table: Path, staging: Path, replaced: set[str]) -> bool:
+    """Hard-link into `staging` every entry of the folder `table` but the parts the merge replaces
+    (another tool's files, a link, a temp file), so that the swap leaves them where they were.
+    False when one cannot be carried (a folder; a file system without hard links)."""
+    try:
+        for entry in os.scandir(table):
+            if entry.name in replaced:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                return False
+            os.link(entry.path, staging / entry.name, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        return False
+    return True
+
+
 # ----------------------------------------------------------------------------- writing a table
 
 class TableWriter:
@@ -126,6 +203,7 @@ class TableWriter:
                        if v is not None}     # the driver may declare params types up front
         self._schema: dict[str, str] = {}    # running schema (Arrow type names), first-seen order
         self._rows: list[dict[str, Any]] = []      # appended (checked), not yet flushed
+        self._refuse_link()
         parts = list_parts(self.path) if self.path.is_dir() else []
         self._next_seq = max((p.hi for p in parts), default=-1) + 1
         for part in sorted(set(parts) - set(covered_parts(parts)), reverse=True):
@@ -135,6 +213,11 @@ class TableWriter:
                 break
             except (OSError, pa.ArrowInvalid):
                 continue  # an unreadable part: look at the one before
+
+    def _refuse_link(self) -> None:
+        """ValueError when the table is a symbolic link: nothing is read or written through it."""
+        if self.path.is_symlink():
+            raise ValueError(link_refusal(self.path))
 
     @property
     def buffered(self) -> int:
@@ -192,6 +275,7 @@ class TableWriter:
                 schema=schema)
         except (pa.ArrowException, OverflowError) as exc:   # e.g. an int beyond int64; rows are kept
             raise ValueError(f"{self.table}: cannot write the buffered rows ({exc})") from exc
+        self._refuse_link()
         self.path.mkdir(exist_ok=True)
         final = self.path / f"part-{self._next_seq:06d}.parquet"
         atomic_write(final, lambda f: pq.write_table(table, f), fsync=self._fsync)
@@ -204,10 +288,12 @@ class TableWriter:
 
         `keep(table) -> boolean mask` drops the rows it marks False (a repair after a crash: the
         rows of work that is redone); the table is then rewritten even when it is one part.
-        The merged part is in place before any covered part is deleted, so a crash at any point
-        loses nothing; readers ignore covered parts. Returns the table's one part (None: no rows).
+        The new table folder is built aside and swapped in whole (see the module's doc): a crash
+        at any point loses nothing, and every reader reads each row once. Returns the table's one
+        part (None: no rows). A part that does not read is a ValueError naming it; nothing changes.
         """
         self.flush()
+        self._refuse_link()
         if not self.path.is_dir():
             return None
         parts = list_parts(self.path)
@@ -217,7 +303,7 @@ class TableWriter:
                 p.path.unlink(missing_ok=True)
             return live[0].path if live else None
         schema = self.schema
-        table = pa.concat_tables([_conform(pq.ParquetFile(p.path).read(), schema) for p in live])
+        table = pa.concat_tables([_conform(_read_part(p.path), schema) for p in live])
         if keep is not None:
             table = table.filter(keep(table))
         lo, hi = min(p.lo for p in live), max(p.hi for p in live)
@@ -226,18 +312,50 @@ class TableWriter:
             # so a crash before the old part is deleted leaves a covered part, not a same-range twin.
             hi = max(hi, self._next_seq)
         merged = self.path / f"part-{lo:06d}-{hi:06d}.parquet"
-        atomic_write(merged, lambda f: pq.write_table(table, f), fsync=self._fsync)
-        for p in parts:
-            if lo <= p.lo and p.hi <= hi and p.path != merged:
-                p.path.unlink(missing_ok=True)
+        staging = self.path.with_name(f".{self.path.name}.compact-{secrets.token_hex(4)}")
+        staging.mkdir()
+        try:
+            atomic_write(staging / merged.name, lambda f: pq.write_table(table, f), fsync=self._fsync)
+            replaced = [p.path for p in parts if lo <= p.lo and p.hi <= hi]   # all of them, covered ones too
+            if not self._swap(staging, {path.name for path in replaced}):
+                self._merge_in_place(staging / merged.name, merged, replaced)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)   # before the swap the new table, after it the old
         self._next_seq = max(self._next_seq, hi + 1)
         return merged
 
+    def _swap(self, staging: Path, replaced: set[str]) -> bool:
+        """Put the folder `staging` (the merged part) in the table's place in one atomic exchange,
+        once it holds every other file of the table too. False, nothing changed, where it cannot."""
+        if _RENAMEAT2 is None or not _carry_over(self.path, staging, replaced):
+            return False
+        if self._fsync:
+            fsync_dir(staging)      # the links carried over are on disk before the folder is swapped in
+        if not exchange(staging, self.path):
+            return False
+        if self._fsync:
+            fsync_dir(self.path.parent)
+        return True
+
+    def _merge_in_place(self, staged: Path, merged: Path, covered: list[Path]) -> None:
+        """Without a swap: the merged part moves in beside the parts it covers, which are then
+        deleted (a crash in between leaves covered parts, which readers skip and a resume deletes)."""
+        os.replace(staged, merged)
+        if self._fsync:
+            fsync_dir(self.path)
+        for path in covered:
+            if path != merged:
+                path.unlink(missing_ok=True)
+
     def column(self, name: str) -> list[Any]:
         """Every value of column `name`: on disk (each row once) and buffered. Reads only that column."""
+        self._refuse_link()
         values: list[Any] = []
         for path in visible_parts(self.path):
-            pf = pq.ParquetFile(path)
-            if name in pf.schema_arrow.names:
-                values += pf.read(columns=[name]).column(name).to_pylist()
+            try:
+                names = pq.read_schema(path).names
+            except (OSError, pa.ArrowException) as exc:
+                raise ValueError(unreadable(path, exc)) from exc
+            if name in names:
+                values += _read_part(path, [name]).column(name).to_pylist()
         return values + [row[name] for row in self._rows if name in row]

@@ -4,6 +4,11 @@ The sampler is told every finished trial's score (coarse-to-fine rounds are fixe
 scheduler sees again what each trial scored at its milestones (an ASHA sweep that resumes prunes as
 hard as one that never stopped), and epoch rows of trials without a trial row (a kill between the
 two tables' flushes) are dropped: those trials run again.
+
+A part file that does not read was set aside by the resume's repair (`caviar.store.folder.repair`,
+into `.quarantine/`): trials whose row it held have none now, and run again. When it held epoch rows,
+every trial whose epochs on disk no longer number its `epochs` loses its row too, and runs again,
+so that its epochs are regenerated.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from caviar.search.samplers import Sampler
 from caviar.search.schedulers import Scheduler
+from caviar.store.layout import QUARANTINE
 from caviar.store.ranking import best_trial
 from caviar.store.vocabulary import PARAM_PREFIX, STATUSES
 
@@ -34,9 +40,12 @@ def restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str) -> Re
     from caviar.store.reader import load
 
     saved = load(run.path)
-    trials = saved.trials
+    trials, epochs = saved.trials, saved.epochs
+    incomplete = _incomplete_trials(run.path, trials, epochs)
+    if incomplete:
+        _drop_trials(run, incomplete)
+        trials = trials[~trials["trial_id"].isin(incomplete)]
     done = Restored(finished={int(t) for t in trials["trial_id"]})
-    epochs = saved.epochs
     if not epochs.empty:
         unfinished = ~epochs["trial_id"].isin(done.finished)
         if unfinished.any():
@@ -59,10 +68,15 @@ def restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str) -> Re
 
 def check_growth(run_dir: Path, n_trials: int) -> None:
     """A resumed sweep can grow but not shrink: refused (before anything is written) when the run
-    already has a trial id at or beyond `n_trials`. Reads only the trial_id column."""
+    already has a trial id at or beyond `n_trials`. Reads only the trial_id column; a part that does
+    not read is skipped quietly here: the resume's repair names it and sets it aside."""
+    import warnings
+
     from caviar.store.reader import read_table
 
-    table = read_table(Path(run_dir) / "trials.parquet", columns=["trial_id"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = read_table(Path(run_dir) / "trials.parquet", columns=["trial_id"])
     largest = max((int(t) for t in table.column("trial_id").to_pylist() if t is not None), default=-1) \
         if table is not None and "trial_id" in table.column_names else -1
     if largest >= n_trials:
@@ -91,3 +105,25 @@ def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:
 
     kept = pa.array(sorted(finished), type=pa.int64())
     run.table("epochs").compact(keep=lambda table: pc.is_in(table["trial_id"], value_set=kept))
+
+
+def _incomplete_trials(run_dir: Path, trials: Any, epochs: Any) -> set[int]:
+    """Trials whose epoch rows on disk do not number their `epochs`, once a part of the epochs table
+    was set aside (it did not read); none otherwise."""
+    quarantined = Path(run_dir) / QUARANTINE / "epochs"
+    if trials.empty or "epochs" not in trials.columns or not quarantined.is_dir() or not any(quarantined.iterdir()):
+        return set()
+    import pandas as pd
+
+    have = epochs["trial_id"].value_counts().to_dict() if not epochs.empty else {}
+    return {int(t) for t, n in zip(trials["trial_id"], trials["epochs"])
+            if not pd.isna(n) and int(n) != have.get(t, 0)}
+
+
+def _drop_trials(run: Any, trial_ids: set[int]) -> None:
+    """Remove the rows of `trial_ids` from the trials table: those trials run again."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    dropped = pa.array(sorted(trial_ids), type=pa.int64())
+    run.table("trials").compact(keep=lambda table: pc.invert(pc.is_in(table["trial_id"], value_set=dropped)))

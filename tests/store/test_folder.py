@@ -288,3 +288,32 @@ def test_a_converted_table_takes_new_rows_as_new_parts_on_resume(tmp_path):
     events.append([{"epoch": 3, "event": "rollback", "base_learning_rate": 0.05, "score": 0.4, "detail": ""}])
     assert events.flush().name == "part-000001.parquet"
     assert load(resumed.path).events.event.tolist() == ["improved", "plateau", "rollback"]
+
+
+# ----------------------------------------------------------------------------- repair: parts that do not read
+
+def test_a_corrupt_compacted_part_is_set_aside_and_the_parts_it_covered_are_read_again(tmp_path, capfd):
+    run = open_run(tmp_path, "sweep", JOB)
+    trials = run.path / "trials.parquet"
+    for seq in range(3):
+        write_part(trials / f"part-{seq:06d}.parquet", trial_id=[seq], status=["completed"])
+    merged = trials / "part-000000-000002.parquet"      # a compaction cut short, then the disk damaged it
+    merged.write_bytes(b"PAR1 damaged")
+    repair(run.path)
+    err = capfd.readouterr().err
+    assert err.startswith(f"caviar: warning: {merged}: the part file does not read (") and err.count("\n") == 1
+    assert names(trials) == [f"part-00000{seq}.parquet" for seq in range(3)]
+    assert (run.path / ".quarantine" / "trials" / merged.name).read_bytes() == b"PAR1 damaged"
+    assert load(run.path).trials.trial_id.tolist() == [0, 1, 2]
+
+
+def test_a_part_set_aside_under_a_name_already_set_aside_keeps_both(tmp_path, capfd):
+    run = open_run(tmp_path, "sweep", JOB)
+    part = run.path / "epochs.parquet" / "part-000000.parquet"
+    for damage in (b"PAR1 first", b"PAR1 second"):
+        write_part(part, trial_id=[0], epoch=[1]).write_bytes(damage)
+        repair(run.path)
+    aside = run.path / ".quarantine" / "epochs"
+    assert {p.name: p.read_bytes() for p in aside.iterdir()} == {"part-000000.parquet": b"PAR1 first",
+                                                                 "part-000000.parquet.1": b"PAR1 second"}
+    assert capfd.readouterr().err.count("caviar: warning: ") == 2 and names(run.path / "epochs.parquet") == []

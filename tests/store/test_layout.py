@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from caviar.store.layout import (Part, column_order, covered_parts, folder_kind, holds_results, is_run,
-                                 list_parts, visible_parts)
+from caviar.store.layout import (Part, column_order, compaction_folders, covered_parts, folder_kind, holds_results,
+                                 is_run, linked_entries, list_parts, read_error, visible_parts)
 from caviar.store.vocabulary import RunKind
 
 
@@ -116,6 +116,53 @@ def test_pandas_reads_the_same_rows_once_the_covered_parts_are_gone(interrupted)
         part.path.unlink()
     (interrupted / "notes.txt").unlink()             # not caviar's: pandas would try to read it
     assert sorted(pd.read_parquet(interrupted).trial_id) == sorted(read_rows(interrupted))
+
+
+def test_a_part_that_is_a_link_is_never_listed_and_linked_entries_names_it(interrupted, tmp_path):
+    theirs = write_part(tmp_path / "elsewhere" / "theirs.parquet", [500])
+    (interrupted / "part-000009.parquet").symlink_to(theirs)
+    (interrupted / "more.parquet").symlink_to(theirs)
+    (interrupted / ".hidden-link.parquet").symlink_to(theirs)        # no reader opens it: not named
+    (interrupted / "part-000010.parquet").mkdir()                    # a folder is not a part either
+    assert 500 not in read_rows(interrupted) and 9 not in [p.lo for p in list_parts(interrupted)]
+    assert linked_entries(interrupted) == [interrupted / "more.parquet", interrupted / "part-000009.parquet"]
+
+
+def test_a_table_that_is_a_link_has_no_parts_and_is_its_own_linked_entry(tmp_path):
+    elsewhere = write_part(tmp_path / "elsewhere" / "part-000000.parquet", [1]).parent
+    for target in (elsewhere, elsewhere / "part-000000.parquet"):
+        link = tmp_path / "run" / "trials.parquet"
+        link.parent.mkdir(exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+        assert visible_parts(link) == [] and linked_entries(link) == [link]
+    assert linked_entries(tmp_path / "run" / "epochs.parquet") == []
+
+
+def test_a_link_where_a_table_or_a_part_would_be_is_held_as_results(tmp_path):
+    elsewhere = write_part(tmp_path / "elsewhere" / "part-000000.parquet", [1]).parent
+    for link, target in (("trials.parquet", elsewhere), ("epochs.parquet/part-000000.parquet", elsewhere / "x")):
+        run = tmp_path / link.replace("/", "-")
+        (run / link).parent.mkdir(parents=True, exist_ok=True)
+        (run / link).symlink_to(target)        # dangling or not: a --overwrite or --resume decides
+        assert holds_results(run)
+
+
+def test_compaction_folders_are_the_hidden_siblings_a_compaction_builds(tmp_path):
+    for name in (".trials.parquet.compact-0a1b", ".epochs.parquet.compact-ff", ".trials.parquet.convert",
+                 "trials.parquet", ".other.compact-00"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in compaction_folders(tmp_path)] == [".epochs.parquet.compact-ff",
+                                                              ".trials.parquet.compact-0a1b"]
+    assert compaction_folders(tmp_path / "missing") == []
+
+
+def test_read_error_names_a_part_that_does_not_read_on_one_line(tmp_path):
+    good = write_part(tmp_path / "part-000000.parquet", list(range(100)))
+    bad = tmp_path / "part-000001.parquet"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert read_error(good) is None
+    assert read_error(bad).startswith(f"{bad}: the part file does not read (") and "\n" not in read_error(bad)
 
 
 def test_a_single_file_table_is_its_own_only_part_and_a_missing_one_has_none(tmp_path):

@@ -194,3 +194,15 @@ def test_events_of_an_older_run_read_their_base_rate_under_todays_name(tmp_path)
     events = load(run).events
     assert events.columns.tolist() == ["epoch", "event", "base_learning_rate", "score", "detail"]
     assert events["base_learning_rate"].tolist() == [0.5]
+
+
+def test_load_reads_past_what_a_crash_or_a_resume_set_aside(tmp_path):
+    run = write_sweep(tmp_path, "aside")
+    aside = run.path / ".trials.parquet.compact-0a0b0c0d"          # a compaction killed before its swap
+    aside.mkdir()
+    pq.write_table(pq.read_table(run.path / "trials.parquet"), aside / "part-000000-000002.parquet")
+    (run.path / ".quarantine" / "trials").mkdir(parents=True)      # a part a resume set aside
+    (run.path / ".quarantine" / "trials" / "part-000007.parquet").write_bytes(b"PAR1 damaged")
+    assert load(run.path).trials.trial_id.tolist() == [0, 1, 2]
+    assert load_all(tmp_path)["trial_id"].tolist() == [0, 1, 2]
+    assert sorted(pd.read_parquet(run.path / "trials.parquet").trial_id) == [0, 1, 2]

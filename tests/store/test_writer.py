@@ -17,6 +17,7 @@ import pytest
 
 from caviar.store.folder import RunFolder, open_run
 from caviar.store.reader import load
+from caviar.store.writer import TableWriter, exchange
 from tests.support import snapshot
 
 JOB = 'name = "sweep"\n[search]\ntrials = 8\n'
@@ -36,6 +37,15 @@ def trial_row(i: int, *, failed: bool = False) -> dict:
 
 def parts(run: RunFolder, table: str = "trials") -> list[str]:
     return sorted(p.name for p in (run.path / f"{table}.parquet").iterdir())
+
+
+def three_parts(tmp_path: Path) -> tuple[RunFolder, TableWriter]:
+    """A sweep whose trials table holds trials 0, 1 and 2, one part each."""
+    run = open_run(tmp_path, "sweep", JOB)
+    for i in range(3):
+        run.table("trials").append([trial_row(i)])
+        run.table("trials").flush()
+    return run, run.table("trials")
 
 
 # ----------------------------------------------------------------------------- opening a run
@@ -184,11 +194,7 @@ def test_flush_adds_one_part_and_never_rewrites_the_others(tmp_path):
 
 
 def test_pandas_reads_a_crashed_run_whose_parts_share_columns(tmp_path):
-    run = open_run(tmp_path, "sweep", JOB)
-    trials = run.table("trials")
-    for i in range(3):
-        trials.append([trial_row(i)])
-        trials.flush()
+    run, trials = three_parts(tmp_path)
     (trials.path / ".part-000003.parquet.999-abc123.tmp").write_bytes(b"PAR1 half a file")  # the kill
     frame = pd.read_parquet(trials.path)
     assert frame.trial_id.tolist() == [0, 1, 2] and frame.trial_id.dtype == "int64"
@@ -239,14 +245,41 @@ def test_an_interrupted_compaction_is_read_once_and_repaired_on_resume(tmp_path)
     assert load(run.path).trials.trial_id.tolist() == list(range(7))
 
 
+def test_exchange_swaps_two_real_folders_in_one_step(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "x").write_text("in a")
+    if not exchange(tmp_path / "a", tmp_path / "b"):
+        pytest.skip("this OS or file system cannot swap two folders: compaction merges in place")
+    assert (tmp_path / "b" / "x").read_text() == "in a" and list((tmp_path / "a").iterdir()) == []
+    with pytest.raises(FileNotFoundError):
+        exchange(tmp_path / "a", tmp_path / "missing")
+
+
+def test_compaction_swaps_in_a_new_folder_or_merges_in_place_and_keeps_every_other_file(tmp_path):
+    run, trials = three_parts(tmp_path)
+    pq.write_table(pa.table({"trial_id": pa.array([99], pa.int64())}), trials.path / "extra.parquet")  # another tool's
+    extra, folder = (trials.path / "extra.parquet").stat().st_ino, trials.path.stat().st_ino
+    assert trials.compact().name == "part-000000-000002.parquet" and parts(run)[0] == "extra.parquet"
+    assert (trials.path / "extra.parquet").stat().st_ino == extra       # the same file, linked over
+    swapped = trials.path.stat().st_ino != folder
+    (trials.path / "notes").mkdir()              # a folder cannot be linked over: this one merges in place
+    trials.append([trial_row(3)])
+    folder = trials.path.stat().st_ino
+    assert trials.compact().name == "part-000000-000003.parquet" and trials.path.stat().st_ino == folder
+    assert parts(run) == ["extra.parquet", "notes", "part-000000-000003.parquet"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["job.toml", "trials.parquet"]   # nothing left aside
+    assert load(run.path).trials.trial_id.tolist() == [0, 1, 2, 3, 99]
+    trials.append([trial_row(4)])
+    assert trials.flush().name == "part-000004.parquet"
+    if not swapped:                              # only where the OS or the file system cannot swap folders
+        (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+        assert not exchange(tmp_path / "a", tmp_path / "b")
+
+
 # ----------------------------------------------------------------------------- resume
 
 def test_resume_keeps_everything_repairs_temp_files_and_continues(tmp_path):
-    run = open_run(tmp_path, "sweep", JOB)
-    trials = run.table("trials")
-    for i in range(3):
-        trials.append([trial_row(i)])
-        trials.flush()
+    run, trials = three_parts(tmp_path)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()           # the pid of a killed writer
     (trials.path / f".part-000003.parquet.{dead}-0a0b0c.tmp").write_bytes(b"half")
