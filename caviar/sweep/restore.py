@@ -22,7 +22,7 @@ from caviar.search.samplers import Sampler
 from caviar.search.schedulers import Scheduler
 from caviar.store.layout import QUARANTINE
 from caviar.store.ranking import best_trial
-from caviar.store.vocabulary import PARAM_PREFIX, STATUSES
+from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Status
 
 
 @dataclass
@@ -51,7 +51,7 @@ def restore(run: Any, sampler: Sampler, scheduler: Scheduler, metric: str) -> Re
         if unfinished.any():
             _drop_unfinished_epochs(run, done.finished)
         epochs = epochs[~unfinished]
-    _replay_milestones(epochs, scheduler, metric)
+    _replay_milestones(epochs, scheduler, metric, _failed_at(trials))
     if trials.empty:
         return done
     trials = trials.drop_duplicates("trial_id", keep="last")
@@ -84,14 +84,26 @@ def check_growth(run_dir: Path, n_trials: int) -> None:
                          f"can grow but not shrink (got {n_trials})")
 
 
-def _replay_milestones(epochs: Any, scheduler: Scheduler, metric: str) -> None:
-    """Record each finished trial's best-so-far score at every milestone it passed."""
+def _failed_at(trials: Any) -> dict[int, int]:
+    """Failed trial -> the last epoch it reported. A trial fails on the epoch it reports (a non-finite
+    metric, an error after the row was sent), before the scheduler is asked about that epoch."""
+    if trials.empty or "status" not in trials or "epochs" not in trials:
+        return {}
+    failed = trials[trials["status"] == Status.FAILED.value]
+    return {int(t): int(e) for t, e in zip(failed["trial_id"], failed["epochs"]) if e is not None and e == e}
+
+
+def _replay_milestones(epochs: Any, scheduler: Scheduler, metric: str, failed_at: dict[int, int]) -> None:
+    """Record each finished trial's best-so-far score at every milestone the live sweep asked the
+    scheduler about: each one it passed, but not the epoch a failed trial failed on."""
     if not scheduler.milestones or epochs.empty or metric not in epochs.columns:
         return
     sign = scheduler.mode.sign
     epochs = epochs.sort_values(["trial_id", "epoch"])
     best_so_far = (sign * epochs[metric]).groupby(epochs["trial_id"]).cummax() * sign
-    at_milestones = epochs["epoch"].isin(scheduler.milestones) & best_so_far.notna()
+    last_failed = epochs["trial_id"].map(failed_at)
+    at_milestones = epochs["epoch"].isin(scheduler.milestones) & best_so_far.notna() & \
+        ~(epochs["epoch"] == last_failed).fillna(False).astype(bool)
     for trial_id, epoch, score in zip(epochs["trial_id"][at_milestones], epochs["epoch"][at_milestones],
                                       best_so_far[at_milestones]):
         scheduler.should_continue(int(trial_id), int(epoch), float(score))
