@@ -38,7 +38,9 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            # "local": a Ray of this sweep's own. Without it, ray.init joins any Ray already running
+            # on the machine (another user's, another session's test cluster) and trains there.
+            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         cause = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ValueError(f"--address: cannot join the Ray cluster at {address or 'a new local Ray'}: {cause}") from None

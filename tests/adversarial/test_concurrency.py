@@ -50,3 +50,4 @@ def test_two_overwriting_babysits_started_together_leave_each_epoch_once(tmp_pat
         run = caviar.load(out / "twice")
         assert run.epochs["epoch"].tolist() == list(range(1, 13)), delays
         assert run.events["event"].tolist().count("final") == 1
+
