@@ -78,7 +78,10 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
     from caviar.config.job import load_job
 
     def saved(name: str) -> Path:
-        return Path(args.out) / name / JOB_FILE
+        path = Path(args.out) / name / JOB_FILE
+        if path.is_symlink():   # a run's files are its own: a link is never read through
+            raise ValueError(f"--resume: {path} is a symbolic link; a run folder's files must be its own")
+        return path
 
     if resume and args.name is not None:
         validate_run_name(args.name, "--name")

@@ -122,6 +122,8 @@ def load(path: str | Path) -> Run:
         raise ValueError(f"run: {path} is not a caviar run (no {JOB_FILE} and no trials, epochs or "
                          "events table)")
     job: dict[str, Any] = {}
+    if (path / JOB_FILE).is_symlink():   # a run's files are its own: a link is never read through
+        raise ValueError(f"run: {path / JOB_FILE} is a symbolic link; a run folder's files must be its own")
     if (path / JOB_FILE).is_file():
         try:
             job = tomllib.loads((path / JOB_FILE).read_text())

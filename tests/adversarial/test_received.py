@@ -41,3 +41,17 @@ def test_a_saved_job_says_which_code_it_will_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "the saved job runs the trainer tests.toys:ToyTrainer from " in done.stderr
     assert str(Path(__file__).resolve().parents[1] / "toys.py") in done.stderr
+
+
+def test_a_job_toml_that_links_out_of_the_run_is_never_read_through(tmp_path):
+    import caviar
+
+    out = tmp_path / "results"
+    run = received(out, "tests.toys:ToyTrainer")
+    elsewhere = tmp_path / "elsewhere.toml"
+    (run / "job.toml").rename(elsewhere)
+    (run / "job.toml").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match="job.toml is a symbolic link"):
+        caviar.load(run)
+    done = caviar_run("parallel", "--resume", "--dry-run", "--name", "victim", "--out", out, timeout=120)
+    assert done.returncode == 2 and "job.toml is a symbolic link" in done.stderr
