@@ -2,6 +2,7 @@
 
     command.py     the command: check, lock, train the first epoch, open the folder, loop
     loop.py        Sitter: one step at a time (train, decide, carry out, nudges, persist)
+    ending.py      the end of a run: the best state restored (or the newest readable), the summary
     policy.py      the decision after each epoch, a pure function of the history
     resume.py      where a resume goes on from; rows a kill kept off the disk
     nudges.py      a person's changes while it runs (`caviar nudge`)

@@ -2,9 +2,9 @@
 
 The order matters, because `--overwrite` deletes the old run the moment the folder is opened: the
 names (`--from SWEEP` babysits into SWEEP-babysit, never into the sweep itself), the job against its
-trainer, the data, the folder (`caviar.lifecycle`), the resume point, and the trainer's first epoch
-are all checked first, and any problem ends the command with one line and exit status 2, the old
-run byte for byte as it was.
+trainer, the data, the folder (`caviar.lifecycle`), its checkpoints (no symbolic link), the resume
+point and the best state it goes back to, and the trainer's first epoch are all checked first, and
+any problem ends the command with one line and exit status 2, the old run byte for byte as it was.
 
 Ctrl-C during a babysit stops it at the end of the epoch in progress, with every epoch persisted,
 and prints the command that resumes it (exit status 130); a second Ctrl-C stops at once (the epochs
@@ -24,7 +24,7 @@ from typing import Any, Iterator
 
 from caviar import lifecycle
 from caviar.babysit.loop import Sitter
-from caviar.babysit.resume import resume_point
+from caviar.babysit.resume import refuse_links, resume_point
 from caviar.store.vocabulary import RunKind, validate_run_name
 
 
@@ -49,6 +49,8 @@ def command(args: argparse.Namespace) -> int:
         trainer = check_job(job)   # the sweep's values, through the same checks
     data = job.data.load()
     with lifecycle.locked(request):
+        if not args.overwrite and request.path.is_dir():  # a folder kept as it is: nothing read through a link
+            refuse_links(request.path)
         last = resume_point(request.path) if args.resume else None
         sitter = Sitter(job, trainer, data, lambda line: print(line, flush=True), request.path)
         if last is not None:

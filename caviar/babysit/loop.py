@@ -5,7 +5,8 @@
 policy (`caviar.babysit.policy`) decides; this module carries the decision out, applies a person's nudges
 (`caviar.babysit.nudges`), and writes OUT/NAME/epochs.parquet (one row per epoch: epoch, learning_rate,
 seconds, metrics, decision), events.parquet (epoch, event, learning_rate, score, detail) and
-checkpoints/ (the initial state as epoch 0, the best, the last and a ring of the newest).
+checkpoints/ (the initial state as epoch 0, the best in two copies, the last and a ring of the newest;
+`caviar.store.checkpoints`). The end (`caviar.babysit.ending`) restores the best and compacts.
 
 A fresh run trains its first epoch before the results folder is opened, so a trainer that does not
 report the job's metric (or reports a column the loop writes itself) is refused with nothing on disk
@@ -14,7 +15,10 @@ persist: the checkpoint (holding the policy's counters, the rate, the nudged val
 since the last persist), then those rows, then the nudge files are archived. Rows never reach the
 disk before the checkpoint that holds them, so after a SIGKILL `--resume` restores that checkpoint
 (the trainer's state holds its RNG), replays the later epochs exactly, and writes back any of its
-rows the kill kept off disk, once.
+rows the kill kept off disk, once. (One exception: a trainer that fails inside an epoch leaves the
+rows of every epoch before it on disk; a resume drops those after its checkpoint and trains them
+again.) A resume reads the best state it would go back to before its first epoch; when no copy of
+it reads, the newest checkpoint stands in for it, and the run still ends, saying so.
 
 When a persist is due (`persist_due`): at once when a nudge was applied, the run stops or Ctrl-C
 asked it to; on an improvement when a persist costs less than CHEAP_PERSIST (3%) of an epoch (both
@@ -26,19 +30,20 @@ where a persist costs about as much as an epoch and the improvements wait in mem
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from caviar.babysit import ending
 from caviar.babysit import nudges as channel
+from caviar.babysit.ending import Summary
 from caviar.trainers.check import checked_metrics
-from caviar.babysit.resume import resume_point, write_missing
+from caviar.babysit.resume import best_point, refuse_links, resume_point, write_missing
 from caviar.babysit.policy import Day, Decision, Diverged, Plateau, PolicyState, Rollback, Stop, manual_rollback, step
 
 Snapshot = tuple[int, dict, dict]  # (epoch, trainer state, meta): what one checkpoint holds
@@ -65,27 +70,6 @@ def epoch_metrics(reported: Any, metric: str) -> dict[str, float]:
     return metrics
 
 
-@dataclass
-class Summary:
-    """What a babysat run came to. final: test metrics of the best checkpoint ("test_accuracy", ...)
-    where the data has a test split and the trainer can `evaluate`, else its validation metrics."""
-
-    path: Path
-    metric: str
-    best_epoch: int
-    best_score: float
-    epochs: int
-    rollbacks: int
-    stopped: str
-    final: dict[str, float] = field(default_factory=dict)
-
-    def line(self) -> str:  # "best epoch 11  val_accuracy 0.9833  test_accuracy 0.9611  test_loss 0.1204  (..."
-        final = "".join(f"  {k} {v:.4f}" for k, v in self.final.items() if k != self.metric)
-        return (f"best epoch {self.best_epoch}  {self.metric} {self.best_score:.4f}{final}  ({self.epochs} "
-                f"epochs, {self.rollbacks} rollbacks; stopped: {self.stopped})  results: {self.path}")
-
-
-
 def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None] = print) -> Summary:
     """Babysit `job` into the open run folder `run` (resuming from its last checkpoint if it has one).
 
@@ -94,6 +78,7 @@ def babysit(job: Any, run: Any, *, data: Any = None, echo: Callable[[str], None]
     from caviar.trainers import check_job
 
     sitter = Sitter(job, check_job(job), job.data.load() if data is None else data, echo, run.path)
+    refuse_links(run.path)
     last = resume_point(run.path) if run.resumed else None
     if last is not None:
         sitter.resume(last)
@@ -113,18 +98,6 @@ def starting_rate(trainer: type, config: Mapping[str, Any]) -> float:
         raise ValueError("model.learning_rate: babysit needs the starting learning rate (the trainer "
                          "declares no default for it)")
     return float(full["learning_rate"])
-
-
-def _best(store: Any) -> Any:
-    """The best checkpoint (epoch 0, the initial state, until something improved)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        best = store.load_best()
-    for warning in caught:
-        print(f"caviar babysit: warning: {warning.message}", file=sys.stderr, flush=True)
-    if best is None:
-        raise FileNotFoundError(f"{store.folder}: no best checkpoint reads")
-    return best
 
 
 class Sitter:
@@ -153,8 +126,10 @@ class Sitter:
         self.stopped: str | None = None  # why the run stopped (None while it runs)
         self.rows: dict[str, list[dict]] = {"epochs": [], "events": []}  # rows since the last persist
         self.handled: list[tuple[Path, bool]] = []  # nudge files applied (or refused) since then
-        self.best: Snapshot | None = None  # the best snapshot while it is newer than the disk's best.npz
-        self.best_saved = True
+        self.best: Snapshot | None = None  # the best snapshot (what a rollback and the end go back to)
+        self.best_saved = True  # whether best.npz holds it
+        self.best_lost = ""  # why `best` is a stand-in (no copy of the best checkpoint read on resume)
+        self.nudges_blocked = False  # said once: a nudges folder is a link, so none is read
         self.persisted, self.persists = 0.0, 0  # seconds spent persisting, persists done by this process
         self.since = time.perf_counter()  # when the last persist ended
         self.trained, self.timed = 0.0, 0  # seconds of training, epochs trained by this process
@@ -186,12 +161,18 @@ class Sitter:
                       "score; report train_loss to have a blow-up caught before the score shows it")
 
     def resume(self, last: Any) -> None:
-        """Go on from checkpoint `last` (its trainer state, counters, rate and nudged values)."""
+        """Go on from checkpoint `last` (its trainer state, counters, rate and nudged values), the best
+        state it goes back to read first (`best_point`): known before any epoch trains."""
+        best, self.best_lost = best_point(self.path, last)
+        kept = {k: v.copy() for k, v in best.state.items()} if best is last else best.state  # not the trainer's
+        self.best = (int(best.meta["epoch"]), kept, best.meta)
         state, meta = last
         self.trainer.load_state_dict(state)
         self.epoch, self.lr = int(meta["epoch"]), float(meta["learning_rate"])
         self.policy = PolicyState.from_dict(meta["policy"])
         self.nudged, self.stopped = dict(meta.get("nudged", {})), meta.get("stopped")
+        # as the run had them (a trainer whose state holds no hyperparameters would start from the job's)
+        self.trainer.set_hyperparameters(learning_rate=self.lr, **self.nudged)
         if self.stopped == "epochs" and self.epoch < self.spec.epochs:
             self.stopped = None  # a finished run given more epochs goes on
         self.resumed_from = last
@@ -221,7 +202,8 @@ class Sitter:
 
     def run_until_stopped(self) -> bool:
         """Train until the policy, a nudge or the budget stops the run (True), or Ctrl-C set
-        `interrupted` (False: the state at this epoch boundary is persisted)."""
+        `interrupted` (False: the state at this epoch boundary is persisted). A trainer that fails
+        (raises, or reports no dict) leaves every epoch before it on disk (`_keep_what_trained`)."""
         while self.stopped is None and not self.interrupted:
             self.step()
         if self.stopped is None and (self.saved_epoch != self.epoch or self.handled):
@@ -229,8 +211,24 @@ class Sitter:
         return self.stopped is not None
 
     def step(self) -> None:
-        metrics, seconds = self._train()
+        try:
+            metrics, seconds = self._train()
+        except Exception:
+            self._keep_what_trained()
+            raise
         self._judge(metrics, seconds)
+
+    def _keep_what_trained(self) -> None:
+        """The trainer failed inside an epoch, its state past the last epoch boundary: write the rows
+        of every epoch before it, with the newest state on hand (the best, when it is newer than the
+        disk) as the checkpoint. A resume goes on from the newest checkpoint, training the epochs
+        after it again (their rows are dropped first, then written again, the same). A failure to
+        write here leaves the trainer's error the one reported."""
+        with contextlib.suppress(OSError, ValueError):
+            if not self.best_saved and self.best is not None:
+                self._persist(self.best)
+            else:
+                self._write_rows()
 
     def _train(self) -> tuple[dict[str, float], float]:
         """One epoch: its checked metrics and its seconds."""
@@ -258,7 +256,7 @@ class Sitter:
         if decision.improved or due:
             snapshot = self._snapshot(metrics)
             if decision.improved:
-                self.best, self.best_saved = snapshot, False
+                self.best, self.best_saved, self.best_lost = snapshot, False, ""
             if due:
                 self._persist(snapshot)
         self.echo(line)
@@ -276,7 +274,8 @@ class Sitter:
     def _restore_best(self) -> None:
         """Back to the best state with a fresh data order (the same order again would lead the same
         way), keeping the person's nudged values; the caller sets the learning rate."""
-        self.trainer.load_state_dict(self.best[1] if self.best is not None else _best(self.store).state)
+        assert self.best is not None, "begin() or resume() keeps a best state"
+        self.trainer.load_state_dict(self.best[1])
         if self.nudged:
             self.trainer.set_hyperparameters(**self.nudged)
         if hasattr(self.trainer, "reshuffle"):  # seeded by (seed, epoch): a resume replays the same order
@@ -284,6 +283,11 @@ class Sitter:
 
     def _take_nudges(self, score: float) -> bool:
         """Apply the nudges waiting at this epoch boundary, oldest first; True if there were any."""
+        blocked = channel.blocked(self.run.path)
+        if blocked is not None and not self.nudges_blocked:
+            print(f"caviar babysit: warning: {blocked} is a symbolic link (or not a folder): no nudge is read "
+                  "or moved through it; remove it to nudge this run", file=sys.stderr, flush=True)
+        self.nudges_blocked = blocked is not None
         paths = channel.pending(self.run.path)
         for path in paths:
             try:
@@ -321,6 +325,13 @@ class Sitter:
             self.store.save(*self.best, best=True)
         self.store.save(*snapshot, best=not self.best_saved and self.best is not None and self.best[0] == snapshot[0])
         self.best_saved = True
+        self._write_rows()
+        self.saved_epoch = snapshot[0]
+        self.since = time.perf_counter()
+        self.persisted, self.persists = self.persisted + self.since - started, self.persists + 1
+
+    def _write_rows(self) -> None:
+        """The rows since the last persist, then the nudge files they record moved out of the queue."""
         for name, rows in self.rows.items():
             if rows:
                 self.run.table(name).append(rows)
@@ -328,9 +339,6 @@ class Sitter:
         for path, refused in self.handled:
             channel.archive(path, refused=refused)
         self.rows, self.handled = {"epochs": [], "events": []}, []
-        self.saved_epoch = snapshot[0]
-        self.since = time.perf_counter()
-        self.persisted, self.persists = self.persisted + self.since - started, self.persists + 1
 
     def _event(self, event: str, score: float | None, detail: str) -> None:
         self.rows["events"].append({"epoch": self.epoch, "event": event, "base_learning_rate": self.lr,
@@ -349,25 +357,5 @@ class Sitter:
     # -- the end --
 
     def finish(self) -> Summary:
-        """Restore the best checkpoint, evaluate it, record and compact."""
-        state, meta = _best(self.store)
-        best_epoch = int(meta["epoch"])
-        self.trainer.load_state_dict(state)
-        best_score = math.nan if self.policy.best_score is None else self.policy.best_score
-        if self.data.x_test.shape[0] and hasattr(self.trainer, "evaluate"):
-            tested = self.trainer.evaluate(self.data.x_test, self.data.y_test)
-            final = {f"test_{k}": float(v) for k, v in tested.items()}
-        else:
-            final = {k: float(v) for k, v in meta.get("metrics", {}).items() if k.startswith("val_")}
-        detail = f"best epoch {best_epoch} restored; " + ", ".join(f"{k} {v:.4f}" for k, v in final.items())
-        self._event("final", best_score, detail)
-        if self.run.resumed:  # a resumed run that had already stopped may have written them before
-            write_missing(self.run, self.rows)
-        else:  # a fresh run persisted every row when it stopped: only these are new
-            for name, rows in self.rows.items():
-                if rows:
-                    self.run.table(name).append(rows)
-        self.rows = {"epochs": [], "events": []}
-        self.run.compact()
-        return Summary(self.run.path, self.metric, best_epoch, best_score, self.epoch, self.policy.rollbacks,
-                       self.stopped or "", final)
+        """Restore the best state (or say why not), evaluate it, record and compact (`caviar.babysit.ending`)."""
+        return ending.finish(self)

@@ -9,11 +9,17 @@ data only — keys and TOML values — and nothing in it is ever executed.
 Files: OUT/NAME/nudges/<time_ns>-<pid>-<random>.json: {"set": {key: value}, "rollback": bool,
 "stop": bool, "sent": unix seconds}, written whole (temp file, then a rename). Whether a babysit is
 alive is the run lock's answer (`caviar.store.lock.holder`).
+
+Nothing crosses a symbolic link: while nudges/, nudges/applied or nudges/refused is a link (or not
+a folder: `blocked`), nothing is sent, read or moved; a nudge file that is a link is refused unread,
+and moved (the link itself) to nudges/refused/.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import math
 import os
@@ -101,9 +107,23 @@ def validate_changes(changes: Mapping[str, Any], model: Mapping[str, Any]) -> No
         trainer.check_config({**{k: v for k, v in model.items() if k != "trainer"}, **changes})
 
 
-def send(run_dir: str | Path, nudge: Nudge) -> Path:
-    """Write `nudge` into the run's nudges/ folder, whole (temp file + os.replace); returns its path."""
+def blocked(run_dir: str | Path) -> Path | None:
+    """The first of nudges/, nudges/applied/, nudges/refused/ that is a symbolic link or not a folder
+    (None: the channel is safe to use). While one is, no nudge is sent, read or moved."""
     folder = Path(run_dir) / NUDGES_DIR
+    for path in (folder, folder / APPLIED_DIR, folder / REFUSED_DIR):
+        if path.is_symlink() or (path.exists() and not path.is_dir()):
+            return path
+    return None
+
+
+def send(run_dir: str | Path, nudge: Nudge) -> Path:
+    """Write `nudge` into the run's nudges/ folder, whole (temp file + os.replace); returns its path.
+    Raises ValueError, naming it, when a nudges folder is a symbolic link (or not a folder)."""
+    folder = Path(run_dir) / NUDGES_DIR
+    bad = blocked(run_dir)
+    if bad is not None:
+        raise ValueError(f"nudge: {bad} is {_what(bad)}; nudges never go through one (remove it)")
     folder.mkdir(parents=True, exist_ok=True)
     # Names sort in sending order: nanosecond clock first, then pid and randomness to stay unique.
     name = f"{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(4)}.json"
@@ -111,20 +131,32 @@ def send(run_dir: str | Path, nudge: Nudge) -> Path:
     return atomic_write_bytes(folder / name, json.dumps(body, allow_nan=False).encode())
 
 
+def _what(path: Path) -> str:
+    return "a symbolic link" if path.is_symlink() else "not a folder"
+
+
 def pending(run_dir: str | Path) -> list[Path]:
-    """The nudge files waiting in the run's nudges/ folder, in the order they were sent."""
+    """The nudge files waiting in the run's nudges/ folder, in the order they were sent; none while
+    the channel is `blocked`. A file that is a symbolic link is listed (never followed): `read`
+    refuses it."""
     folder = Path(run_dir) / NUDGES_DIR
-    if not folder.is_dir():
+    if not folder.is_dir() or blocked(run_dir) is not None:
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix == ".json" and not p.name.startswith(".") and p.is_file())
+    return sorted(Path(e.path) for e in os.scandir(folder) if e.name.endswith(".json") and not e.name.startswith(".")
+                  and (e.is_symlink() or e.is_file(follow_symlinks=False)))
 
 
 def read(path: str | Path) -> Nudge:
-    """The nudge in one file. Raises ValueError when it is not a well-formed nudge."""
+    """The nudge in one file. Raises ValueError when it is not a well-formed nudge, or is a link."""
     path = Path(path)
     try:
-        body = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+            body = json.loads(f.read())
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ValueError(f"nudge {path.name}: a symbolic link, not read") from None
+        raise ValueError(f"nudge {path.name}: unreadable ({exc})") from None
+    except ValueError as exc:
         raise ValueError(f"nudge {path.name}: unreadable ({exc})") from None
     if not isinstance(body, dict) or not isinstance(body.get("set", {}), dict):
         raise ValueError(f"nudge {path.name}: expected an object with a 'set' table")
@@ -137,15 +169,33 @@ def read(path: str | Path) -> Nudge:
     return Nudge(changes=changes, rollback=rollback, stop=stop, name=path.name)
 
 
-def archive(path: str | Path, *, refused: bool = False) -> None:
-    """Move a handled nudge file to nudges/applied/ (or nudges/refused/)."""
+def archive(path: str | Path, *, refused: bool = False) -> bool:
+    """Move a handled nudge file to nudges/applied/ (or nudges/refused/); True once it is out of the
+    queue. Both folders are opened without following links: when one is a link (or not a folder)
+    the file stays where it is (False), and `pending` lists nothing while that lasts."""
     path = Path(path)
-    folder = path.parent / (REFUSED_DIR if refused else APPLIED_DIR)
-    folder.mkdir(exist_ok=True)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
     try:
-        os.replace(path, folder / path.name)
-    except FileNotFoundError:
-        pass  # already moved (a resumed loop handling it a second time)
+        queue = os.open(path.parent, flags)
+    except OSError:
+        return False
+    try:
+        sub = REFUSED_DIR if refused else APPLIED_DIR
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(sub, dir_fd=queue)
+        try:
+            into = os.open(sub, flags, dir_fd=queue)
+        except OSError:
+            return False
+        try:
+            os.replace(path.name, path.name, src_dir_fd=queue, dst_dir_fd=into)
+        except FileNotFoundError:
+            pass  # already moved (a resumed loop handling it a second time)
+        finally:
+            os.close(into)
+        return True
+    finally:
+        os.close(queue)
 
 
 # --- the command ----------------------------------------------------------------------------------

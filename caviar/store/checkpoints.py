@@ -4,11 +4,15 @@ A checkpoint is one .npz: the trainer's state (plain arrays) plus `__meta__`, a 
 holding JSON (hyperparameters, epoch, the babysitter's counters). Data only: written with
 `allow_pickle=False` and read with `np.load(allow_pickle=False)`, so opening a checkpoint can never
 run code. Each file is written to a hidden temp file in its folder, fsynced, then moved into place
-with `os.replace`: a crash leaves the old file or the new one, never half of one.
+with `os.replace`: a crash (or a full disk) leaves the old file or the new one, never half of one.
+
+Nothing is read or written through a symbolic link: a linked checkpoint file reads as corrupt (it
+is never opened), and a store whose folder is a link refuses to work (ValueError).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -27,6 +31,7 @@ __all__ = ["Checkpoint", "CheckpointStore", "CorruptCheckpoint", "CorruptCheckpo
 
 META_KEY = "__meta__"
 _EPOCH = re.compile(r"epoch-(\d+)\.npz")
+_BEST = re.compile(r"best-(\d+)\.npz")
 
 
 class CorruptCheckpoint(ValueError):
@@ -34,7 +39,11 @@ class CorruptCheckpoint(ValueError):
 
 
 class CorruptCheckpointWarning(UserWarning):
-    """A store skipped a corrupt checkpoint and used an older one."""
+    """A store skipped corrupt checkpoints (`.paths`) and used another one, or found none."""
+
+    def __init__(self, message: str, paths: tuple[Path, ...] = ()) -> None:
+        super().__init__(message)
+        self.paths = paths
 
 
 def _arrays(state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -86,6 +95,16 @@ def save_checkpoint(path: str | Path, state: Mapping[str, np.ndarray], meta: Map
     return path
 
 
+def _open_unlinked(path: Path) -> Any:
+    """`path` open for reading, never through a symbolic link (CorruptCheckpoint: it is one)."""
+    try:
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorruptCheckpoint(f"checkpoint {path}: a symbolic link (never followed)") from None
+        raise
+
+
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """`(state, meta)` from a checkpoint, exactly as saved (dtypes, shapes, values).
 
@@ -93,13 +112,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
+        with _open_unlinked(path) as f:
             npz = np.load(f, allow_pickle=False)
             if not isinstance(npz, np.lib.npyio.NpzFile):
                 raise ValueError("a single .npy array, not an .npz archive")
             with npz:
                 arrays = {key: npz[key] for key in npz.files}   # reads (and CRC-checks) every member
-    except FileNotFoundError:
+    except (FileNotFoundError, CorruptCheckpoint):
         raise
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, AttributeError) as exc:
         raise CorruptCheckpoint(f"checkpoint {path}: does not read ({exc})") from exc
@@ -137,9 +156,15 @@ class Checkpoint(tuple):
 class CheckpointStore:
     """The checkpoints of one babysat run, in `folder`:
 
-    `epoch-000012.npz` for each of the last `keep` epochs saved, `last.npz` (the newest) and
-    `best.npz` (the newest saved with best=True). best and last are hard links to the epoch file
-    when the file system allows (a copy otherwise), so saving writes the state once.
+    - `epoch-000012.npz` for each of the last `keep` epochs saved (the ring);
+    - `last.npz`, the newest: a hard link to its epoch file (a copy where links are not allowed);
+    - `best.npz`, the newest saved with best=True: a copy of its own, not a link, so that damage to
+      one file never takes every copy of the best;
+    - `best-000012.npz`, a hard link to the best's epoch file that outlives the ring's pruning: the
+      best's other copy, whose name says the best's epoch.
+
+    Saving thus writes the state once, plus one copy of it when it is the best. A corrupt best.npz
+    falls back to best-NNNNNN.npz; a corrupt last.npz to the ring and the best's copies, newest first.
     """
 
     def __init__(self, folder: str | Path, keep: int = 3, *, fsync: bool = True) -> None:
@@ -152,23 +177,44 @@ class CheckpointStore:
     def path(self, epoch: int) -> Path:
         return self.folder / f"epoch-{epoch:06d}.npz"
 
+    def best_path(self, epoch: int) -> Path:
+        """The best's own copy, named for its epoch."""
+        return self.folder / f"best-{epoch:06d}.npz"
+
     def epochs(self) -> list[int]:
         """The epochs in the ring, oldest first."""
+        return self._numbered(_EPOCH)
+
+    def best_epochs(self) -> list[int]:
+        """The epochs of the best's copies, oldest first (one, but for a crash in the middle of a save)."""
+        return self._numbered(_BEST)
+
+    def _numbered(self, pattern: re.Pattern) -> list[int]:
+        self.check_folder()
         if not self.folder.is_dir():
             return []
-        return sorted(int(m[1]) for e in os.scandir(self.folder) if (m := _EPOCH.fullmatch(e.name)))
+        return sorted(int(m[1]) for e in os.scandir(self.folder) if (m := pattern.fullmatch(e.name)))
+
+    def check_folder(self) -> None:
+        """Raise ValueError when the folder is a symbolic link: never read or written through one."""
+        if self.folder.is_symlink():
+            raise ValueError(f"checkpoints: {self.folder} is a symbolic link; a run's checkpoints are never "
+                             "read or written through one (remove it)")
 
     def save(self, epoch: int, state: Mapping[str, np.ndarray], meta: Mapping[str, Any], *,
              best: bool) -> Path:
-        """Checkpoint `epoch`: the epoch file, then best.npz (if `best`), then last.npz.
+        """Checkpoint `epoch`: the epoch file, then (if `best`) best.npz and best-EPOCH.npz, then last.npz.
 
-        Epoch files numbered above `epoch` belong to a branch a rollback abandoned and are removed,
-        as are all but the newest `keep`.
+        Only then is anything removed: epoch files numbered above `epoch` (a branch a rollback
+        abandoned) and all but the newest `keep`, and the copies of an older best. A failure on the way
+        (a full disk) leaves every file that was there whole, and the best with both its copies.
         """
+        self.check_folder()
         self.folder.mkdir(parents=True, exist_ok=True)
         path = save_checkpoint(self.path(epoch), state, meta, fsync=self._fsync)
         if best:
-            self._link(path, self.folder / "best.npz")
+            self._copy(path, self.folder / "best.npz")
+            self._link(path, self.best_path(epoch))
         self._link(path, self.folder / "last.npz")
         if self._fsync:
             fsync_dir(self.folder)
@@ -177,7 +223,26 @@ class CheckpointStore:
         for e in ring:
             if e not in kept:
                 self.path(e).unlink(missing_ok=True)
+        bests = self.best_epochs()
+        for e in bests:
+            if e != (epoch if best else bests[-1]):
+                self.best_path(e).unlink(missing_ok=True)
         return path
+
+    def _copy(self, source: Path, final: Path) -> None:
+        """`final` as a file of its own holding `source`'s bytes, atomically (the folder is fsynced
+        once, by `save`)."""
+        tmp = temp_path(final)
+        try:
+            with open(source, "rb") as f, open(tmp, "wb") as out:
+                shutil.copyfileobj(f, out)
+                if self._fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def _link(self, source: Path, final: Path) -> None:
         tmp = temp_path(final)
@@ -192,37 +257,44 @@ class CheckpointStore:
             raise
 
     def load_last(self) -> Checkpoint | None:
-        """The newest checkpoint; when last.npz is missing or corrupt, the newest readable epoch file."""
-        ring = [self.path(e) for e in reversed(self.epochs())]
-        return self._first_readable(self.folder / "last.npz", ring)
+        """The newest checkpoint; when last.npz is missing or corrupt, the newest readable epoch file or
+        copy of the best (an older state is a resume point too: its later epochs are trained again)."""
+        ring, bests = self.epochs(), self.best_epochs()[-1:]   # best.npz: the copy of the newest best-*
+        if ring and bests and bests[0] > ring[-1]:
+            bests = []       # a best from a branch a rollback (or a resume from an older checkpoint) left
+        found = [(e, 2, self.path(e)) for e in ring] + [(e, 1, self.folder / "best.npz") for e in bests]
+        found += [(e, 0, self.best_path(e)) for e in bests]
+        return self._first_readable(self.folder / "last.npz", [path for *_, path in sorted(found, reverse=True)])
 
     def load_best(self) -> Checkpoint | None:
-        """best.npz; when it is corrupt, the newest readable epoch file older than it. None when no
-        best was saved, or when it is corrupt and the ring has moved past its epoch."""
-        best = self.folder / "best.npz"
-        if not best.exists():
+        """best.npz; when it is missing or corrupt, the best's other copy (best-EPOCH.npz). Never
+        another epoch: None when no best was saved or no copy of it reads."""
+        pinned = [self.best_path(e) for e in reversed(self.best_epochs())]
+        if not os.path.lexists(self.folder / "best.npz") and not pinned:
             return None
-        ring = [self.path(e) for e in reversed(self.epochs())]
-        # best is a hard link to its epoch file while the ring holds it: the shared inode names its
-        # epoch (modification times do not: damaging a file in place updates them)
-        same = [i for i, p in enumerate(ring) if p.exists() and os.path.samefile(p, best)]
-        return self._first_readable(best, ring[same[0]:] if same else [])
+        return self._first_readable(self.folder / "best.npz", pinned)
+
+    def load_epoch(self, epoch: int) -> Checkpoint | None:
+        """The checkpoint of `epoch`, from the best's copy or the ring; None when neither reads."""
+        return self._first_readable(self.best_path(epoch), [self.path(epoch)])
 
     def _first_readable(self, wanted: Path, fallbacks: list[Path]) -> Checkpoint | None:
         """The first of `wanted`, *fallbacks that reads; one warning names every corrupt one skipped."""
-        skipped: list[str] = []
+        self.check_folder()
+        skipped: list[Path] = []
         found = None
         for path in [wanted, *fallbacks]:
             try:
-                found = Checkpoint(*load_checkpoint(path), path, tuple(Path(s) for s in skipped))
+                found = Checkpoint(*load_checkpoint(path), path, tuple(skipped))
                 break
             except FileNotFoundError:
                 continue
             except CorruptCheckpoint:
-                if str(path) not in skipped:
-                    skipped.append(str(path))
+                if path not in skipped:
+                    skipped.append(path)
         if skipped:
             outcome = f"using {found.path}" if found is not None else "no older checkpoint reads"
-            warnings.warn(f"corrupt checkpoint {', '.join(skipped)} (truncated or damaged): {outcome}",
-                          CorruptCheckpointWarning, stacklevel=3)
+            warnings.warn(CorruptCheckpointWarning(
+                f"corrupt checkpoint {', '.join(map(str, skipped))} (truncated or damaged): {outcome}",
+                tuple(skipped)), stacklevel=3)
         return found

@@ -14,7 +14,7 @@ import pytest
 
 from caviar.babysit import loop as babysit_module
 from caviar.store import reader as results_io
-from caviar.store.checkpoints import CheckpointStore
+from caviar.store.checkpoints import CheckpointStore, load_checkpoint
 from caviar.config.job import Job, parse_job
 from caviar.store.folder import open_run
 from tests.support import DIGITS, STEADY, caviar_start, parquet_table, run_babysit, wait_for_epoch, write_job
@@ -193,16 +193,20 @@ def test_a_truncated_last_checkpoint_falls_back_to_the_one_before(tmp_path, caps
     before, _ = comparable(run)
     ring = sorted((run / "checkpoints").glob("epoch-*.npz"))
     assert ring[-1].name == "epoch-000008.npz" and len(ring) >= 2  # at least the initial state too
-    previous = int(ring[-2].stem.split("-")[1])
-    last = run / "checkpoints" / "last.npz"
-    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn write (also its epoch file)
+    # every copy of epoch 8 torn (last.npz and its epoch file are one file; the best's own copy too,
+    # when epoch 8 is the best): the newest state left is the ring's one before, or the best's copy
+    epochs = {p: int(load_checkpoint(p)[1]["epoch"]) for p in (run / "checkpoints").glob("*.npz")}
+    for path in [p for p, epoch in epochs.items() if epoch == 8]:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    previous = max(e for e in epochs.values() if e < 8)
     capsys.readouterr()
 
-    # resume, and give it 4 more epochs: it must go on from the checkpoint before, not from epoch 8
+    # resume, and give it 4 more epochs: it must go on from that state, not from the torn one
     assert run_babysit(job, tmp_path / "out", "--resume", "--set", "babysit.epochs=12") == 0
     captured = capsys.readouterr()
     warning = [line for line in captured.err.splitlines() if "corrupt checkpoint" in line]
-    assert len(warning) == 1 and warning[0].endswith(f"using {ring[-2]}")
+    assert len(warning) == 1
+    assert epochs[Path(warning[0].rpartition("using ")[2])] == previous
     assert f"resuming torn after epoch {previous}" in captured.out
     after, events = comparable(run)
     assert list(after["epoch"]) == list(range(1, 13))
@@ -228,3 +232,17 @@ def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
     after = comparable(run)
     pd.testing.assert_frame_equal(after[0], before[0])
     pd.testing.assert_frame_equal(after[1], before[1])
+
+
+def test_a_resume_gives_the_trainer_the_rate_the_run_had(tmp_path):
+    # SteadyTrainer keeps its hyperparameters in its config, not in its state: the loop must set the
+    # rate (and any nudged value) again on resume, or the resumed epochs train with the job's.
+    job = write_job(tmp_path, "nudged", STEADY, model="learning_rate = 0.01", babysit="epochs = 3")
+    queue = tmp_path / "out" / "nudged" / "nudges"
+    queue.mkdir(parents=True)   # a folder with no results yet: the nudge waits for the first boundary
+    (queue / "0001.json").write_text('{"set": {"learning_rate": 0.002}}')
+    assert run_babysit(job, tmp_path / "out") == 0
+    assert run_babysit(job, tmp_path / "out", "--resume", "--set", "babysit.epochs=5") == 0
+    epochs = parquet_table(tmp_path / "out" / "nudged", "epochs")
+    assert list(epochs["learning_rate"]) == [0.01, 0.002, 0.002, 0.002, 0.002]
+

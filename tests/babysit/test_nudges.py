@@ -94,6 +94,37 @@ def test_anything_but_plain_data_in_a_nudge_file_is_refused(tmp_path, body):
         nudge.read(path)
 
 
+@pytest.mark.parametrize("link", ["nudges", "nudges/applied", "nudges/refused"])
+def test_a_linked_nudges_folder_blocks_the_channel(tmp_path, link):
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    waiting = nudge.send(run, nudge.Nudge({"l2": 0.0}))
+    outside.mkdir()
+    if link == "nudges":
+        waiting.rename(outside / waiting.name)
+        (run / "nudges").rmdir()
+    (run / link).symlink_to(outside, target_is_directory=True)
+    assert nudge.blocked(run) == run / link
+    assert nudge.pending(run) == []                                  # nothing is read through it
+    with pytest.raises(ValueError, match=f"{run / link} is a symbolic link"):
+        nudge.send(run, nudge.Nudge({"l2": 0.0}))
+    before = sorted(p.name for p in outside.rglob("*"))
+    assert not nudge.archive(run / "nudges" / waiting.name, refused=link.endswith("refused"))
+    assert sorted(p.name for p in outside.rglob("*")) == before      # nothing moved into it
+
+
+def test_a_nudge_file_that_is_a_link_is_listed_but_never_read(tmp_path):
+    target = tmp_path / "elsewhere.json"
+    target.write_text('{"set": {"l2": 0.5}}')
+    (tmp_path / "nudges").mkdir()
+    link = tmp_path / "nudges" / "0001.json"
+    link.symlink_to(target)
+    assert nudge.pending(tmp_path) == [link]
+    with pytest.raises(ValueError, match="0001.json: a symbolic link, not read"):
+        nudge.read(link)
+    assert nudge.archive(link, refused=True)
+    assert (tmp_path / "nudges" / "refused" / "0001.json").is_symlink() and target.read_text() == '{"set": {"l2": 0.5}}'
+
+
 # --- the command ----------------------------------------------------------------------------------
 
 

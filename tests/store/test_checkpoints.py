@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +111,12 @@ def test_a_missing_checkpoint_is_not_corrupt(tmp_path):
 
 # ----------------------------------------------------------------------------- the store
 
+def truncate(path: Path) -> None:
+    """Damage a file in place: every hard link to it sees the damage."""
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
 def save_epochs(store: CheckpointStore, epochs, best=()) -> None:
     for epoch in epochs:
         store.save(epoch, {"w": np.full(3, float(epoch))}, {"epoch": epoch}, best=epoch in best)
@@ -117,11 +127,27 @@ def test_the_store_keeps_best_last_and_a_ring_of_epochs(tmp_path):
     assert store.load_best() is None and store.load_last() is None and store.epochs() == []
     save_epochs(store, range(1, 8), best={2, 5})
     assert sorted(p.name for p in store.folder.iterdir()) == [
-        "best.npz", "epoch-000005.npz", "epoch-000006.npz", "epoch-000007.npz", "last.npz"]
+        "best-000005.npz", "best.npz", "epoch-000005.npz", "epoch-000006.npz", "epoch-000007.npz", "last.npz"]
     best, last = store.load_best(), store.load_last()
     assert best.meta == {"epoch": 5} and best.path.name == "best.npz" and best.skipped == ()
     state, meta = last                                    # unpacks like load_checkpoint
     assert meta == {"epoch": 7} and state["w"].tolist() == [7.0] * 3
+    assert store.best_epochs() == [5]
+
+
+def test_the_best_has_two_copies_that_share_no_bytes_and_outlive_the_ring(tmp_path):
+    store = CheckpointStore(tmp_path, keep=1)
+    save_epochs(store, range(1, 7), best={2})
+    assert store.epochs() == [6] and store.best_epochs() == [2]   # epoch-000002.npz pruned, its copy kept
+    assert not os.path.samefile(tmp_path / "best.npz", tmp_path / "best-000002.npz")
+    truncate(tmp_path / "best.npz")
+    with pytest.warns(CorruptCheckpointWarning, match="best.npz.*using .*best-000002.npz") as caught:
+        assert store.load_best().meta == {"epoch": 2}
+    assert caught[0].message.paths == (tmp_path / "best.npz",)
+    store = CheckpointStore(tmp_path / "b", keep=3)
+    save_epochs(store, range(1, 4), best={3})
+    truncate(tmp_path / "b" / "epoch-000003.npz")          # in place: last.npz and best-000003.npz with it
+    assert store.load_best().meta == {"epoch": 3} and store.load_best().path.name == "best.npz"
 
 
 def test_saving_after_a_rollback_drops_the_abandoned_epochs(tmp_path):
@@ -130,6 +156,8 @@ def test_saving_after_a_rollback_drops_the_abandoned_epochs(tmp_path):
     save_epochs(store, [4])                               # rolled back to 3, trained epoch 4 again
     assert store.epochs() == [2, 3, 4]
     assert store.load_last().meta == {"epoch": 4} and store.load_best().meta == {"epoch": 3}
+    save_epochs(store, [5], best={5})                     # a new best: the older best's copy goes
+    assert store.best_epochs() == [5] and store.load_epoch(3).meta == {"epoch": 3}
 
 
 def test_a_truncated_last_falls_back_to_the_newest_readable_with_a_warning(tmp_path):
@@ -143,26 +171,35 @@ def test_a_truncated_last_falls_back_to_the_newest_readable_with_a_warning(tmp_p
     assert [p.name for p in found.skipped] == ["last.npz", "epoch-000005.npz"]
 
 
-def test_a_corrupt_best_falls_back_to_an_older_epoch_never_a_newer_one(tmp_path):
+def test_a_corrupt_last_and_ring_fall_back_to_the_best(tmp_path):
+    store = CheckpointStore(tmp_path, keep=1)
+    save_epochs(store, range(1, 5), best={2})
+    truncate(tmp_path / "last.npz")
+    with pytest.warns(CorruptCheckpointWarning, match="using .*best.npz"):
+        assert store.load_last().meta == {"epoch": 2}       # an older state: a resume trains on from it
+    store = CheckpointStore(tmp_path / "b", keep=3)
+    save_epochs(store, range(1, 5), best={3})
+    for name in ("last.npz", "epoch-000003.npz"):         # the ring's 4 and 3 (best-000003.npz with it)
+        truncate(tmp_path / "b" / name)
+    with pytest.warns(CorruptCheckpointWarning, match="using .*best.npz"):
+        assert store.load_last().meta == {"epoch": 3}       # the best's own copy before the ring's older 2
+
+
+def test_a_corrupt_best_never_falls_back_to_another_epoch(tmp_path):
     store = CheckpointStore(tmp_path, keep=4)
     save_epochs(store, range(1, 7), best={4})
-    (tmp_path / "best.npz").unlink()                      # replaced by another file, not damaged in place
-    (tmp_path / "best.npz").write_bytes(b"PK\x03\x04 not a zip any more")
-    with pytest.warns(CorruptCheckpointWarning, match="best.npz"):
-        assert store.load_best() is None            # best's epoch file is no longer the same file
-    store = CheckpointStore(tmp_path / "b", keep=4)
-    save_epochs(store, range(1, 7), best={4})
-    with open(tmp_path / "b" / "best.npz", "r+b") as f:
-        f.truncate(50)
-    with pytest.warns(CorruptCheckpointWarning, match="using .*epoch-000003.npz"):
-        assert store.load_best().meta == {"epoch": 3}
+    for name in ("best.npz", "best-000004.npz"):          # both copies damaged
+        truncate(tmp_path / name)
+    with pytest.warns(CorruptCheckpointWarning, match="best.npz.*best-000004.npz.*no older checkpoint reads"):
+        assert store.load_best() is None
+    assert store.load_epoch(3).meta == {"epoch": 3}       # older epochs are there, but they are not the best
 
 
 def test_nothing_readable_gives_none_with_a_warning(tmp_path):
     store = CheckpointStore(tmp_path, keep=1)
     save_epochs(store, [1], best={1})
-    with open(tmp_path / "epoch-000001.npz", "r+b") as f:
-        f.truncate(10)
+    for path in tmp_path.iterdir():
+        truncate(path)
     with pytest.warns(CorruptCheckpointWarning, match="no older checkpoint reads"):
         assert store.load_last() is None
     with warnings.catch_warnings():
@@ -173,11 +210,64 @@ def test_nothing_readable_gives_none_with_a_warning(tmp_path):
 def test_keep_zero_and_bad_keep(tmp_path):
     store = CheckpointStore(tmp_path, keep=0)
     save_epochs(store, [1, 2], best={1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.npz", "last.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-000001.npz", "best.npz", "last.npz"]
     assert store.load_best().meta == {"epoch": 1} and store.load_last().meta == {"epoch": 2}
     for keep in (-1, 1.5, True):
         with pytest.raises(ValueError, match="keep"):
             CheckpointStore(tmp_path, keep=keep)
+
+
+# ----------------------------------------------------------------------------- links and a full disk
+
+def test_a_linked_checkpoint_file_is_never_followed(tmp_path):
+    outside = tmp_path / "outside.npz"
+    save_checkpoint(outside, {"w": np.ones(2)}, {"epoch": 9})
+    store = CheckpointStore(tmp_path / "checkpoints", keep=2)
+    save_epochs(store, [1, 2], best={1})
+    (store.folder / "last.npz").unlink()
+    (store.folder / "last.npz").symlink_to(outside)
+    with pytest.raises(CorruptCheckpoint, match="symbolic link"):
+        load_checkpoint(store.folder / "last.npz")
+    with pytest.warns(CorruptCheckpointWarning, match="last.npz.*using .*epoch-000002.npz"):
+        assert store.load_last().meta == {"epoch": 2}
+    save_epochs(store, [3])                               # the link is replaced, its target untouched
+    assert not (store.folder / "last.npz").is_symlink() and load_checkpoint(outside)[1] == {"epoch": 9}
+
+
+def test_a_linked_checkpoints_folder_is_refused(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "checkpoints").symlink_to(outside, target_is_directory=True)
+    store = CheckpointStore(tmp_path / "checkpoints")
+    for act in (store.load_last, store.load_best, store.epochs, lambda: save_epochs(store, [1], best={1})):
+        with pytest.raises(ValueError, match="checkpoints: .* is a symbolic link"):
+            act()
+    assert list(outside.iterdir()) == []
+
+
+def test_a_full_disk_leaves_the_last_good_best_and_last_whole(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"needs a real small file system: `mount -t tmpfs` failed ({mounted.stderr.strip()}); run as root")
+    try:
+        store = CheckpointStore(disk / "checkpoints", keep=2)
+        good = {"best": None, "last": None}
+        with pytest.raises(OSError) as full:
+            for epoch in range(1, 100):                   # states that grow: a few saves fill the disk
+                state = {"w": np.full(1000 * epoch, float(epoch))}
+                store.save(epoch, state, {"epoch": epoch}, best=epoch % 3 != 0)
+                good = {"best": epoch if epoch % 3 else good["best"], "last": epoch}
+        assert full.value.errno == errno.ENOSPC and good["last"] >= 2
+        assert [p.name for p in store.folder.iterdir() if p.name.startswith(".")] == []   # no half file
+        assert store.load_best().meta == {"epoch": good["best"]}
+        assert store.load_last().meta == {"epoch": good["last"]}
+        for path in store.folder.iterdir():
+            load_checkpoint(path)
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
 def test_store_files_are_zip_archives_of_npy_members(tmp_path):
