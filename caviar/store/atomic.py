@@ -29,8 +29,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(final: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> Path:
-    """Write `final` through `write(binary_file)` into a temp file, then move it into place."""
+def atomic_write(final: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True,
+                 sync_folder: bool = True) -> Path:
+    """Write `final` through `write(binary_file)` into a temp file, then move it into place.
+
+    fsync: the data and (with `sync_folder`, the default) the rename survive a power cut; a caller
+    writing several files into one folder may sync the folder once itself.
+    """
     final = Path(final)
     tmp = temp_path(final)
     try:
@@ -45,7 +50,7 @@ def atomic_write(final: str | Path, write: Callable[[BinaryIO], object], *, fsyn
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if fsync:
+    if fsync and sync_folder:
         fsync_dir(final.parent)
     return final
 

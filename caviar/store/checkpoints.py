@@ -232,17 +232,8 @@ class CheckpointStore:
     def _copy(self, source: Path, final: Path) -> None:
         """`final` as a file of its own holding `source`'s bytes, atomically (the folder is fsynced
         once, by `save`)."""
-        tmp = temp_path(final)
-        try:
-            with open(source, "rb") as f, open(tmp, "wb") as out:
-                shutil.copyfileobj(f, out)
-                if self._fsync:
-                    out.flush()
-                    os.fsync(out.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with open(source, "rb") as f:
+            atomic_write(final, lambda out: shutil.copyfileobj(f, out), fsync=self._fsync, sync_folder=False)
 
     def _link(self, source: Path, final: Path) -> None:
         tmp = temp_path(final)
