@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
-def temp_path(final: Path) -> Path:
-    """A hidden, unique temp name next to `final`: `.NAME.PID-RANDOM.tmp`."""
-    return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+def temp_path(final: Path, folder: Path | None = None) -> Path:
+    """A hidden, unique temp name for `final`: `.NAME.PID-RANDOM.tmp`, next to it or in `folder`."""
+    return Path(folder or final.parent) / f".{final.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp"
 
 
 def fsync_dir(folder: Path) -> None:
@@ -30,14 +30,17 @@ def fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(final: str | Path, write: Callable[[BinaryIO], object], *, fsync: bool = True,
-                 sync_folder: bool = True) -> Path:
+                 sync_folder: bool = True, temp_dir: Path | None = None) -> Path:
     """Write `final` through `write(binary_file)` into a temp file, then move it into place.
 
     fsync: the data and (with `sync_folder`, the default) the rename survive a power cut; a caller
-    writing several files into one folder may sync the folder once itself.
+    writing several files into one folder may sync the folder once itself. temp_dir: where the temp
+    file is made (default: `final`'s folder); it must be on the same file system, so the move is one
+    rename. A table's parts use the run folder, so that no reader listing a table folder ever meets
+    a file that is not a part.
     """
     final = Path(final)
-    tmp = temp_path(final)
+    tmp = temp_path(final, temp_dir)
     try:
         # O_EXCL | O_NOFOLLOW: a file or link planted at the temp name is never written through.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)

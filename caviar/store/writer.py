@@ -278,7 +278,7 @@ class TableWriter:
         self._refuse_link()
         self.path.mkdir(exist_ok=True)
         final = self.path / f"part-{self._next_seq:06d}.parquet"
-        atomic_write(final, lambda f: pq.write_table(table, f), fsync=self._fsync)
+        atomic_write(final, lambda f: pq.write_table(table, f), fsync=self._fsync, temp_dir=self.path.parent)
         self._next_seq += 1
         self._rows = []
         return final

@@ -390,3 +390,32 @@ def test_a_real_babysit_resume_refuses_a_corrupt_part_without_training(tmp_path,
     said = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(said) == 1 and said[0].startswith(f"caviar babysit: error: --resume: {part}"), said
     assert snapshot(tmp_path / "out" / "panda", folders=True, mtimes=True) == before
+
+
+def test_a_reader_listing_a_table_folder_while_it_grows_only_ever_meets_part_files(tmp_path):
+    """Polars, DuckDB and others list a table folder and read what they find: while a run flushes,
+    its temporary files are made in the run folder, never inside `trials.parquet/`."""
+    import threading
+
+    from caviar.store.folder import open_run
+
+    run = open_run(tmp_path, "watched", 'name = "watched"\n')
+    table, seen, done = run.path / "trials.parquet", set(), threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if table.is_dir():
+                seen.update(entry.name for entry in os.scandir(table))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        writer = run.table("trials")
+        for trial in range(200):
+            writer.append([{"trial_id": trial, "status": "completed", "score": 0.5}])
+            writer.flush()
+    finally:
+        done.set()
+        watcher.join()
+    assert seen and all(name.startswith("part-") and name.endswith(".parquet") for name in seen), \
+        sorted(n for n in seen if not n.startswith("part-"))[:5]
