@@ -69,11 +69,18 @@ def _add_common(parser: argparse.ArgumentParser, *, job: bool) -> None:
                         help="run name, the folder under --out (default: the job's name; babysit --from RUN: RUN-babysit)")
 
 
+def _version() -> str:
+    from caviar import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="caviar",
         description="Hyperparameter tuning: many models in parallel (caviar mode) or one babysat model (panda mode).",
     )
+    parser.add_argument("--version", action="version", version=f"caviar {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     parser.commands = sub.choices
 

@@ -308,3 +308,11 @@ def test_an_error_is_one_line_naming_out_when_it_is_about_out(exc, out, message,
 
 def test_an_error_line_without_an_out_names_no_out():
     assert cli.error_line(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), None) == (os.strerror(errno.ENOSPC), 1)
+
+
+def test_version_prints_the_package_version(capsys):
+    import caviar
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"caviar {caviar.__version__}"

@@ -9,6 +9,7 @@ cluster that cannot be joined costs nothing.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from caviar import lifecycle
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.store.vocabulary import RunKind
 from caviar.sweep.plan import build_sampler, build_scheduler
+
+EXIT_ALL_FAILED = 1   # the sweep ran, and no trial of it trained: not bad input, not a success
 
 
 def command(args: argparse.Namespace) -> int:
@@ -59,9 +62,7 @@ def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, s
     finally:
         if started:
             ray.shutdown()
-    if status == 0:
-        print_summary(run, job)
-    return status
+    return print_summary(run, job) if status == 0 else status
 
 
 def _resume_flags(args: argparse.Namespace) -> tuple[str, ...]:
@@ -104,11 +105,19 @@ def dry_run_table(job: Any, sampler: Sampler) -> str:
     return "\n".join(lines)
 
 
-def print_summary(run: Any, job: Any) -> None:
-    """The top 10 trials and where the results are."""
+def print_summary(run: Any, job: Any) -> int:
+    """The top 10 trials and where the results are; the exit status: 0, or 1 when every trial failed
+    (a script must not take a sweep that learned nothing for a success), with the first error."""
     from caviar.store.reader import load
+    from caviar.store.vocabulary import Status
     from caviar.views.show import leaderboard, scales_of
 
     trials = load(run.path).trials
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
     print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
+    if len(trials) and (trials["status"] == Status.FAILED).all():
+        first = trials.sort_values("trial_id")["error"].iloc[0]
+        print(f"caviar parallel: error: every trial failed; trial {trials['trial_id'].min()}: "
+              f"{' '.join(str(first).split())}", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    return 0

@@ -34,13 +34,16 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
         return False, 0.0
     if address:
         check_reachable(address)
+    # Ray's own start-up chatter (its token-authentication notice, ...) only with CAVIAR_DEBUG=1: the
+    # sweep's first line is caviar's. Ray's errors still show.
+    level = logging.WARNING if os.environ.get("CAVIAR_DEBUG") else logging.ERROR
     try:
         if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address=address, logging_level=level, log_to_driver=False)
         else:
             # "local": a Ray of this sweep's own. Without it, ray.init joins any Ray already running
             # on the machine (another user's, another session's test cluster) and trains there.
-            ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address="local", include_dashboard=False, logging_level=level, log_to_driver=False)
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         cause = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ValueError(f"--address: cannot join the Ray cluster at {address or 'a new local Ray'}: {cause}") from None

@@ -310,3 +310,14 @@ def test_ctrl_c_keeps_the_finished_trials_and_prints_a_resume_that_needs_no_job_
     trials = pd.read_parquet(trials_dir)
     assert sorted(trials.trial_id) == list(range(16))
     assert set(kept.trial_id) <= set(trials.trial_id) and len(pd.read_parquet(out / "sweep" / "epochs.parquet")) == 16 * 10
+
+
+def test_a_sweep_whose_every_trial_failed_exits_1_with_the_first_error(ray_session, tmp_path, capsys):
+    job = write_job(tmp_path, "doomed", TOY_SWEEP, model={"trainer": "tests.toys:FlakyTrainer", "fail": "raise"},
+                    search={"trials": 3})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("caviar parallel: error: every trial failed; trial 0: RuntimeError: boom at epoch 2")
+    one_good = write_job(tmp_path, "mixed", TOY_SWEEP, model={"trainer": "tests.toys:FlakyTrainer"},
+                         search={"trials": 2})
+    assert run_sweep(one_good, tmp_path / "out", ray_session) == 0
