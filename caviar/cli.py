@@ -133,11 +133,22 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     return getattr(importlib.import_module(module_name), function)
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """The command line, flags accepted anywhere after the command's name (`caviar compare A --out
+    DIR B`, `caviar nudge NAME --out DIR learning_rate=0.01`): the command's own parser reads its
+    words intermixed, so positionals may sit on either side of a flag."""
+    args, extra = parser.parse_known_args(argv)
+    command = parser.commands[args.command]   # type: ignore[attr-defined]
+    words = list(argv)
+    rest = words[words.index(args.command) + 1:]
+    ns = command.parse_intermixed_args(rest)   # usage errors told by the command's parser, one line
+    ns.command = args.command
+    return ns
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:   # told by the subcommand's parser, which names it: "caviar parallel: error: ..."
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parse(parser, sys.argv[1:] if argv is None else argv)
     try:
         return int(_handler(args.command)(args) or 0)
     except KeyboardInterrupt:

@@ -316,3 +316,13 @@ def test_version_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--version"])
     assert done.value.code == 0 and capsys.readouterr().out.strip() == f"caviar {caviar.__version__}"
+
+
+def test_flags_go_anywhere_after_the_command(runs, capsys):
+    """`caviar compare A --out DIR B` and `caviar nudge NAME --out DIR key=value` read as meant."""
+    assert cli.main(["compare", "sweep", "--out", str(runs), "panda"]) == 0
+    table = capsys.readouterr().out
+    assert "sweep" in table and "panda" in table
+    assert cli.main(["nudge", "panda", "--out", str(runs), "learning_rate=0.01", "--stop"]) == 2
+    err = capsys.readouterr().err   # understood; refused only because nobody babysits it right now
+    assert "not being babysat" in err and "unrecognized" not in err

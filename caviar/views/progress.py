@@ -57,12 +57,14 @@ class Progress:
         elapsed = time.monotonic() - self.start
         done_now = done - self.already_done
         eta = elapsed / done_now * (self.total - done) if done_now > 0 else math.inf
-        parts = [f"{done}/{self.total} done", f"{running} running", f"{pruned} pruned", f"{failed} failed"]
+        # Counts and time first: a narrow terminal cuts the line's end, and the best configuration
+        # (long with many hyperparameters) is what can go.
+        parts = [f"{done}/{self.total} done", f"{running} running", f"{pruned} pruned", f"{failed} failed",
+                 f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta) if done < self.total else '0:00'}"]
         if best is not None:
             score, trial_id, params = best
             config = " ".join(f"{k}={format_value(v)}" for k, v in params.items())
             parts.append(f"best {self.metric} {score:.4g} (trial {trial_id}{': ' + config if config else ''})")
-        parts.append(f"{format_duration(elapsed)} elapsed, ETA {format_duration(eta) if done < self.total else '0:00'}")
         return " | ".join(parts)
 
     def update(self, done: int, running: int, pruned: int, failed: int, best: tuple | None, *, force: bool = False) -> None:

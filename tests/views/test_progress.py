@@ -47,3 +47,14 @@ def test_in_a_terminal_one_line_is_redrawn_and_a_note_goes_above_it():
     assert text.count("\r\x1b[2K1/4 done") == 2
     assert text.endswith("\n")
     assert text.index("caviar: a message\n") < text.rindex("1/4 done")
+
+
+def test_counts_and_time_come_before_the_best_configuration_so_a_narrow_terminal_keeps_them():
+    import io
+
+    from caviar.views.progress import Progress
+
+    progress = Progress(10, "val_accuracy", stream=io.StringIO(), interactive=False)
+    params = {f"hyperparameter_{i}": 0.000123 * i for i in range(6)}
+    line = progress.line(4, 2, 1, 0, (0.93, 3, params))
+    assert line.index("ETA") < line.index("best") and line.index("elapsed") < 60
