@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="status counts and the best trials of a run (or the epochs of a babysat run)")
     p.add_argument("run", metavar="NAME", help="run name under --out, or a path to a run folder")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many trials (default: 10)")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of tables, for scripts")
     p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
 
     p = sub.add_parser("compare", help="one row per run: best score, trials, compute, epochs to best")

@@ -325,9 +325,36 @@ def show_text(run: Any, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+def show_json(run: Any, top: int = 10) -> dict[str, Any]:
+    """What `show` says, as plain JSON values (NaN as null): the run, its summary (`summary`), and
+    for a sweep its status counts and `top` best trials, for a babysat run its epochs and events."""
+    def plain(value: Any) -> Any:   # every float exactly, missing values as null
+        value = value.item() if isinstance(value, np.generic) else value
+        return None if _missing(value) else value
+
+    def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        return [{k: plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+    info = {k: plain(v) for k, v in summary(run).items()}
+    shown: dict[str, Any] = {"run": run.name, "kind": str(run.kind), "path": str(run.path), "summary": info}
+    if run.kind == RunKind.BABYSIT:
+        shown.update(epochs=records(run.epochs), events=records(run.events))
+    else:
+        shown.update(counts=status_counts(run.trials), top=records(ranked(run.trials, info["mode"]).head(top)))
+    return shown
+
+
 def show_command(args: argparse.Namespace) -> int:
-    """`caviar show NAME [--top N] [--out DIR]`."""
-    print(show_text(load_run(args.run, args.out), args.top))
+    """`caviar show NAME [--top N] [--json] [--out DIR]`."""
+    run = load_run(args.run, args.out)
+    if getattr(args, "json", False):
+        import json
+
+        if args.top < 1:
+            raise ValueError(f"--top: must be at least 1, got {args.top}")
+        print(json.dumps(show_json(run, args.top), default=str))
+    else:
+        print(show_text(run, args.top))
     return 0
 
 

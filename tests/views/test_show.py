@@ -150,3 +150,17 @@ def test_numbers_read_on_their_scale():
     assert lines[1].split() == ["0.900000", "1.00e-06", "0.9000", "1.2", "0.5000"]
     assert lines[3].split() == ["0.999500", "1.00e-02", "0.5000", "300.5", "0.7500"]
     assert lines[2].split()[-1] == "-"
+
+
+def test_show_json_is_one_object_a_script_can_read(runs, capsys):
+    import json
+
+    from caviar import cli
+
+    assert cli.main(["show", "sweep", "--json", "--top", "3", "--out", str(runs)]) == 0
+    sweep = json.loads(capsys.readouterr().out)
+    assert sweep["kind"] == "sweep" and len(sweep["top"]) == 3 and sum(sweep["counts"].values()) == 24
+    assert sweep["top"][0]["score"] == sweep["summary"]["best"] and sweep["summary"]["trials"] == 24
+    assert cli.main(["show", "--json", "panda", "--out", str(runs)]) == 0
+    panda = json.loads(capsys.readouterr().out)
+    assert panda["kind"] == "babysit" and [e["epoch"] for e in panda["epochs"]] == list(range(1, 13))
