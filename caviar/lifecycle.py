@@ -35,6 +35,10 @@ from caviar.store.layout import folder_kind, holds_results
 from caviar.store.vocabulary import JOB_FILE, RunKind, validate_run_name
 
 EXIT_INTERRUPTED = 130
+# What a --resume may change: the budget (more trials, more epochs) and how the work is run; never
+# what a trial is or how it is scored.
+RESUMABLE = frozenset({"search.trials", "search.concurrency", "search.max_retries", "search.trial_timeout",
+                       "babysit.epochs"})
 COMMANDS = {RunKind.SWEEP: "parallel", RunKind.BABYSIT: "babysit"}
 
 # A driver never writes into the other kind's folder, not even with --overwrite: `parallel` and
@@ -86,7 +90,7 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
     if resume and args.name is not None:
         validate_run_name(args.name, "--name")
         if saved(args.name).is_file():
-            return _trusted(load_job(saved(args.name), job_overrides(args)), args, saved=True)
+            return _trusted(_resumed(saved(args.name), job_overrides(args)), args, saved=True)
         if getattr(args, "job", None) is None:   # never resume a run with the default job in its place
             folder = Path(args.out) / args.name
             if not folder.is_dir():
@@ -94,8 +98,36 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
             raise ValueError(f"--resume: {folder} has no {JOB_FILE}; pass the job file it was run with")
     job = load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
     if resume and saved(job.name).is_file():
-        return _trusted(load_job(saved(job.name), job_overrides(args)), args, saved=True)
+        return _trusted(_resumed(saved(job.name), job_overrides(args)), args, saved=True)
     return _trusted(job, args, saved=False)
+
+
+def _resumed(path: Path, overrides: list[str]) -> Any:
+    """The saved job with a resume's --set applied, which may only give the run more budget or
+    change how it is run: a new metric, mode, space, model value or seed would score the trials
+    (epochs) still to come differently from those already done."""
+    from caviar.config.job import load_job
+
+    before, after = load_job(path), load_job(path, overrides)
+    changed = sorted(key for key in _dotted(after.to_raw()).keys() | _dotted(before.to_raw()).keys()
+                     if _dotted(after.to_raw()).get(key) != _dotted(before.to_raw()).get(key))
+    refused = [key for key in changed if key not in RESUMABLE]
+    if refused:
+        raise ValueError(f"--set: {refused[0]} cannot change on --resume (the work already saved was done with "
+                         f"the saved value; a resume may change only {', '.join(sorted(RESUMABLE))}); "
+                         "run it under a new --name instead")
+    return after
+
+
+def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"search.trials": 8, ...}: a job's raw table flattened to its fields."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if isinstance(value, dict) and key in ("data", "model", "space", "search", "babysit") and not prefix:
+            flat.update(_dotted(value, f"{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
 
 
 def _trusted(job: Any, args: argparse.Namespace, *, saved: bool) -> Any:

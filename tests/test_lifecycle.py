@@ -111,9 +111,9 @@ def test_a_resume_by_name_reads_the_saved_job_even_when_the_file_is_gone(tmp_pat
     job = parse_job({"name": "run", "search": {"trials": 5}})
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "job.toml").write_text(job.to_toml())
-    args = argparse.Namespace(out=str(tmp_path), name="run", job=None, set=["search.seed=4"], seed=None)
+    args = argparse.Namespace(out=str(tmp_path), name="run", job=None, set=["search.trials=9"], seed=None)
     resumed = lifecycle.job_for(args, resume=True)
-    assert resumed.search.trials == 5 and resumed.search.seed == 4
+    assert resumed.search.trials == 9 and resumed.search.metric == job.search.metric
     (tmp_path / "bare").mkdir()
     with pytest.raises(ValueError, match="has no job.toml"):
         lifecycle.job_for(argparse.Namespace(out=str(tmp_path), name="bare", job=None, set=[], seed=None),
@@ -163,3 +163,19 @@ def test_a_trainer_without_a_training_loss_is_told_so_not_given_zero(tmp_path, c
     status, printed, _ = caviar_output(capsys, "babysit", job, "--out", tmp_path / "out")
     assert status == 0 and "reports no train_loss" in printed
     assert "train_loss" not in caviar.load(tmp_path / "out" / "noloss").epochs.columns
+
+
+@pytest.mark.parametrize("change", ["search.metric=val_loss", "search.mode=min", "search.seed=4",
+                                    "space.learning_rate={ log_uniform = [1e-3, 1e-1] }", "model.epochs=7",
+                                    "babysit.metric=val_loss"])
+def test_a_resume_refuses_a_change_that_would_score_the_rest_of_the_run_differently(tmp_path, change):
+    """Found in review: a resume with --set search.metric=val_loss mixed accuracy-scored and
+    loss-scored trials in one leaderboard. A resume may grow the budget, not change the question."""
+    from caviar.config.job import parse_job
+
+    job = parse_job({"name": "run", "space": {"learning_rate": {"log_uniform": [1e-4, 1e-1]}}})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "job.toml").write_text(job.to_toml())
+    args = argparse.Namespace(out=str(tmp_path), name="run", job=None, set=[change], seed=None)
+    with pytest.raises(ValueError, match=f"^--set: {change.split('=')[0]} cannot change on --resume"):
+        lifecycle.job_for(args, resume=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from caviar import lifecycle
 from caviar.search.samplers import Sampler, trial_seed
+from caviar.store.layout import holds_results
 from caviar.store.vocabulary import RunKind
 from caviar.sweep.plan import build_sampler, build_scheduler
 
@@ -54,13 +55,18 @@ def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, s
     from caviar.sweep.ray_session import connect_ray
     from caviar.sweep.run import run_sweep
 
-    started, startup = connect_ray(args.address)
+    started = False
     try:
+        started, startup = connect_ray(args.address)
         run = lifecycle.open_folder(request, job)
         status = run_sweep(job, trainer, run, request, sampler, scheduler, data, concurrency=args.concurrency or 0,
                            quiet=bool(args.quiet), startup=startup)
+    except KeyboardInterrupt:   # while Ray starts, the folder opens or the end compacts: the same rule
+        if request.resume or holds_results(request.path):
+            return lifecycle.interrupted(request, "the finished trials are")
+        raise
     finally:
-        if started:
+        if started or ray.is_initialized() and args.address is None:
             ray.shutdown()
     return print_summary(run, job) if status == 0 else status
 

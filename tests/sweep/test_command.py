@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from caviar.cli import main
-from tests.support import (ROOT, TOY_SWEEP, caviar_run, driver_with_rows, run_command, run_sweep, snapshot,
-                           write_job)
+from tests.support import (ROOT, TOY_SWEEP, caviar_run, caviar_start, driver_with_rows, run_command, run_sweep,
+                           snapshot, write_job)
 
 
 def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp_path, capsys):
@@ -321,3 +321,25 @@ def test_a_sweep_whose_every_trial_failed_exits_1_with_the_first_error(ray_sessi
     one_good = write_job(tmp_path, "mixed", TOY_SWEEP, model={"trainer": "tests.toys:FlakyTrainer"},
                          search={"trials": 2})
     assert run_sweep(one_good, tmp_path / "out", ray_session) == 0
+
+
+
+def test_ctrl_c_between_the_lock_and_the_loop_prints_the_resume_command(ray_session, tmp_path, capsys,
+                                                                         monkeypatch):
+    """Found in review: Ctrl-C after the run was locked but outside the loop (Ray starting, the folder
+    being repaired, a resume reading what was done) said only 'interrupted'. The interrupt is raised
+    where a resume reads its finished trials; it must end as any Ctrl-C does."""
+    import caviar.sweep.run as sweep_run
+
+    job = write_job(tmp_path, "paused", TOY_SWEEP, search={"trials": 4}, model={"epochs": 1})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_run, "restore", interrupted)
+    status = run_sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=6")
+    err = capsys.readouterr().err
+    assert status == 130 and "Resume with: " in err and "--name paused --resume" in err, err
+    assert not (tmp_path / "out" / ".paused.lock").exists()
