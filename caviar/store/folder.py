@@ -19,8 +19,8 @@ from typing import Mapping
 import pyarrow as pa
 
 from caviar.store.atomic import atomic_write
-from caviar.store.layout import (QUARANTINE, compaction_folders, covered_parts, folder_kind, holds_results,
-                                 link_refusal, linked_entries, list_parts, read_error, visible_parts)
+from caviar.store.layout import (QUARANTINE, aside_folders, compaction_folders, covered_parts, folder_kind,
+                                 holds_results, link_refusal, linked_entries, list_parts, read_error, visible_parts)
 from caviar.store.vocabulary import CHECKPOINTS, JOB_FILE, TABLES, RunKind, validate_run_name
 from caviar.store.writer import TableWriter
 
@@ -135,9 +135,13 @@ def repair(run: Path) -> None:
     read. Raises ValueError (one line, nothing changed) for what a resume must not go on with.
 
     - A table that is a symbolic link, or holds one a reader would follow: refused.
-    - A part that does not read: in a babysat run, refused (its rows cannot be rebuilt); in a sweep,
-      moved to `.quarantine/<table>/` with one warning line on stderr, and what it held runs again
-      (`caviar.sweep.restore`).
+    - A compaction killed between renaming the table aside and its new folder in: the table is put
+      back; killed after, the old table aside is deleted.
+    - A part that cannot be read for the machine's reason (EIO, EACCES, ...): its OSError, raised as
+      it is, before any part, temp file or leftover is moved or deleted.
+    - A part whose content does not read (bad magic bytes or footer, cut short): in a babysat run,
+      refused (its rows cannot be rebuilt); in a sweep, moved to `.quarantine/<table>/` with one
+      warning line on stderr, and what it held runs again (`caviar.sweep.restore`).
     - A single-file table (`trials.parquet` written by another tool) becomes a folder holding it as
       its first part, so appends can follow without rewriting it.
     """
@@ -145,16 +149,21 @@ def repair(run: Path) -> None:
     for name in TABLES:
         for link in linked_entries(run / f"{name}.parquet")[:1]:
             raise ValueError(f"--resume: {link_refusal(link)}")
+    for name in TABLES:
+        _restore_aside(run / f"{name}.parquet")
     babysat = folder_kind(run) == RunKind.BABYSIT
+    damaged = _damaged(run)      # every part read before anything moves: the machine's OSError is raised
     if babysat:
-        _refuse_unreadable(run)
+        for _, _, why in damaged[:1]:
+            raise ValueError(f"--resume: {why}; a babysat run cannot rebuild its rows: "
+                             "start it over with --overwrite")
     _remove_temp_files(run)
     for leftover in compaction_folders(run):   # before its swap the new table, after it the old one
         _remove(leftover)
     for name in TABLES:
         _as_folder(run, name)
     if not babysat:
-        _quarantine_unreadable(run)
+        _quarantine_unreadable(run, damaged)
     for name in TABLES:
         if (run / f"{name}.parquet").is_dir():
             for part in covered_parts(list_parts(run / f"{name}.parquet")):
@@ -190,24 +199,33 @@ def _as_folder(run: Path, name: str) -> None:
         os.replace(staging, table)   # the folder appears with its part in one rename
 
 
-def _refuse_unreadable(run: Path) -> None:
-    """ValueError naming the first part of a babysat run that does not read."""
+def _restore_aside(table: Path) -> None:
+    """Clear what a compaction that renamed the table aside left: with no table, the aside folder is
+    the table (put back); beside a table, it is the old one (deleted)."""
+    for aside in aside_folders(table):
+        if not table.exists() and not table.is_symlink() and aside.is_dir() and not aside.is_symlink():
+            os.replace(aside, table)
+        else:
+            _remove(aside)
+
+
+def _damaged(run: Path) -> list[tuple[str, Path, str]]:
+    """(table, part, why) for each part of the run whose content does not read. A single-file table
+    is named as the part it becomes (`_as_folder`)."""
+    found = []
     for name in TABLES:
-        for path in visible_parts(run / f"{name}.parquet"):
-            why = read_error(path)
-            if why is not None:
-                raise ValueError(f"--resume: {why}; a babysat run cannot rebuild its rows: "
-                                 "start it over with --overwrite")
+        table = run / f"{name}.parquet"
+        for path in visible_parts(table):
+            if (why := read_error(path)) is not None:
+                found.append((name, table / "part-000000.parquet" if path == table else path, why))
+    return found
 
 
-def _quarantine_unreadable(run: Path) -> None:
-    """Move a sweep's parts that do not read to `.quarantine/<table>/` (hidden: no reader opens it),
-    one warning line each. Parts a quarantined compacted part covered are read again, so look again."""
-    while True:
-        found = [(name, path, why) for name in TABLES for path in visible_parts(run / f"{name}.parquet")
-                 if (why := read_error(path)) is not None]
-        if not found:
-            return
+def _quarantine_unreadable(run: Path, found: list[tuple[str, Path, str]]) -> None:
+    """Move a sweep's parts that do not read (`found` first) to `.quarantine/<table>/` (hidden: no
+    reader opens it), one warning line each. Parts a quarantined compacted part covered are read
+    again, so look again."""
+    while found:
         for name, path, why in found:
             aside = run / QUARANTINE / name / path.name
             aside.parent.mkdir(parents=True, exist_ok=True)
@@ -218,3 +236,4 @@ def _quarantine_unreadable(run: Path) -> None:
             os.replace(path, aside)
             print(f"caviar: warning: {why}; moved to {aside}, and what it held runs again", file=sys.stderr,
                   flush=True)
+        found = _damaged(run)

@@ -12,7 +12,9 @@ are temporary files and are never read either. Nothing here writes.
 Nothing inside a run folder is followed out of it: a part file that is a symbolic link is never
 listed (`linked_entries` names such links, for the readers' warnings and a resume's refusal), and a
 table that is itself a link has no parts here. A compaction builds its table in a hidden sibling
-folder `.<table>.parquet.compact-<hex>` and swaps the two (`compaction_folders`); a part that does not
+folder `.<table>.parquet.compact-<hex>` and swaps the two (`compaction_folders`), or, where two
+folders cannot be swapped, renames the table aside to `.<table>.parquet.aside-<hex>` (`aside_folders`)
+before renaming the new one in; a part that does not
 read is set aside in `.quarantine/<table>/` by a sweep's resume. Hidden, both are never read.
 """
 
@@ -96,12 +98,17 @@ def link_refusal(path: Path) -> str:
 
 
 def read_error(path: Path) -> str | None:
-    """Why the part file `path` does not read, in one line naming it; None when every row reads."""
+    """Why the part file `path` does not read, in one line naming it; None when every row reads.
+
+    Only a damaged content is an answer (bad magic bytes, a bad footer, a truncated file): the bytes
+    are read by Python first, so an error of the machine (EIO, EACCES, ...) is raised as the OSError
+    it is, and is never mistaken for a part to set aside (pyarrow tells both as OSError)."""
     import pyarrow.parquet as pq
 
+    data = Path(path).read_bytes()        # OSError: the machine's, raised unchanged
     try:
-        pq.ParquetFile(path).read()
-    except (OSError, pa.ArrowException) as exc:
+        pq.ParquetFile(pa.BufferReader(data)).read()
+    except (OSError, pa.ArrowException) as exc:   # no I/O left here: the bytes themselves are bad
         return unreadable(path, exc)
     return None
 
@@ -117,6 +124,23 @@ def compaction_folders(run: Path) -> list[Path]:
     (before the swap it holds the new merged part, after it the old parts), never read."""
     names = tuple(f".{t}.parquet.compact-" for t in TABLES)
     return sorted(Path(e.path) for e in os.scandir(run) if e.name.startswith(names)) if Path(run).is_dir() else []
+
+
+def aside_folder(table_path: Path, tag: str) -> Path:
+    """Where a compaction that cannot swap two folders puts the live table `table_path` for the moment
+    its new folder is renamed in: `.<table>.parquet.aside-<tag>`, beside it (see `aside_folders`)."""
+    table_path = Path(table_path)
+    return table_path.with_name(f".{table_path.name}.aside-{tag}")
+
+
+def aside_folders(table_path: Path) -> list[Path]:
+    """The live tables a compaction set aside, never read: a leftover of a crash. With no table at
+    `table_path` one of them is the table (the crash came before the new one moved in: a resume puts
+    it back); beside a table, they are the old one (a resume deletes them)."""
+    table_path = Path(table_path)
+    prefix = f".{table_path.name}.aside-"
+    run = table_path.parent
+    return sorted(Path(e.path) for e in os.scandir(run) if e.name.startswith(prefix)) if run.is_dir() else []
 
 
 def column_order(table: str, names: Iterable[str]) -> list[str]:
@@ -144,6 +168,8 @@ def holds_results(run: Path) -> bool:
         table = run / f"{name}.parquet"
         if table.is_file() or (table.is_dir() and visible_parts(table)) or linked_entries(table):
             return True
+        if not table.exists() and any(visible_parts(aside) for aside in aside_folders(table)):
+            return True    # a table a compaction set aside when it was killed: a resume puts it back
     ckpt = run / CHECKPOINTS
     return ckpt.is_dir() and any(e.name.endswith(".npz") and not e.name.startswith(".")
                                  for e in os.scandir(ckpt))

@@ -6,14 +6,12 @@ and never touches the others, so its cost does not grow with the run.
 
 `compact()` merges the parts into `part-<first>-<last>.parquet`, named for the range of parts it
 covers. It builds the new table folder beside the old one, hidden (`.<table>.parquet.compact-<hex>`:
-the merged part, and hard links to any other file of the table), then swaps the two folders in one
-atomic step (Linux `renameat2(RENAME_EXCHANGE)`) and deletes the old one, now under the hidden name.
-Any reader, caviar's or not (pandas, pyarrow, Polars, DuckDB), sees the old parts or the merged one,
-never both; a crash leaves a hidden folder that a resume deletes (`caviar.store.folder.repair`).
-Where the swap cannot be made (another OS, an old kernel, a file system without it), the merged
-part is moved into the table folder before the parts it covers are deleted: a crash in between
-leaves parts the merged one covers, which caviar's readers ignore and a resume deletes
-(`caviar.store.layout`).
+the merged part, and hard links to any other file of the table), then puts it in place of the old
+one (`caviar.store.swap`): in one atomic swap (Linux `renameat2(RENAME_EXCHANGE)`), else by renaming
+the old folder aside and the new one in. Any reader, caviar's or not (pandas, pyarrow, Polars,
+DuckDB), sees the old parts or the merged one, never both; a crash leaves hidden folders that a
+resume clears (`caviar.store.folder.repair`). Only where a folder cannot be renamed at all is the
+merged part moved in beside the parts it covers, which caviar's readers ignore and a resume deletes.
 
 Nothing is written or read through a symbolic link: a table that is one is refused, a part that is
 one is never listed.
@@ -21,14 +19,10 @@ one is never listed.
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import math
-import os
 import secrets
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -36,8 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from caviar.store.atomic import atomic_write, fsync_dir
+from caviar.store.atomic import atomic_write
 from caviar.store.layout import column_order, covered_parts, link_refusal, list_parts, unreadable, visible_parts
+from caviar.store.swap import put_in_place
 from caviar.store.vocabulary import COLUMNS, TABLES
 
 # Column types by their Arrow names: plain strings hash in nanoseconds, pa.DataType in a microsecond,
@@ -126,58 +121,6 @@ def _read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
         return pq.ParquetFile(path).read(columns=columns)
     except (OSError, pa.ArrowException) as exc:
         raise ValueError(unreadable(path, exc)) from exc
-
-
-# ----------------------------------------------------------------------------- swapping two folders
-
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-_CANNOT = {errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP}   # the kernel or file system
-
-
-def _load_renameat2() -> Any:
-    """glibc's `renameat2`, or None where there is none (another OS, a C library without it)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-_RENAMEAT2 = _load_renameat2()
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Swap the entries `a` and `b` (two folders side by side) in one atomic step: a reader finds
-    one or the other at each name, never neither nor a mix. False, with nothing changed, where the
-    OS, the kernel or the file system cannot; OSError for any other failure."""
-    if _RENAMEAT2 is None:
-        return False
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in _CANNOT:
-        return False
-    raise OSError(code, os.strerror(code), str(a), None, str(b))
-
-
-def _carry_over(table: Path, staging: Path, replaced: set[str]) -> bool:
-    """Hard-link into `staging` every entry of the folder `table` but the parts the merge replaces
-    (another tool's files, a link, a temp file), so that the swap leaves them where they were.
-    False when one cannot be carried (a folder; a file system without hard links)."""
-    try:
-        for entry in os.scandir(table):
-            if entry.name in replaced:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                return False
-            os.link(entry.path, staging / entry.name, follow_symlinks=False)
-    except (OSError, NotImplementedError):
-        return False
-    return True
 
 
 # ----------------------------------------------------------------------------- writing a table
@@ -317,35 +260,11 @@ class TableWriter:
         try:
             atomic_write(staging / merged.name, lambda f: pq.write_table(table, f), fsync=self._fsync)
             replaced = [p.path for p in parts if lo <= p.lo and p.hi <= hi]   # all of them, covered ones too
-            if not self._swap(staging, {path.name for path in replaced}):
-                self._merge_in_place(staging / merged.name, merged, replaced)
+            put_in_place(self.path, staging, merged.name, replaced, fsync=self._fsync)
         finally:
             shutil.rmtree(staging, ignore_errors=True)   # before the swap the new table, after it the old
         self._next_seq = max(self._next_seq, hi + 1)
         return merged
-
-    def _swap(self, staging: Path, replaced: set[str]) -> bool:
-        """Put the folder `staging` (the merged part) in the table's place in one atomic exchange,
-        once it holds every other file of the table too. False, nothing changed, where it cannot."""
-        if _RENAMEAT2 is None or not _carry_over(self.path, staging, replaced):
-            return False
-        if self._fsync:
-            fsync_dir(staging)      # the links carried over are on disk before the folder is swapped in
-        if not exchange(staging, self.path):
-            return False
-        if self._fsync:
-            fsync_dir(self.path.parent)
-        return True
-
-    def _merge_in_place(self, staged: Path, merged: Path, covered: list[Path]) -> None:
-        """Without a swap: the merged part moves in beside the parts it covers, which are then
-        deleted (a crash in between leaves covered parts, which readers skip and a resume deletes)."""
-        os.replace(staged, merged)
-        if self._fsync:
-            fsync_dir(self.path)
-        for path in covered:
-            if path != merged:
-                path.unlink(missing_ok=True)
 
     def column(self, name: str) -> list[Any]:
         """Every value of column `name`: on disk (each row once) and buffered. Reads only that column."""

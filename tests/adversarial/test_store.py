@@ -5,7 +5,8 @@ crashed results folder can hold, tried against the README's promises (issue 15).
   skipped by every caviar reader and writer; a table that is a link is refused (by `caviar.load`, by
   a resume, by a writer), and the link's target is left byte-identical.
 - Compaction killed at any moment: a foreign reader (pandas, pyarrow.dataset) reads every row
-  exactly once, a resume repairs, `caviar.load` agrees, and appends go on.
+  exactly once, a resume repairs, `caviar.load` agrees, and appends go on; where two folders cannot
+  be swapped too (the table renamed aside, the new one in: a reader may find no table, never a row twice).
 - A part file that does not read: a sweep's resume sets it aside in `.quarantine/` with one warning
   line naming it, and reruns what it held; a babysat run's resume is refused at once, naming it.
 """
@@ -419,3 +420,50 @@ def test_a_reader_listing_a_table_folder_while_it_grows_only_ever_meets_part_fil
         watcher.join()
     assert seen and all(name.startswith("part-") and name.endswith(".parquet") for name in seen), \
         sorted(n for n in seen if not n.startswith("part-"))[:5]
+
+
+# ----------------------------------------------------------------------------- compaction killed, without a swap
+
+NO_SWAP = COMPACTOR.replace("import sys\n", "import sys\nfrom caviar.store import swap\n"
+                            "swap._RENAMEAT2 = None      # as on an OS or a file system without renameat2\n", 1)
+
+FALLBACK_TRIGGERS = {
+    "delay": None,
+    "table aside": lambda run: any(n.startswith(".trials.parquet.aside-") for n in entries(run)),
+    "table merged": TRIGGERS["table merged"],
+    "staging made": TRIGGERS["staging made"],
+}
+
+
+def test_a_compaction_without_a_swap_killed_at_any_moment_never_shows_a_row_twice(tmp_path):
+    """Where two folders cannot be swapped, the table is renamed aside and the new one renamed in: a
+    reader may briefly find no table, never a row twice, and a resume gives every row back once."""
+    template = open_run(tmp_path / "template", "sweep", JOB)
+    writer = TableWriter(template.path, "trials", fsync=False)
+    for part in range(150):                    # many parts: deleting them takes a while
+        writer.append([trial_row(2 * part + k) for k in range(2)])
+        writer.flush()
+    kills = 24
+    outs = [Path(shutil.copytree(template.path, tmp_path / f"k{k}" / "sweep")).parent for k in range(kills)]
+    rng, seen = random.Random(3), []
+    for k, out in enumerate(outs):
+        run, trigger = out / "sweep", list(FALLBACK_TRIGGERS)[k % len(FALLBACK_TRIGGERS)]
+        proc = subprocess.Popen([sys.executable, "-c", NO_SWAP, str(run)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "ready\n"
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        if FALLBACK_TRIGGERS[trigger] is None:
+            time.sleep(rng.uniform(0, 0.3))
+        else:
+            while proc.poll() is None and not FALLBACK_TRIGGERS[trigger](run):
+                pass
+        proc.kill()
+        proc.communicate()
+        table = run / "trials.parquet"
+        seen.append(sorted(n.split("-")[0] for n in entries(run) if n.startswith(".trials.")) or ["done"])
+        if table.exists():                     # no table: the kill came between the two renames
+            got = list(pd.read_parquet(table)["trial_id"])
+            assert len(got) == len(set(got)), f"pandas reads a row twice (kill at {trigger!r})"
+        check_read_once_then_resume(out, 300)
+    assert {".trials.parquet.compact", ".trials.parquet.aside"} <= {n for names in seen for n in names}, seen

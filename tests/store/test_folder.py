@@ -15,7 +15,10 @@ file covers what it does not.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -317,3 +320,66 @@ def test_a_part_set_aside_under_a_name_already_set_aside_keeps_both(tmp_path, ca
     assert {p.name: p.read_bytes() for p in aside.iterdir()} == {"part-000000.parquet": b"PAR1 first",
                                                                  "part-000000.parquet.1": b"PAR1 second"}
     assert capfd.readouterr().err.count("caviar: warning: ") == 2 and names(run.path / "epochs.parquet") == []
+
+
+# ----------------------------------------------------------------------------- repair: the machine's errors
+
+@contextlib.contextmanager
+def unreadable_by_the_machine(part: Path):
+    """Make the regular file `part` fail to open with a real EACCES, even for root: a write-only
+    sysfs attribute bind-mounted over it (no mock: the kernel refuses the read). Skips where this
+    cannot be set up (not root, no mount, no such attribute)."""
+    found = subprocess.run(["find", "/sys", "-maxdepth", "4", "-type", "f", "-perm", "-200", "!", "-perm", "/444"],
+                           capture_output=True, text=True).stdout.split()
+    if os.geteuid() != 0 or not found or subprocess.run(["mount", "--bind", found[0], str(part)],
+                                                        capture_output=True).returncode != 0:
+        pytest.skip("cannot make a file the kernel refuses to read here (needs root and a bind mount)")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(part)], check=True)
+
+
+def tree(folder: Path) -> list[tuple[str, int]]:
+    """Every path under `folder` with its inode, read without opening a file."""
+    return sorted((str(Path(d, n).relative_to(folder)), os.lstat(Path(d, n)).st_ino)
+                  for d, dirs, files in os.walk(folder) for n in dirs + files)
+
+
+@pytest.mark.parametrize("kind", ["sweep", "babysit"])
+def test_a_part_the_machine_cannot_read_raises_its_oserror_and_nothing_moves(tmp_path, sweep, capfd, kind):
+    """EACCES, EIO...: not a damaged part. The resume stops with the OSError as it came (the CLI tells
+    it in one line), and no part is set aside, no finished trial run again."""
+    if kind == "babysit":
+        (sweep / "checkpoints").mkdir()
+        shutil.rmtree(sweep / "trials.parquet")
+        shutil.rmtree(sweep / "epochs.parquet")
+        write_part(sweep / "events.parquet" / "part-000000.parquet", epoch=[1], event=["improved"])
+    part = sorted((sweep / ("trials.parquet" if kind == "sweep" else "events.parquet")).iterdir())[-1]
+    (sweep / ".trials.parquet.compact-0badc0de").mkdir()      # a leftover a resume would otherwise clear
+    with unreadable_by_the_machine(part):
+        before = tree(sweep)
+        with pytest.raises(PermissionError) as raised:
+            open_run(sweep.parent, "sweep", JOB, resume=True)
+        assert raised.value.errno == errno.EACCES and raised.value.filename == str(part)
+        assert tree(sweep) == before and not (sweep / ".quarantine").exists()
+    assert "warning" not in capfd.readouterr().err
+
+
+def test_a_compaction_killed_with_its_table_aside_gets_it_back_or_the_old_one_deleted(tmp_path, sweep):
+    table = sweep / "trials.parquet"
+    aside = sweep / ".trials.parquet.aside-0badc0de"
+    os.rename(table, aside)                     # killed between the two renames: no table
+    (sweep / ".trials.parquet.compact-01").mkdir()
+    write_part(sweep / ".trials.parquet.compact-01" / "part-000000-000002.parquet",
+               trial_id=[0, 1, 2], status=["completed"] * 3, score=[0.0, 0.1, 0.2])
+    with pytest.raises(FileExistsError, match="--resume"):
+        open_run(tmp_path, "sweep", JOB)         # the run still holds results
+    resumed = open_run(tmp_path, "sweep", JOB, resume=True)
+    assert names(table) == [f"part-00000{i}.parquet" for i in range(3)] and not aside.exists()
+    assert resumed.finished_trial_ids() == {0, 1, 2} and sorted(pd.read_parquet(table).trial_id) == [0, 1, 2]
+    resumed.compact()
+    shutil.copytree(table, aside)               # killed after the new table moved in: the old one aside
+    repair(sweep)
+    assert not aside.exists() and sorted(pd.read_parquet(table).trial_id) == [0, 1, 2]
+    assert not [n for n in os.listdir(sweep) if n.startswith(".")]

@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from caviar.store.layout import (Part, column_order, compaction_folders, covered_parts, folder_kind, holds_results,
-                                 is_run, linked_entries, list_parts, read_error, visible_parts)
+from caviar.store.layout import (Part, aside_folder, aside_folders, column_order, compaction_folders, covered_parts,
+                                 folder_kind, holds_results, is_run, linked_entries, list_parts, read_error,
+                                 visible_parts)
 from caviar.store.vocabulary import RunKind
 
 
@@ -163,6 +164,32 @@ def test_read_error_names_a_part_that_does_not_read_on_one_line(tmp_path):
     bad.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     assert read_error(good) is None
     assert read_error(bad).startswith(f"{bad}: the part file does not read (") and "\n" not in read_error(bad)
+
+
+def test_read_error_raises_the_machines_oserror_and_answers_only_for_damaged_content(tmp_path):
+    """A part the machine cannot read (here: a directory where a file is opened, EISDIR) is not a
+    damaged part: its OSError is raised unchanged, with its errno and the path, never told as
+    "does not read" (pyarrow tells both as a plain OSError)."""
+    folder = tmp_path / "part-000000.parquet"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError) as raised:
+        read_error(folder)
+    assert raised.value.errno is not None and raised.value.filename == str(folder)
+    for damage in (b"", b"PAR1 damaged", b"not parquet at all, no magic bytes"):
+        bad = tmp_path / "part-000001.parquet"
+        bad.write_bytes(damage)
+        assert read_error(bad).startswith(f"{bad}: the part file does not read (")
+
+
+def test_a_table_a_compaction_set_aside_is_named_beside_it_and_held_as_results_without_a_table(tmp_path):
+    table = tmp_path / "trials.parquet"
+    aside = aside_folder(table, "0badc0de")
+    assert aside == tmp_path / ".trials.parquet.aside-0badc0de"
+    write_part(aside / "part-000000.parquet", [0])
+    (tmp_path / ".epochs.parquet.aside-01").mkdir()
+    assert aside_folders(table) == [aside] and visible_parts(table) == []
+    assert holds_results(tmp_path)          # killed before the new table moved in: a resume puts it back
+    assert aside_folders(tmp_path / "missing" / "trials.parquet") == []
 
 
 def test_a_single_file_table_is_its_own_only_part_and_a_missing_one_has_none(tmp_path):
