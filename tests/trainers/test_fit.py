@@ -72,6 +72,44 @@ class Declared(Minimal):
         return out
 
 
+class Heads(Minimal):
+    """Two keys tied together: hidden must be a multiple of heads."""
+    metrics = ("accuracy", "loss")
+    hyperparameters = {"hidden": int, "heads": int}
+
+    @classmethod
+    def check_config(cls, config):
+        out = {"hidden": 64, "heads": 4, **config}
+        if out["hidden"] % out["heads"]:
+            raise ValueError(f"hidden: {out['hidden']} is not a multiple of heads ({out['heads']})")
+        return out
+
+
+class Raising(Minimal):
+    """A check_config that fails with something other than ValueError."""
+    metrics = ("accuracy", "loss")
+    hyperparameters = {"x": int}
+
+    @classmethod
+    def check_config(cls, config):
+        if config.get("x", 0) > 3:
+            return config["learning_rate"]
+        return dict(config)
+
+
+class Readme(Minimal):
+    """The README's example: it declares learning_rate and width, not epochs, and takes no other key."""
+    metrics = ("accuracy", "loss")
+    hyperparameters = {"learning_rate": float, "width": int}
+
+    @classmethod
+    def check_config(cls, config):
+        unknown = sorted(set(config) - set(cls.hyperparameters))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a hyperparameter")
+        return {"learning_rate": 0.1, "width": 8, **config}
+
+
 class Broken(Minimal):
     state_dict = None
 
@@ -97,7 +135,7 @@ def trainers(tmp_path, monkeypatch):
 def job_text(trainer: str, model: str = "", space: str = "", search: str = "", babysit: str = "") -> str:
     """A job for `trainer` with the given lines in each section; its metric one the trainer reports."""
     if "metric" not in search:
-        search += "\nmetric = " + repr("accuracy" if trainer == DECLARED else "val_accuracy")
+        search += "\nmetric = " + repr("accuracy" if trainer.startswith(MODULE) else "val_accuracy")
     return (f"[model]\ntrainer = {trainer!r}\n{model}\n[space]\n{space}\n"
             f"[search]\n{search}\n[babysit]\n{babysit}\n")
 
@@ -120,12 +158,13 @@ def test_an_unknown_key_lists_every_hyperparameter_the_trainer_declares(trainers
     cls = MLPTrainer if trainer == "mlp" else __import__(MODULE).Declared
     message = refusal(job_text(trainer, **{section: line}), f"{section}.colour")
     valid = (("trainer",) if section == "model" else ()) + tuple(cls.hyperparameters)
+    valid += () if "epochs" in valid else ("epochs",)  # the drivers' key, valid whatever the trainer
     assert message == f"{section}.colour: unknown hyperparameter of the {trainer} trainer (valid: {', '.join(valid)})"
 
 
 def test_a_misspelt_key_gets_a_did_you_mean_and_the_list(trainers):
     message = refusal(job_text(DECLARED, space="widht = { choice = [8, 16] }"), "space.widht")
-    assert "(did you mean 'width'?; valid: lr, lr_decay, width, depth, kind)" in message
+    assert "(did you mean 'width'?; valid: lr, lr_decay, width, depth, kind, epochs)" in message
 
 
 def test_declared_keys_in_model_and_space_pass_and_the_class_comes_back(trainers):
@@ -223,6 +262,86 @@ def test_a_space_key_at_fault_together_with_a_model_key_is_named_in_space(traine
     message = refusal(job_text(DECLARED, model="lr = 0.01", space="lr_decay = { uniform = [0.001, 0.05] }"),
                       "space.lr_decay")
     assert "must not exceed lr" in message
+
+
+# --- values tied together, a check_config that crashes, the drivers' epochs --------------------------
+
+@pytest.mark.parametrize("model, space", [
+    ("heads = 6", "hidden = { choice = [48, 96] }"),
+    ("hidden = 48", "heads = { choice = [6, 8, 12] }"),
+    ("heads = 6\nhidden = 48", ""),
+    ("", "heads = 6\nhidden = { choice = [48, 96] }"),
+])
+def test_values_tied_together_pass_when_every_draw_is_valid(trainers, model, space):
+    """Found: each value was probed alone on the trainer's defaults (hidden 64), so heads = 6 was
+    refused ("model.heads: hidden: 64 is not a multiple of heads (6)") though no draw has hidden 64."""
+    check_job(parse_job(job_text(f"{MODULE}:Heads", model=model, space=space)))
+
+
+def test_a_draw_that_breaks_a_tie_is_named_by_the_space_field_it_came_from(trainers):
+    message = refusal(job_text(f"{MODULE}:Heads", model="hidden = 48", space="heads = { choice = [6, 8, 9] }"),
+                      "space.heads")
+    assert message == "space.heads: hidden: 48 is not a multiple of heads (9) (a value of { choice = [6, 8, 9] })"
+
+
+def test_a_model_value_that_breaks_a_tie_is_named_by_the_key_the_trainer_names(trainers):
+    message = refusal(job_text(f"{MODULE}:Heads", model="heads = 5", space="hidden = { choice = [48, 96] }"),
+                      "space.hidden")
+    assert "is not a multiple of heads (5)" in message
+
+
+@pytest.mark.parametrize("model, space, field", [
+    ("x = 5", "", "model.x"),
+    ("", "x = { int_uniform = [1, 9] }", "space.x"),
+])
+def test_a_check_config_that_raises_anything_else_is_one_line_naming_the_field(trainers, model, space, field):
+    """Found: a KeyError (or any non-ValueError) from the user's check_config escaped as a traceback."""
+    message = refusal(job_text(f"{MODULE}:Raising", model=model, space=space), field)
+    assert message.startswith(f"{field}: check_config raised KeyError: 'learning_rate'"), message
+
+
+def test_a_check_config_that_raises_anything_else_exits_2_at_the_cli(trainers, tmp_path):
+    from caviar.cli import main
+
+    job = tmp_path / "job.toml"
+    job.write_text(job_text(f"{MODULE}:Raising", model="x = 5"), encoding="utf-8")
+    assert main(["parallel", str(job), "--dry-run", "--out", str(tmp_path / "results")]) == 2
+
+
+@pytest.mark.parametrize("model, space", [
+    ("epochs = 5", ""),
+    ("", "epochs = { int_uniform = [2, 6] }"),
+    ("", "epochs = 4"),
+    ("learning_rate = 0.05\nepochs = 5", "width = { choice = [8, 16] }"),
+])
+def test_epochs_is_the_drivers_key_whatever_the_trainer_declares(trainers, model, space):
+    """Found: the README's own trainer (learning_rate and width) had `[model] epochs = 5` refused as
+    an unknown hyperparameter, though the sweep reads epochs from [model]; nor may its check_config
+    see a key it does not declare."""
+    check_job(parse_job(job_text(f"{MODULE}:Readme", model=model, space=space)))
+
+
+def test_full_config_keeps_epochs_without_showing_it_to_a_trainer_that_does_not_take_it(trainers):
+    cls = __import__(MODULE).Readme
+    assert full_config(cls, {"epochs": 5, "width": 16}) == {"learning_rate": 0.1, "width": 16, "epochs": 5}
+
+
+@pytest.mark.parametrize("model, space, message", [
+    ("", "epochs = { uniform = [2, 6] }", "space.epochs: epochs takes whole numbers, but uniform draws fractions, "
+                                          "got { uniform = [2.0, 6.0] } (write { int_uniform = [2, 6] })"),
+    ("epochs = 2.5", "", "model.epochs: expected a whole number >= 1 (the epochs a trial trains), got 2.5"),
+    ("epochs = 0", "", "model.epochs: expected a whole number >= 1 (the epochs a trial trains), got 0"),
+    ("", "epochs = { int_uniform = [0, 6] }", "space.epochs: expected a whole number >= 1 (the epochs a trial "
+                                              "trains), got 0 (a value of { int_uniform = [0, 6] })"),
+])
+def test_epochs_must_be_whole_and_positive_whatever_the_trainer_declares(trainers, model, space, message):
+    field = message.split(": ")[0]
+    assert refusal(job_text(f"{MODULE}:Readme", model=model, space=space), field) == message
+
+
+def test_a_misspelt_epochs_gets_a_did_you_mean(trainers):
+    message = refusal(job_text(f"{MODULE}:Readme", model="epoch = 5"), "model.epoch")
+    assert "did you mean 'epochs'?" in message
 
 
 # --- a trainer that declares nothing, and one that does not fit ------------------------------------
