@@ -6,9 +6,13 @@ trainer, the data, the folder (`caviar.lifecycle`), its checkpoints (no symbolic
 point and the best state it goes back to, and the trainer's first epoch are all checked first, and
 any problem ends the command with one line and exit status 2, the old run byte for byte as it was.
 
+Once the folder is open, the run lock says so (`caviar.store.lock.mark_open`): `caviar nudge` refuses
+until then, since a nudge sent into the old folder would be replaced with it.
+
 Ctrl-C during a babysit stops it at the end of the epoch in progress, with every epoch persisted,
 and prints the command that resumes it (exit status 130); a second Ctrl-C stops at once (the epochs
-since the last checkpoint are then replayed, exactly, by the resume).
+since the last checkpoint are then replayed, exactly, by the resume). A Ctrl-C anywhere after the
+folder is open (while attaching or finishing, too) prints that command as well.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any, Iterator
 from caviar import lifecycle
 from caviar.babysit.loop import Sitter
 from caviar.babysit.resume import refuse_links, resume_point
+from caviar.store import lock
 from caviar.store.vocabulary import RunKind, validate_run_name
 
 
@@ -59,16 +64,24 @@ def command(args: argparse.Namespace) -> int:
             sitter.begin()  # trains the first epoch: the trainer's metrics are checked here
         run = lifecycle.open_folder(request, job)
         try:
-            with _ctrl_c_at_epoch_end(sitter):
-                sitter.attach(run)
-                finished = sitter.run_until_stopped()
-        except KeyboardInterrupt:  # the second Ctrl-C: the epoch in progress is lost, not the run
-            finished = False
-        if not finished:
+            lock.mark_open(request.path)  # from now on a nudge stays: `caviar nudge` waited for this
+            summary = _babysit(sitter, run)
+        except KeyboardInterrupt:  # a second Ctrl-C, or one outside the epochs: the run stays resumable
+            summary = None
+        if summary is None:
             return lifecycle.interrupted(request, f"epochs up to {sitter.saved_epoch} are")
-        summary = sitter.finish()
     print(summary.line(), flush=True)
     return 0
+
+
+def _babysit(sitter: Sitter, run: Any) -> Any:
+    """Train into the open folder `run` and finish: the Summary, or None when Ctrl-C stopped the run at
+    an epoch boundary (persisted). A second Ctrl-C raises KeyboardInterrupt: the epoch in progress
+    is lost, not the run."""
+    with _ctrl_c_at_epoch_end(sitter):
+        sitter.attach(run)
+        finished = sitter.run_until_stopped()
+    return sitter.finish() if finished else None
 
 
 def _named_after_from(args: argparse.Namespace) -> argparse.Namespace:

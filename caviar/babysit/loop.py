@@ -100,6 +100,18 @@ def starting_rate(trainer: type, config: Mapping[str, Any]) -> float:
     return float(full["learning_rate"])
 
 
+def _copied(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A trainer state whose arrays share no memory with `state`'s: a trainer may hand out its live
+    arrays, or keep and train in place the ones it is given."""
+    return {k: np.array(v, copy=True) for k, v in state.items()}
+
+
+def _handled(recorded: list) -> list[tuple[str, bool]]:
+    """The nudge files a checkpoint says were handled, as (name, refused): [name, refused] pairs, or
+    plain names (a checkpoint of an older caviar, which recorded only applied ones)."""
+    return [(item, False) if isinstance(item, str) else (str(item[0]), bool(item[1])) for item in recorded]
+
+
 class Sitter:
     """One babysat run between epochs; each method is one part of a step.
 
@@ -164,7 +176,7 @@ class Sitter:
         """Go on from checkpoint `last` (its trainer state, counters, rate and nudged values), the best
         state it goes back to read first (`best_point`): known before any epoch trains."""
         best, self.best_lost = best_point(self.path, last)
-        kept = {k: v.copy() for k, v in best.state.items()} if best is last else best.state  # not the trainer's
+        kept = _copied(best.state) if best is last else best.state  # not the trainer's
         self.best = (int(best.meta["epoch"]), kept, best.meta)
         state, meta = last
         self.trainer.load_state_dict(state)
@@ -192,8 +204,8 @@ class Sitter:
             return
         meta = self.resumed_from.meta
         write_missing(run, meta.get("rows", {}), upto=self.epoch)
-        for name in meta.get("nudges", []):  # applied before the kill: never apply twice
-            channel.archive(run.path / channel.NUDGES_DIR / name)
+        for name, refused in _handled(meta.get("nudges", [])):  # handled before the kill: never twice
+            channel.archive(run.path / channel.NUDGES_DIR / name, refused=refused)
         self.saved_epoch = self.epoch
         self._event("resume", None, f"from the checkpoint of epoch {self.epoch}")
         self.echo(f"resuming {self.job.name} after epoch {self.epoch}, learning rate {self.lr:.2e}")
@@ -275,7 +287,7 @@ class Sitter:
         """Back to the best state with a fresh data order (the same order again would lead the same
         way), keeping the person's nudged values; the caller sets the learning rate."""
         assert self.best is not None, "begin() or resume() keeps a best state"
-        self.trainer.load_state_dict(self.best[1])
+        self.trainer.load_state_dict(_copied(self.best[1]))  # the trainer may keep (and train) what it is given
         if self.nudged:
             self.trainer.set_hyperparameters(**self.nudged)
         if hasattr(self.trainer, "reshuffle"):  # seeded by (seed, epoch): a resume replays the same order
@@ -315,8 +327,9 @@ class Sitter:
     def _snapshot(self, metrics: Mapping[str, float]) -> Snapshot:
         meta = {"epoch": self.epoch, "learning_rate": self.lr, "policy": self.policy.to_dict(),
                 "nudged": dict(self.nudged), "stopped": self.stopped, "metrics": dict(metrics),
-                "rows": {k: list(v) for k, v in self.rows.items()}, "nudges": [p.name for p, _ in self.handled]}
-        return self.epoch, self.trainer.state_dict(), meta
+                "rows": {k: list(v) for k, v in self.rows.items()},
+                "nudges": [[p.name, refused] for p, refused in self.handled]}  # (name, refused) pairs
+        return self.epoch, _copied(self.trainer.state_dict()), meta  # not the trainer's live arrays
 
     def _persist(self, snapshot: Snapshot) -> None:
         """Checkpoint (the best first, if it is newer than best.npz), then the rows, then archive."""

@@ -4,7 +4,9 @@
 is alive, validates the changes (the same way the job file's [model] is validated), and drops one
 JSON file into OUT/NAME/nudges/. The loop picks the files up at its next epoch boundary in name
 order, applies them, and moves them to nudges/applied/ (or nudges/refused/). The channel carries
-data only — keys and TOML values — and nothing in it is ever executed.
+data only — keys and TOML values — and nothing in it is ever executed. A babysit that has not
+opened its folder yet (training its first epoch: `--overwrite` will replace the folder) is not
+nudged: the run lock says when it has (`caviar.store.lock.mark_open`).
 
 Files: OUT/NAME/nudges/<time_ns>-<pid>-<random>.json: {"set": {key: value}, "rollback": bool,
 "stop": bool, "sent": unix seconds}, written whole (temp file, then a rename). Whether a babysit is
@@ -221,6 +223,9 @@ def command(args: argparse.Namespace) -> int:
     running = holder(run_dir)
     if running is None or running.kind != "babysit":
         raise ValueError(f"run: {args.run!r} is not being babysat right now (start it with `caviar babysit`)")
+    if not running.open:  # its folder is still the old one, which --overwrite is about to replace
+        raise ValueError(f"run: {args.run!r} is starting (training its first epoch); nudge it once its "
+                         "first epoch is shown")
     validate_changes(changes, load_job(run_dir / "job.toml").model)
     path = send(run_dir, Nudge(changes=changes, rollback=args.rollback, stop=args.stop))
     what = Nudge(changes=changes, rollback=args.rollback, stop=args.stop).describe()

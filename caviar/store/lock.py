@@ -7,9 +7,12 @@ driver alike (`caviar.lifecycle`).
 
 It is an exclusive `flock` held on an open file for the life of the run: the kernel drops it when the
 process dies (even by SIGKILL), so a stale file is simply taken over, and of two processes starting
-at once exactly one gets it. The file holds {"pid", "start", "kind"} (start: the process's start time
-in clock ticks where /proc has it, so a recycled pid is not mistaken for the driver) only to answer
-`holder` ("is a babysit of this run alive?", asked by `caviar nudge`).
+at once exactly one gets it. The file holds {"pid", "start", "kind", "open"} (start: the process's
+start time in clock ticks where /proc has it, so a recycled pid is not mistaken for the driver) only
+to answer `holder` ("is a babysit of this run alive, and has it opened its folder yet?", asked by
+`caviar nudge`). "open" turns true (`mark_open`) once the driver has created, replaced or repaired
+the run folder: before that, `--overwrite` is about to replace whatever is in it. A lock file
+without it (an older caviar's) reads as not open.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Holder(NamedTuple):
 
     pid: int
     kind: str
+    open: bool = False  # the driver has opened the run folder (`mark_open`)
 
 
 def lock_path(run_dir: str | Path) -> Path:
@@ -74,9 +78,10 @@ def holder(run_dir: str | Path) -> Holder | None:
     try:
         held = json.loads(path.read_text())
         pid, start, kind = int(held["pid"]), held.get("start"), str(held.get("kind", ""))
-    except (OSError, ValueError, KeyError, TypeError):
+        is_open = held.get("open", False) is True
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return Holder(pid, kind) if _alive(pid, None if start is None else int(start)) else None
+    return Holder(pid, kind, is_open) if _alive(pid, None if start is None else int(start)) else None
 
 
 def acquire(run_dir: str | Path, kind: str) -> Path:
@@ -99,12 +104,27 @@ def acquire(run_dir: str | Path, kind: str) -> Path:
         if not ours:
             os.close(fd)
             continue
-        body = json.dumps({"pid": os.getpid(), "start": _start_ticks(os.getpid()), "kind": kind}).encode()
-        os.pwrite(fd, body, 0)  # in place: replacing the file would leave the lock on the old one
-        os.ftruncate(fd, len(body))
+        _write(fd, {"pid": os.getpid(), "start": _start_ticks(os.getpid()), "kind": kind, "open": False})
         _HELD[path] = fd
         return path
     raise ValueError(f"name: could not take the lock {path}")
+
+
+def _write(fd: int, held: dict) -> None:
+    """The lock file's body, in place: replacing the file would leave the lock on the old one.
+    "open": false is written as "open": false, "open": true as "open": true plus a space, so that
+    `mark_open` rewrites the file at the same length (never truncated under a reader)."""
+    body = json.dumps(held).replace('"open": true}', '"open": true }').encode()
+    os.pwrite(fd, body, 0)
+    os.ftruncate(fd, len(body))
+
+
+def mark_open(run_dir: str | Path) -> None:
+    """Say in the run's lock file, which this process holds, that the run folder is open now (created,
+    replaced or repaired): from then on what is sent into it stays (`caviar nudge` waits for this)."""
+    fd = _HELD[lock_path(run_dir)]
+    held = json.loads(os.pread(fd, os.fstat(fd).st_size, 0))
+    _write(fd, {**held, "open": True})
 
 
 def _open_and_lock(path: Path, run_dir: str | Path) -> int:

@@ -7,6 +7,7 @@ defined here; job files name them as `tests.adversarial.test_babysit:ClassName`.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 
 from caviar.babysit import nudges as channel
 from caviar.store.checkpoints import load_checkpoint
-from caviar.store.lock import holder
+from caviar.store.lock import holder, lock_path
 from tests.support import (DIGITS, caviar_run, caviar_start, hold_lock, parquet_table, snapshot, wait_for_epoch,
                            write_job)
 
@@ -251,6 +252,8 @@ def live_panda(tmp_path):
     """A finished babysat run whose lock a live process holds, as a running babysit would."""
     run = finished_peak(tmp_path, "panda", 2)
     proc = hold_lock(run)
+    held = json.loads(lock_path(run).read_text())  # past its first epoch: its folder open
+    lock_path(run).write_text(json.dumps({**held, "open": True}))
     yield run
     proc.kill()
     proc.wait()

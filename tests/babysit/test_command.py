@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 from caviar.config.job import load_job
 from tests.support import (DIGITS, STEADY, caviar_start, parquet_table, run_babysit, run_command, snapshot,
                            wait_for_epoch, write_job)
+from tests.toys import SteadyTrainer
 
 
 def test_an_existing_run_is_refused_without_resume_or_overwrite(tmp_path, capsys):
@@ -191,3 +193,33 @@ def test_ctrl_c_keeps_every_epoch_shown_and_prints_the_command_that_resumes(tmp_
     epochs = parquet_table(run, "epochs")
     assert list(epochs["epoch"]) == list(range(1, 13))
     assert np.allclose(epochs["val_accuracy"], 1 - 0.5 / epochs["epoch"])  # went on from the state it had
+
+
+class SlowFinishTrainer(SteadyTrainer):
+    """SteadyTrainer that can evaluate: at once on the untrained model, in config["final_sleep"]
+    seconds once it has trained (the end of the run tests the state it ends on)."""
+
+    def evaluate(self, x, y):
+        if self.epoch > 0:
+            time.sleep(float(self.config.get("final_sleep", 0.0)))
+        return {"loss": 1.0, "accuracy": 0.5}
+
+
+def test_ctrl_c_while_the_run_finishes_prints_the_command_that_resumes(tmp_path):
+    job = write_job(tmp_path, "ending", STEADY, data="test_fraction = 0.2", babysit="epochs = 3",
+                    model={"trainer": "tests.babysit.test_command:SlowFinishTrainer", "learning_rate": 0.01,
+                           "final_sleep": 3.0})
+    proc = caviar_start("babysit", job, "--out", tmp_path / "out")
+    assert wait_for_epoch(proc, 3)
+    time.sleep(0.5)  # in the end's evaluation of the best state
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (line,) = err.strip().splitlines()
+    assert "epochs up to 3 are saved" in line
+    resume = shlex.split(line.partition("Resume with: ")[2])
+    assert resume[-5:] == ["--out", str(tmp_path / "out"), "--name", "ending", "--resume"]
+    done = run_command(resume, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("best epoch 3")
+    assert list(parquet_table(tmp_path / "out" / "ending", "epochs")["epoch"]) == [1, 2, 3]

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -246,3 +247,78 @@ def test_a_resume_gives_the_trainer_the_rate_the_run_had(tmp_path):
     epochs = parquet_table(tmp_path / "out" / "nudged", "epochs")
     assert list(epochs["learning_rate"]) == [0.01, 0.002, 0.002, 0.002, 0.002]
 
+
+
+# --- a trainer whose state is its live arrays -----------------------------------------------------
+
+
+class AliasingTrainer:
+    """Its state_dict() hands out its live weight, which each epoch increments in place (as many a
+    real trainer does); its load_state_dict() keeps the arrays it is given. The fourth weight scores
+    0 at the starting rate, so the policy rolls back to epoch 3 (weight 3) and halves the rate."""
+
+    def __init__(self, config, data, seed):
+        self.config, self.w = dict(config), np.zeros(1)
+
+    def train_epoch(self):
+        self.w += 1.0  # in place: a snapshot sharing this array would move with it
+        weight, rate = float(self.w[0]), float(self.config["learning_rate"])
+        score = 0.0 if weight == 4.0 and rate >= 0.01 else weight / 100
+        return {"val_accuracy": score, "weight": weight, "learning_rate": rate}
+
+    def state_dict(self):
+        return {"w": self.w}
+
+    def load_state_dict(self, state):
+        self.w = state["w"]
+
+    def set_hyperparameters(self, **changes):
+        self.config.update(changes)
+
+
+def aliasing(epochs: int) -> Job:
+    return parse_job({"name": "alias", "data": {"source": "digits"}, "babysit": {"epochs": epochs},
+                      "model": {"trainer": "tests.babysit.test_loop:AliasingTrainer", "learning_rate": 0.01}})
+
+
+def test_a_rollback_goes_back_even_when_the_trainer_hands_out_its_live_arrays(tmp_path):
+    babysit_module.babysit(aliasing(7), open_run(tmp_path, "alias", aliasing(7).to_toml()), echo=lambda line: None)
+    epochs = parquet_table(tmp_path / "alias", "epochs")
+    assert list(epochs["decision"])[3] == "rollback"
+    assert list(epochs["weight"]) == [1, 2, 3, 4, 4, 5, 6]  # after the rollback: from weight 3 again
+    # a run stopped at epoch 3 and resumed to 7 trains the same epochs
+    babysit_module.babysit(aliasing(3), open_run(tmp_path, "resumed", aliasing(3).to_toml()), echo=lambda line: None)
+    babysit_module.babysit(aliasing(7), open_run(tmp_path, "resumed", "", resume=True), echo=lambda line: None)
+    resumed = parquet_table(tmp_path / "resumed", "epochs")
+    columns = ["epoch", "learning_rate", "val_accuracy", "weight"]
+    pd.testing.assert_frame_equal(resumed[columns], epochs[columns], check_exact=True)
+
+
+def test_a_refused_nudge_recorded_before_a_kill_is_archived_as_refused_on_resume(tmp_path, monkeypatch):
+    # A kill after the checkpoint recorded a refused nudge but before its file moved: the resume
+    # moves the file, and into refused/, as the checkpoint says, not applied/.
+    job = write_job(tmp_path, "refusing", STEADY, model="learning_rate = 0.01", babysit="epochs = 1")
+    queue = tmp_path / "out" / "refusing" / "nudges"
+    queue.mkdir(parents=True)
+    (queue / "0001.json").write_text("not a nudge")
+    with monkeypatch.context() as killed_before_archiving:
+        killed_before_archiving.setattr(babysit_module.channel, "archive", lambda path, refused=False: False)
+        assert run_babysit(job, tmp_path / "out") == 0
+    assert (queue / "0001.json").is_file()
+    assert run_babysit(job, tmp_path / "out", "--resume", "--set", "babysit.epochs=2") == 0
+    assert [p.name for p in (queue / "refused").iterdir()] == ["0001.json"] and not (queue / "applied").exists()
+    events = parquet_table(tmp_path / "out" / "refusing", "events")
+    assert list(events["event"]).count("nudge_refused") == 1 and "nudge" not in set(events["event"])
+
+
+def test_a_checkpoint_of_an_older_caviar_names_its_handled_nudges_plainly(tmp_path):
+    # The older form of the checkpoint's "nudges": plain names, every one applied.
+    run = open_run(tmp_path, "old", steady("old", 1).to_toml())
+    babysit_module.babysit(steady("old", 1), run, echo=lambda line: None)
+    store = CheckpointStore(run.checkpoints_dir)
+    last = store.load_last()
+    (run.path / "nudges").mkdir()
+    (run.path / "nudges" / "0001.json").write_text('{"set": {"learning_rate": 0.002}}')
+    store.save(int(last.meta["epoch"]), last.state, {**last.meta, "nudges": ["0001.json"]}, best=True)
+    babysit_module.babysit(steady("old", 2), open_run(tmp_path, "old", "", resume=True), echo=lambda line: None)
+    assert [p.name for p in (run.path / "nudges" / "applied").iterdir()] == ["0001.json"]

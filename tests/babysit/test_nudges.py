@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +14,8 @@ import pytest
 from caviar.babysit import nudges as nudge
 from caviar.config.job import parse_job
 from caviar.store.lock import holder
-from tests.support import DIGITS, caviar_run, caviar_start, hold_lock, write_job
+from tests.support import DIGITS, caviar_run, caviar_start, write_job
+from tests.toys import SteadyTrainer
 
 
 def run_folder(tmp_path: Path, name: str = "panda") -> Path:
@@ -25,10 +28,20 @@ def run_folder(tmp_path: Path, name: str = "panda") -> Path:
 
 
 
+def hold_open_lock(run: Path) -> subprocess.Popen:
+    """A real second process holding the run's lock as a babysit past its first epoch does: with its
+    folder open (`caviar.store.lock.mark_open`). Kill it to free the lock."""
+    code = (f"import time; from caviar.store.lock import acquire, mark_open; acquire({str(run)!r}, 'babysit'); "
+            f"mark_open({str(run)!r}); print('locked', flush=True); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
 @pytest.fixture
 def live_run(tmp_path):
     folder = run_folder(tmp_path)
-    proc = hold_lock(folder)
+    proc = hold_open_lock(folder)
     yield folder
     proc.kill()
     proc.wait()
@@ -213,3 +226,41 @@ def test_a_nudge_changes_the_learning_rate_of_a_running_babysit(tmp_path):
     assert holder(run) is None  # the lock went with the run
     done = caviar_run("nudge", "--out", tmp_path, "live", "learning_rate=0.1", timeout=60)
     assert done.returncode == 2 and "not being babysat" in done.stderr
+
+
+class SlowStartTrainer(SteadyTrainer):
+    """SteadyTrainer whose first epoch takes config["first_sleep"] seconds (the rest: "sleep")."""
+
+    def train_epoch(self):
+        if self.epoch == 0:
+            time.sleep(float(self.config.get("first_sleep", 0.0)))
+        return super().train_epoch()
+
+
+def test_a_nudge_to_a_babysit_still_training_its_first_epoch_is_refused_not_lost(tmp_path):
+    # --overwrite replaces the old folder only once the first epoch has trained: a nudge sent before
+    # that would go into the folder about to be replaced. It is refused; once the epoch shows, it is taken.
+    job = write_job(tmp_path, "slow", DIGITS, model={"trainer": "tests.babysit.test_nudges:SlowStartTrainer",
+                                                     "learning_rate": 0.01, "first_sleep": 3.0, "sleep": 0.3},
+                    babysit={"epochs": 6})
+    old = caviar_run("babysit", job, "--out", tmp_path, "--set", "model.first_sleep=0", "--set", "babysit.epochs=1",
+                     timeout=60)
+    assert old.returncode == 0, old.stderr
+    proc = caviar_start("babysit", job, "--out", tmp_path, "--overwrite")
+    try:
+        read_until(proc, "babysitting slow")  # the lock is held, the first epoch training
+        early = caviar_run("nudge", "--out", tmp_path, "slow", "learning_rate=0.005", timeout=60)
+        assert early.returncode == 2, early.stderr
+        assert early.stderr.strip() == ("caviar nudge: error: run: 'slow' is starting (training its first epoch); "
+                                        "nudge it once its first epoch is shown")
+        read_until(proc, "epoch   1")
+        sent = caviar_run("nudge", "--out", tmp_path, "slow", "learning_rate=0.002", timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    nudges = pd.read_parquet(tmp_path / "slow" / "events.parquet").query("event == 'nudge'")
+    assert list(nudges["detail"]) == ["learning_rate=0.002"]

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from caviar.store.lock import acquire, holder, lock_path, release
+from caviar.store.lock import acquire, holder, lock_path, mark_open, release
 from tests.support import hold_lock
 
 
@@ -83,7 +83,7 @@ def test_the_lock_sits_beside_the_run_folder_so_overwrite_cannot_replace_it(tmp_
     assert lock_path(run) == tmp_path / "out" / ".sweep.lock"
     acquire(run, "sweep")
     try:
-        assert holder(run) == (os.getpid(), "sweep") and not run.exists()
+        assert holder(run) == (os.getpid(), "sweep", False) and not run.exists()
     finally:
         release(run)
 
@@ -98,3 +98,27 @@ def test_a_link_planted_at_the_lock_is_never_written_through(tmp_path):
         acquire(run, "babysit")
     assert refused.value.filename == str(lock_path(run))
     assert target.read_text() == "keep me" and holder(run) is None
+
+
+def test_the_lock_says_when_its_holder_has_opened_the_run_folder(tmp_path):
+    acquire(tmp_path, "babysit")
+    try:
+        assert holder(tmp_path) == (os.getpid(), "babysit", False)
+        before = lock_path(tmp_path).stat()
+        mark_open(tmp_path)
+        after = lock_path(tmp_path).stat()
+        assert holder(tmp_path) == (os.getpid(), "babysit", True)
+        assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)  # in place, the same length
+    finally:
+        release(tmp_path)
+
+
+def test_a_lock_file_of_an_older_caviar_reads_as_not_open(tmp_path):
+    proc = hold_lock(tmp_path)  # the holder: alive; the file then rewritten as an older caviar wrote it
+    try:
+        start = json.loads(lock_path(tmp_path).read_text())["start"]
+        lock_path(tmp_path).write_text(json.dumps({"pid": proc.pid, "start": start, "kind": "babysit"}))
+        assert holder(tmp_path) == (proc.pid, "babysit", False)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
