@@ -109,7 +109,10 @@ def open_run(out: str | Path, name: str, job_toml: str, *, resume: bool = False,
         if run.is_dir():                 # --overwrite: one rename takes the old run out of the way
             os.replace(run, out / f".{name}.old-{secrets.token_hex(4)}")
         os.replace(staging, run)
-    for old in [*out.glob(f".{name}.old-*"), *out.glob(f".{name}.new-*")]:  # this or an earlier run's
+    # This run's leftovers, or an earlier one's: exactly `.NAME.old-<8 hex>` or `.NAME.new-<8 hex>`
+    # (a glob would also match another run's, `.NAME.old-x.old-…` of a run named `NAME.old-x`).
+    leftover = re.compile(rf"\.{re.escape(name)}\.(old|new)-[0-9a-f]{{8}}")
+    for old in [entry for entry in out.iterdir() if leftover.fullmatch(entry.name)]:
         shutil.rmtree(old, ignore_errors=True)
     return RunFolder(run, fsync=fsync)
 

@@ -44,6 +44,8 @@ def command(args: argparse.Namespace) -> int:
 
         check_growth(request.path, sampler.n_trials)
     with lifecycle.locked(request):
+        if args.resume:   # again under the lock: a resume that ran meanwhile may have grown the run
+            check_growth(request.path, sampler.n_trials)
         return _run(job, trainer, request, sampler, scheduler, data, args)
 
 

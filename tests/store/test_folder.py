@@ -383,3 +383,16 @@ def test_a_compaction_killed_with_its_table_aside_gets_it_back_or_the_old_one_de
     repair(sweep)
     assert not aside.exists() and sorted(pd.read_parquet(table).trial_id) == [0, 1, 2]
     assert not [n for n in os.listdir(sweep) if n.startswith(".")]
+
+
+def test_opening_a_run_clears_only_its_own_leftovers_not_those_of_a_run_whose_name_extends_it(tmp_path):
+    """Found in review: the cleanup glob `.a.old-*` also matched the folders another run, named
+    `a.old-x`, sets aside while it is being overwritten."""
+    from caviar.store.folder import open_run
+
+    own = tmp_path / ".a.old-1234abcd"
+    theirs = [tmp_path / ".a.old-x.old-1234abcd", tmp_path / ".a.old-x.new-5678abcd"]
+    for folder in (own, *theirs):
+        folder.mkdir(parents=True)
+    open_run(tmp_path, "a", 'name = "a"\n')
+    assert not own.exists() and all(folder.is_dir() for folder in theirs)
