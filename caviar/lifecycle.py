@@ -106,12 +106,12 @@ def _resumed(path: Path, overrides: list[str]) -> Any:
     """The saved job with a resume's --set applied, which may only give the run more budget or
     change how it is run: a new metric, mode, space, model value or seed would score the trials
     (epochs) still to come differently from those already done."""
-    from caviar.config.job import load_job
+    from caviar.config.job import load_job, parse_job
 
-    before, after = load_job(path), load_job(path, overrides)
-    changed = sorted(key for key in _dotted(after.to_raw()).keys() | _dotted(before.to_raw()).keys()
-                     if _dotted(after.to_raw()).get(key) != _dotted(before.to_raw()).get(key))
-    refused = [key for key in changed if key not in RESUMABLE]
+    before = load_job(path)
+    after = parse_job(before.to_raw(), overrides)   # the saved job, read once, with the --set on top
+    old, new = _dotted(before.to_raw()), _dotted(after.to_raw())
+    refused = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key) and key not in RESUMABLE)
     if refused:
         raise ValueError(f"--set: {refused[0]} cannot change on --resume (the work already saved was done with "
                          f"the saved value; a resume may change only {', '.join(sorted(RESUMABLE))}); "
@@ -160,8 +160,7 @@ def check_folder(request: RunRequest) -> None:
                               "or --overwrite to replace it")
     holder = lock.holder(run)
     if holder is not None and holder.pid != os.getpid():
-        raise ValueError(f"name: {request.name!r} is being run by caviar {COMMANDS.get(holder.kind, holder.kind)} "
-                         f"(process {holder.pid}) right now")
+        raise ValueError(f"name: {request.name!r} is being run by {holder.describe()} right now")
 
 
 @contextlib.contextmanager

@@ -191,11 +191,13 @@ def snapshot(folder: Path, *, folders: bool = False, mtimes: bool = False) -> di
 
 # --- locks ----------------------------------------------------------------------------------------------
 
-def hold_lock(run: Path, kind: str = "babysit") -> subprocess.Popen:
+def hold_lock(run: Path, kind: str = "babysit", *, open_folder: bool = False) -> subprocess.Popen:
     """A real second process that takes the run's lock (`caviar.store.lock`) as driver `kind` and
-    sleeps, as a live driver would; kill it to free the lock."""
-    code = (f"import time; from caviar.store.lock import acquire; acquire({str(run)!r}, {kind!r}); "
-            "print('locked', flush=True); time.sleep(120)")
+    sleeps, as a live driver would; with `open_folder`, as one past its first epoch, whose run folder
+    is open (`mark_open`). Kill it to free the lock."""
+    opened = f"mark_open({str(run)!r}); " if open_folder else ""
+    code = (f"import time; from caviar.store.lock import acquire, mark_open; acquire({str(run)!r}, {kind!r}); "
+            f"{opened}print('locked', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "locked"
     return proc

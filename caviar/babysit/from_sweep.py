@@ -42,8 +42,9 @@ def with_best_trial(job: Any, sweep: Path, echo: Any = print) -> Any:
     best = best_trial(completed, mode)
     if best is None:
         raise ValueError(f"--from: the sweep {sweep.name!r} has no completed trial with a score")
+    searched = _searched(run.job, trials)
     params = {name: _plain(best[column]) for column in trials.columns
-              if column.startswith(PARAM_PREFIX) and (name := column[len(PARAM_PREFIX):]) in _searched(run.job, trials)
+              if column.startswith(PARAM_PREFIX) and (name := column[len(PARAM_PREFIX):]) in searched
               and not _missing(best[column])}
     raw = job.to_raw()
     raw["model"].update(params)

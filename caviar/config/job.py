@@ -141,11 +141,6 @@ class Job:
         return header + tomli_w.dumps(self.to_raw())
 
 
-def validate_name(name: Any, field_name: str = "name") -> str:
-    """A run name (the store's rule, `caviar.store.vocabulary.validate_run_name`), named as a job field."""
-    return validate_run_name(name, field_name)
-
-
 def load_job(path: str | Path, overrides: Sequence[str] = ()) -> Job:
     """Read, override and validate the job file at `path`; its name defaults to the file's stem."""
     path = Path(path)
@@ -173,7 +168,7 @@ def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *,
     for section, table in tables.items():
         if not isinstance(table, dict):
             raise ValueError(f"{section}: expected a table ([{section}]), got {show_value(table)}")
-    name = validate_name(raw.get("name", default_name), "name" if "name" in raw else "name (the file's name)")
+    name = validate_run_name(raw.get("name", default_name), "name" if "name" in raw else "name (the file's name)")
     data = _data(tables["data"])
     model = _model(tables["model"])
     space = _space(tables["space"])

@@ -34,6 +34,11 @@ class Holder(NamedTuple):
     kind: str
     open: bool = False  # the driver has opened the run folder (`mark_open`)
 
+    def describe(self) -> str:
+        """"caviar parallel (process 123)": the command a user would recognise."""
+        command = {"sweep": "parallel"}.get(self.kind, self.kind)
+        return f"caviar {command} (process {self.pid})"
+
 
 def lock_path(run_dir: str | Path) -> Path:
     """Where the lock of the run folder `run_dir` (OUT/NAME) lives: OUT/.NAME.lock (hidden)."""
@@ -137,8 +142,7 @@ def _open_and_lock(path: Path, run_dir: str | Path) -> int:
     except BlockingIOError:
         os.close(fd)
         who = holder(run_dir)
-        what = (f"caviar {'parallel' if who.kind == 'sweep' else who.kind} (process {who.pid})" if who
-                else "another caviar process")
+        what = who.describe() if who else "another caviar process"
         raise ValueError(f"name: {Path(run_dir).name!r} is being run by {what} right now") from None
     except BaseException:
         os.close(fd)

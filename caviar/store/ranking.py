@@ -20,7 +20,7 @@ from caviar.store.vocabulary import STATUSES, Mode, Status
 
 def ranked(trials: pd.DataFrame, mode: Mode | str) -> pd.DataFrame:
     """All trials, best first (see the module's rule); the frame's own rows, reordered."""
-    mode = _mode(mode)
+    mode = Mode.of(mode)
     if trials.empty:
         return trials
     score = pd.to_numeric(trials["score"], errors="coerce").astype(float)
@@ -50,9 +50,3 @@ def best_trial(trials: pd.DataFrame, mode: Mode | str) -> dict[str, Any] | None:
         return None
     return row.to_dict()
 
-
-def _mode(mode: Mode | str) -> Mode:
-    try:
-        return Mode(mode)
-    except ValueError:
-        raise ValueError(f"mode: must be 'max' or 'min', got {mode!r}") from None

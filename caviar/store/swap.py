@@ -75,8 +75,8 @@ def _carry_over(table: Path, staging: Path, replaced: set[str]) -> bool:
             if entry.is_dir(follow_symlinks=False):
                 return False
             os.link(entry.path, staging / entry.name, follow_symlinks=False)
-    except (OSError, NotImplementedError):
-        return False
+    except (OSError, NotImplementedError):   # os.link raises the latter where links cannot be made
+        return False                             # without following them (follow_symlinks=False)
     return True
 
 

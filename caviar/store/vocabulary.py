@@ -25,6 +25,14 @@ class Mode(StrEnum):
     MAX = "max"
     MIN = "min"
 
+    @classmethod
+    def of(cls, value: object) -> Mode:
+        """`value` as a Mode; ValueError "mode: must be 'max' or 'min', got ..." otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"mode: must be 'max' or 'min', got {value!r}") from None
+
     @property
     def sign(self) -> float:
         """+1 for max, -1 for min: `sign * score` is larger the better the score."""

@@ -38,13 +38,10 @@ def command(args: argparse.Namespace) -> int:
         return 0
     request = lifecycle.RunRequest(RunKind.SWEEP, Path(args.out), job.name, resume=args.resume,
                                    overwrite=args.overwrite, resume_flags=_resume_flags(args))
-    lifecycle.check_folder(request)
-    if args.resume:
-        from caviar.sweep.restore import check_growth
-
-        check_growth(request.path, sampler.n_trials)
     with lifecycle.locked(request):
-        if args.resume:   # again under the lock: a resume that ran meanwhile may have grown the run
+        if args.resume:   # under the lock: a resume that ran a moment ago may have grown the run
+            from caviar.sweep.restore import check_growth
+
             check_growth(request.path, sampler.n_trials)
         return _run(job, trainer, request, sampler, scheduler, data, args)
 

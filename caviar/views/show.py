@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from caviar.store.ranking import ranked
-from caviar.store.vocabulary import MODES, PARAM_PREFIX, STATUSES, Mode, RunKind
+from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind
 
 MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
 
@@ -168,12 +168,6 @@ def format_table(frame: pd.DataFrame, scales: Mapping[str, str] | None = None) -
 # ---------------------------------------------------------------------------------------------- sweeps
 
 
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode: must be 'max' or 'min', got {mode!r}")
-    return mode
-
-
 def leaderboard_frame(trials: pd.DataFrame, metric_mode: str, top: int = 10) -> pd.DataFrame:
     """The `top` best trials as a typed table, best first (failed last, see `ranked`).
 
@@ -221,7 +215,7 @@ def best_epoch(epochs: pd.DataFrame, metric: str, mode: str) -> tuple[float, flo
     values = pd.to_numeric(epochs[metric], errors="coerce")
     if values.notna().sum() == 0:
         return math.nan, math.nan
-    at = values.idxmax() if Mode(_check_mode(mode)) is Mode.MAX else values.idxmin()
+    at = values.idxmax() if Mode.of(mode) is Mode.MAX else values.idxmin()
     return float(epochs.at[at, "epoch"]), float(values[at])
 
 

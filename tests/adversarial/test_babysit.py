@@ -7,7 +7,6 @@ defined here; job files name them as `tests.adversarial.test_babysit:ClassName`.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 
 from caviar.babysit import nudges as channel
 from caviar.store.checkpoints import load_checkpoint
-from caviar.store.lock import holder, lock_path
+from caviar.store.lock import holder
 from tests.support import (DIGITS, caviar_run, caviar_start, hold_lock, parquet_table, snapshot, wait_for_epoch,
                            write_job)
 
@@ -251,9 +250,7 @@ def test_a_nudge_file_that_is_a_link_is_refused_unread(tmp_path):
 def live_panda(tmp_path):
     """A finished babysat run whose lock a live process holds, as a running babysit would."""
     run = finished_peak(tmp_path, "panda", 2)
-    proc = hold_lock(run)
-    held = json.loads(lock_path(run).read_text())  # past its first epoch: its folder open
-    lock_path(run).write_text(json.dumps({**held, "open": True}))
+    proc = hold_lock(run, open_folder=True)  # past its first epoch: its folder open
     yield run
     proc.kill()
     proc.wait()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -252,17 +251,15 @@ def test_a_csv_with_a_column_name_twice_is_refused_naming_it(tmp_path, capsys):
 @pytest.mark.parametrize("sampler, more", [("random", ["... and 999,950 more"]),
                                             ("coarse_to_fine", ["... and 333,284 more", "(+666,666 trials in later "
                                                                 "rounds, drawn around the best of earlier ones)"])])
-def test_a_dry_run_of_a_million_trials_shows_fifty_in_about_a_second(tmp_path, capsys, sampler, more):
-    started = time.monotonic()
+def test_a_dry_run_of_a_million_trials_shows_fifty_and_counts_the_rest(tmp_path, capsys, sampler, more):
+    # Its speed (0.6 s against 85 s before the cut) is benchmarks/dry_run.py's to measure.
     status, out, err = caviar_output(capsys, "parallel", "--dry-run", "--out", tmp_path, "--set",
                                      "search.trials=1000000", "--set", f"search.sampler={sampler}")
-    seconds = time.monotonic() - started
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(f"digits: 1,000,000 trials, sampler {sampler}")
     assert [line.split()[0] for line in lines[2:52]] == [str(k) for k in range(50)]
     assert lines[52:] == more
-    assert seconds < 5, f"the dry run took {seconds:.1f} s"   # 0.3 s here; 85 s (random) before it was cut
 
 
 def test_a_refused_input_leaves_the_results_folder_as_it_was(tmp_path, capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 from caviar.babysit import nudges as nudge
 from caviar.config.job import parse_job
 from caviar.store.lock import holder
-from tests.support import DIGITS, caviar_run, caviar_start, write_job
+from tests.support import DIGITS, caviar_run, caviar_start, hold_lock, write_job
 from tests.toys import SteadyTrainer
 
 
@@ -28,20 +27,11 @@ def run_folder(tmp_path: Path, name: str = "panda") -> Path:
 
 
 
-def hold_open_lock(run: Path) -> subprocess.Popen:
-    """A real second process holding the run's lock as a babysit past its first epoch does: with its
-    folder open (`caviar.store.lock.mark_open`). Kill it to free the lock."""
-    code = (f"import time; from caviar.store.lock import acquire, mark_open; acquire({str(run)!r}, 'babysit'); "
-            f"mark_open({str(run)!r}); print('locked', flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
 
 @pytest.fixture
 def live_run(tmp_path):
     folder = run_folder(tmp_path)
-    proc = hold_open_lock(folder)
+    proc = hold_lock(folder, open_folder=True)
     yield folder
     proc.kill()
     proc.wait()

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caviar.config.job import BabysitSpec, DataSpec, Job, SearchSpec, load_job, parse_job, validate_name
+from caviar.config.job import BabysitSpec, DataSpec, Job, SearchSpec, load_job, parse_job
+from caviar.store.vocabulary import validate_run_name as validate_name
 from caviar.nn.mlp import MLP_HYPERPARAMETERS, MLPConfig
 from caviar.config.overrides import parse_value
 from caviar.trainers import check_job

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from caviar.cli import main
-from tests.support import (ROOT, TOY_SWEEP, caviar_run, caviar_start, driver_with_rows, run_command, run_sweep,
+from tests.support import (ROOT, TOY_SWEEP, caviar_run, driver_with_rows, run_command, run_sweep,
                            snapshot, write_job)
 
 
