@@ -123,7 +123,7 @@ def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """{"search.trials": 8, ...}: a job's raw table flattened to its fields."""
     flat: dict[str, Any] = {}
     for key, value in table.items():
-        if isinstance(value, dict) and key in ("data", "model", "space", "search", "babysit") and not prefix:
+        if isinstance(value, dict) and key in ("data", "model", "space", "search", "babysit", "pbt") and not prefix:
             flat.update(_dotted(value, f"{key}."))
         else:
             flat[prefix + key] = value

@@ -11,6 +11,8 @@ from caviar.config.values import Check, above_one, fraction_closed, integer, pos
 
 SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
 SCHEDULERS = ("fifo", "asha")
+# [search] scheduler = "pbt" is no trial scheduler but a driver of its own (caviar.population, [pbt]).
+POPULATION = "pbt"
 
 SAMPLER_CHECKS: dict[str, Check] = {"grid_points": integer(2), "rounds": positive, "keep_fraction": fraction_closed,
                                     "shrink": fraction_closed}

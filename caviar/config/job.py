@@ -1,6 +1,6 @@
 """The job file: TOML -> validated, frozen dataclasses.
 
-A job file has a top-level `name` and the tables [data], [model], [space], [search] and [babysit]
+A job file has a top-level `name` and the tables [data], [model], [space], [search], [babysit] and [pbt]
 (see jobs/digits.toml for a commented example). Every key is checked before anything runs, and a
 mistake is one `ValueError` whose message starts with the field's path:
 
@@ -23,16 +23,17 @@ from typing import Any, Mapping, Sequence
 
 import tomli_w
 
-from caviar.config.choices import SAMPLER_CHECKS, SAMPLERS, SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.choices import POPULATION, SAMPLER_CHECKS, SAMPLERS, SCHEDULER_CHECKS, SCHEDULERS
 from caviar.config.messages import field_path, one_line, reject_unknown, show_value
 from caviar.config.overrides import apply_overrides
+from caviar.config.pbt import PBT_CHECKS, PbtSpec, check_pbt_job
 from caviar.config.space import SearchSpace, parse_dimension
 from caviar.data import BUILTINS, FILE_TYPES, OPTIONS as DATA_OPTIONS
 from caviar.store.vocabulary import MODES, validate_run_name
 from caviar.config.values import (Check, Expected, above_one, checked, fraction_closed, non_negative, number, one_of,
                                   plain, positive, string)
 
-SECTIONS = ("data", "model", "space", "search", "babysit")
+SECTIONS = ("data", "model", "space", "search", "babysit", "pbt")
 DEFAULT_TRAINER = "mlp"  # the built-in network's short name (caviar.nn lists the built-ins)
 # A built-in's short name, or "package.module:ClassName"; which names exist is the registry's call.
 _TRAINER = re.compile(r"[A-Za-z_][\w-]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -63,7 +64,7 @@ class SearchSpec:
 
     sampler: str = "random"  # random | grid | sobol | coarse_to_fine; random wins on few budgets
     trials: int = 32  # configurations to train (grid may give fewer)
-    scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early
+    scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early; pbt: [pbt]
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
     mode: str = "max"  # max | min: whether a higher metric is better
     concurrency: int = 0  # trials in flight; 0: one per CPU that Ray sees
@@ -110,6 +111,7 @@ class Job:
     space: SearchSpace = field(default_factory=lambda: SearchSpace({}))
     search: SearchSpec = field(default_factory=SearchSpec)
     babysit: BabysitSpec = field(default_factory=BabysitSpec)
+    pbt: PbtSpec = field(default_factory=PbtSpec)
 
     @property
     def trainer(self) -> str:
@@ -132,8 +134,11 @@ class Job:
         if babysit["target"] is None:  # TOML has no null: a missing key means none
             del babysit["target"]
         space = {name: dim.spec() for name, dim in self.space.dimensions.items()}
-        return plain({"name": self.name, "data": data, "model": dict(self.model), "space": space,
-                      "search": asdict(self.search), "babysit": babysit})
+        raw = {"name": self.name, "data": data, "model": dict(self.model), "space": space,
+               "search": asdict(self.search), "babysit": babysit}
+        if self.search.scheduler == POPULATION or self.pbt != PbtSpec():   # [pbt] only where it says something
+            raw["pbt"] = asdict(self.pbt)
+        return plain(raw)
 
     def to_toml(self) -> str:
         """The job as run (overrides applied, defaults filled in); `parse_job` of it gives an equal Job."""
@@ -178,7 +183,10 @@ def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *,
                          f"rounds for {search.trials} trials")
     inherited = {"metric": search.metric, "mode": search.mode}
     babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS, inherited)
-    return Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit)
+    pbt = _section(PbtSpec, tables["pbt"], "pbt", PBT_CHECKS)
+    if search.scheduler == POPULATION:
+        check_pbt_job(pbt, space, search)
+    return Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit, pbt=pbt)
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -259,7 +267,7 @@ _DATA_CHECKS: dict[str, Check] = dict(
     test_fraction=number("a fraction in [0, 1)", lambda v: 0 <= v < 1),
 )
 _SEARCH_CHECKS: dict[str, Check] = dict(
-    sampler=one_of(SAMPLERS), trials=positive, scheduler=one_of(SCHEDULERS), metric=_text,
+    sampler=one_of(SAMPLERS), trials=positive, scheduler=one_of((*SCHEDULERS, POPULATION)), metric=_text,
     mode=one_of(MODES), concurrency=non_negative, seed=non_negative, **SAMPLER_CHECKS, **SCHEDULER_CHECKS,
     max_retries=non_negative, trial_timeout=number("a number of seconds >= 0 (0: no limit)", lambda v: v >= 0),
 )

@@ -73,7 +73,7 @@ def test_the_dataclasses_list_exactly_the_documented_fields():
     assert [f.name for f in fields(SearchSpec)] == list(SEARCH_DEFAULTS)
     assert [f.name for f in fields(BabysitSpec)] == list(BABYSIT_DEFAULTS)
     assert [f.name for f in fields(DataSpec)] == list(DATA_DEFAULTS)
-    assert [f.name for f in fields(Job)] == ["name", "data", "model", "space", "search", "babysit"]
+    assert [f.name for f in fields(Job)] == ["name", "data", "model", "space", "search", "babysit", "pbt"]
 
 
 def test_babysit_metric_and_mode_default_to_the_search_ones_unless_set():
