@@ -50,6 +50,9 @@ LAYERS: tuple[Layer, ...] = (
                            "caviar.lifecycle")),
     Layer("caviar.sweep", ("caviar.babysit", "caviar.views.report", "caviar.cli")),
     Layer("caviar.babysit", ("caviar.sweep", "caviar.cli")),
+    # The population driver may use the sweep's Ray plumbing (session, worker count, stopping actors),
+    # never the other way round but through the one hand-off in caviar.sweep.command.
+    Layer("caviar.population", ("caviar.babysit", "caviar.views.report", "caviar.cli")),
     Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values")),
     # The built-in trainer is reached by name through the trainer registry, never imported directly;
     # the registry (caviar.trainers) may import the package caviar.nn, but none of its submodules.

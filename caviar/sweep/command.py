@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from caviar import lifecycle
+from caviar.config.choices import POPULATION
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.store.layout import holds_results
 from caviar.store.vocabulary import RunKind
@@ -31,13 +32,19 @@ def command(args: argparse.Namespace) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
     trainer = check_job(job)
-    sampler, scheduler = build_sampler(job), build_scheduler(job, trainer)
+    population = job.search.scheduler == POPULATION   # a pbt job: caviar.population drives it
+    sampler = build_sampler(job)
+    scheduler = None if population else build_scheduler(job, trainer)
     data = job.data.load()
     if args.dry_run:
         print(dry_run_table(job, sampler))
         return 0
     request = lifecycle.RunRequest(RunKind.SWEEP, Path(args.out), job.name, resume=args.resume,
                                    overwrite=args.overwrite, resume_flags=_resume_flags(args))
+    if population:
+        from caviar.population.command import run_command
+
+        return run_command(job, trainer, request, sampler, data, args)
     with lifecycle.locked(request):
         if args.resume:   # under the lock: a resume that ran a moment ago may have grown the run
             from caviar.sweep.restore import check_growth

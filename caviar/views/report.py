@@ -31,7 +31,7 @@ import pandas as pd
 
 from caviar.store.atomic import atomic_write_bytes
 from caviar.store.vocabulary import RunKind
-from caviar.views import show
+from caviar.views import population, show
 from caviar.views.importance import MIN_TRIALS, importance, scored
 
 REPORT_FILE = "report.html"
@@ -169,6 +169,18 @@ def _babysit(page: _Page, run: Any, metric: str, mode: str) -> None:
     page.add(f"<h2>Events</h2>{_table(events)}")
 
 
+def _population(page: _Page, run: Any, metric: str) -> None:
+    """A population's members with their copies, and the schedule its best member discovered."""
+    page.add("<h2>Population</h2>")
+    page.add('<p class="note">Each line is a member; a dashed jump is a member copying a better one '
+             "(exploit), or a diverged one replaced by the best.</p>")
+    page.add(page.figure("population", population.member_curves(run.epochs, run.events, metric), "members"))
+    frame = population.schedule(run)
+    page.add("<h2>Discovered schedule</h2>")
+    page.add(page.figure("schedule", population.schedule_plot(frame), "the best member's learning rate"))
+    page.add(_table(frame))
+
+
 def write_report(run: Any, *, top: int = 10) -> Path:
     """Write `report.html` and its figures into the run's folder; returns the page's path.
 
@@ -186,6 +198,8 @@ def write_report(run: Any, *, top: int = 10) -> Path:
         _babysit(page, run, metric, mode)
     else:
         _sweep(page, run, metric, mode, top)
+    if population.is_population(run.job):
+        _population(page, run, metric)
 
     from caviar.views import plots
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from caviar.store.ranking import ranked
 from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind
+from caviar.views.population import is_population, schedule_text
 
 MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
 
@@ -316,6 +317,8 @@ def show_text(run: Any, top: int = 10) -> str:
     metric, mode = metric_of(run.job, run.kind)
     lines = [f"{run.kind} {run.name}  ({run.path})", f"metric: {metric} ({mode})"]
     lines += _babysit_text(run) if run.kind == RunKind.BABYSIT else _sweep_text(run, top)
+    if is_population(run.job) and not run.trials.empty:
+        lines += ["", schedule_text(run)]
     return "\n".join(lines)
 
 

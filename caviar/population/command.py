@@ -1,0 +1,109 @@
+"""`caviar parallel JOB` with `[search] scheduler = "pbt"`: a population from the command line.
+
+`caviar.sweep.command` reads and checks the job, the trainer, the sampler and the data as for any
+sweep, then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the plan is
+checked (bad input: exit 2, nothing written), the run locked, Ray joined, the folder opened, the
+generations run; Ctrl-C keeps every committed generation and prints the resume command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+from caviar import lifecycle
+from caviar.population.loop import Context, run_population
+from caviar.population.plan import Plan, make_plan
+from caviar.population.state import Population, load_commit
+from caviar.store.layout import holds_results
+
+EXIT_ALL_FAILED = 1
+
+
+def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, data: Any,
+                args: argparse.Namespace) -> int:
+    """Run (or resume) the population of `job` into `request`'s folder; the exit status."""
+    plan = make_plan(job, trainer, sampler)
+    with lifecycle.locked(request):
+        if request.resume:
+            _check_resume(request, plan)
+        return _run(job, plan, request, data, args)
+
+
+def _check_resume(request: lifecycle.RunRequest, plan: Plan) -> None:
+    """A resume goes on with the population it committed: another size would be another run."""
+    commit = load_commit(request.path / "checkpoints")
+    if commit is not None and len(commit[0].members) != plan.size:
+        raise ValueError(f"--set: search.trials cannot change on a pbt --resume (the population has "
+                         f"{len(commit[0].members)} members); run it under a new --name instead")
+
+
+def _run(job: Any, plan: Plan, request: lifecycle.RunRequest, data: Any, args: argparse.Namespace) -> int:
+    import ray
+
+    from caviar.sweep.plan import worker_count
+    from caviar.sweep.ray_session import connect_ray
+
+    quiet = bool(args.quiet)
+    started = False
+    try:
+        started, startup = connect_ray(args.address)
+        run = lifecycle.open_folder(request, job)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n_workers = worker_count(args.concurrency or job.search.concurrency, cpus, plan.size, quiet)
+        say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+        say(f"caviar: {job.name}: a population of {plan.size} for {plan.epochs} epochs, deciding every "
+            f"{plan.interval} on {n_workers} workers (Ray ready in {startup:.1f} s); results in {run.path}")
+        pop = run_population(Context(job, plan, run, [], say), ray.put(data), n_workers)
+        write_trials(run, job, plan, pop)
+        run.compact()
+    except KeyboardInterrupt:
+        if request.resume or holds_results(request.path):
+            return lifecycle.interrupted(request, "the finished generations are")
+        raise
+    finally:
+        if started or ray.is_initialized() and args.address is None:
+            ray.shutdown()
+    return print_summary(run, job)
+
+
+def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
+    """One trials row per member: its final values and score, the member it last copied."""
+    rows = []
+    for i, m in enumerate(pop.members):
+        row = {"trial_id": i, "status": "failed" if m.diverged else "completed"}
+        row.update({f"params_{name}": value for name, value in m.values.items()})
+        row.update(score=math.nan if m.diverged else m.score, epochs=plan.epochs, seconds=m.seconds,
+                   seed=plan.seeds[i], error=m.diverged, node=m.node, round=0, copied_from=m.copied_from)
+        rows.append({**row, **m.metrics})
+    return rows
+
+
+def write_trials(run: Any, job: Any, plan: Plan, pop: Population) -> None:
+    """The trials table, once, when every generation is committed (a resume of a finished run keeps it)."""
+    import pyarrow as pa
+
+    table = run.table("trials", types={"copied_from": pa.int64()})
+    if table.column("trial_id"):
+        return
+    table.append(trial_rows(job, plan, pop))
+    table.flush()
+
+
+def print_summary(run: Any, job: Any) -> int:
+    """The leaderboard of members and the best member's schedule; 1 when every member failed."""
+    from caviar.store.reader import load
+    from caviar.views.population import schedule_text
+    from caviar.views.show import leaderboard, scales_of
+
+    loaded = load(run.path)
+    trials = loaded.trials
+    print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
+    print("\n" + schedule_text(loaded))
+    print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
+    if len(trials) and (trials["status"] == "failed").all():
+        print("caviar parallel: error: every member of the population diverged", file=sys.stderr)
+        return EXIT_ALL_FAILED
+    return 0

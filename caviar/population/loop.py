@@ -1,0 +1,237 @@
+"""The population driver loop: synchronous generations on Ray actors, decisions by the pure policy.
+
+Each generation, every member trains `interval` epochs on a `PopulationWorker` (member m on worker
+m mod W), from the state it was left with, passed by reference through Ray's object store. The
+driver fetches the reports (one `ray.get` for the whole generation), ranks the members, applies
+`caviar.population.policy.decide` (diverged members copy the best, the worst quantile copies the
+best quantile, then explores) by handing each copy its source's state reference, commits the
+generation (`caviar.population.state`), then appends its rows to the tables. The decisions depend
+only on the scores and on a generator seeded by the job seed and the generation: the same job and
+seed give the same population, in parallel or not, interrupted or not.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from caviar.population.plan import Plan
+from caviar.population.policy import Best, Copy, Generation, decide, improved, policy_rng
+from caviar.population.state import Member, Population, load_commit, save_commit
+from caviar.population.worker import Task, population_worker_class
+
+COPY_STREAM = 0xC0   # spawn_key (member, generation, COPY_STREAM): a copy's fresh data order
+
+
+@dataclass
+class Context:
+    """What every generation needs: the job, its plan, the open run folder, the workers."""
+
+    job: Any
+    plan: Plan
+    run: Any
+    actors: list[Any]
+    say: Callable[[str], None]
+
+
+def reshuffle_seed(job_seed: int, member: int, generation: int) -> int:
+    """The data-order seed a member takes after copying at the end of `generation`."""
+    words = np.random.SeedSequence(job_seed, spawn_key=(member, generation, COPY_STREAM)).generate_state(1)
+    return int(words[0]) >> 1
+
+
+def start_workers(data_ref: Any, trainer_name: str, n_workers: int) -> list[Any]:
+    sys_path = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
+    return [population_worker_class().remote(data_ref, trainer_name, sys_path) for _ in range(n_workers)]
+
+
+def stop_workers(actors: list[Any]) -> None:
+    """Kill the workers, none in the instant it starts (`caviar.sweep.worker.stop_actors` says why)."""
+    from caviar.sweep.worker import stop_actors
+
+    stop_actors(actors, [actor.node.remote() for actor in actors])
+
+
+def _task(ctx: Context, member: int, m: Member, generation: int) -> Task:
+    job, plan = ctx.job, ctx.plan
+    return Task(member=member, config=job.config(m.values), seed=plan.seeds[member],
+                start=plan.until(generation - 1) if generation else 0, until=plan.until(generation),
+                metric=job.search.metric, divergence_ratio=job.babysit.divergence_ratio,
+                changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle, first_loss=m.first_loss)
+
+
+def _epoch_rows(ctx: Context, report: Any, member: Member, generation: int) -> list[dict]:
+    """The epochs rows of one member's generation, with the values in force each epoch."""
+    rows = []
+    for epoch, metrics, seconds in report.epochs:
+        metrics = dict(metrics)
+        rate = metrics.pop("learning_rate", member.values.get("learning_rate", ctx.job.config().get("learning_rate")))
+        row = {"trial_id": report.member, "epoch": epoch, "learning_rate": math.nan if rate is None else float(rate),
+               "seconds": seconds, "generation": generation}
+        row.update({f"params_{name}": value for name, value in member.values.items()})
+        rows.append({**row, **metrics})
+    return rows
+
+
+def _record(ctx: Context, pop: Population, reports: list[Any], generation: int) -> list[dict]:
+    """Take a generation's reports into the members; its epochs rows."""
+    rows = []
+    for report in sorted(reports, key=lambda r: r.member):
+        member = pop.members[report.member]
+        rows += _epoch_rows(ctx, report, member, generation)
+        member.first_loss, member.reshuffle, member.diverged = report.first_loss, None, report.diverged
+        member.seconds += report.seconds
+        member.node = report.node
+        if report.epochs:
+            member.metrics = {k: v for k, v in report.epochs[-1][1].items() if k != "learning_rate"}
+        member.score = math.nan if report.diverged else member.metrics.get(ctx.job.search.metric, math.nan)
+    return rows
+
+
+def _event_row(ctx: Context, copy: Copy, pop: Population, epoch: int, generation: int) -> dict:
+    names = ctx.plan.names
+    score = pop.best.score if copy.best_ever and pop.best else pop.members[copy.source].score
+    changes = ", ".join(f"{n} {_short(copy.old[n])} -> {_short(copy.new[n])}" for n in names)
+    detail = f"member {copy.member} copies member {copy.source}"
+    detail += f" (its best, epoch {pop.best.epoch})" if copy.best_ever and pop.best else ""
+    detail += f"; {changes}" + (f"; {pop.members[copy.member].diverged}" if copy.reason == "diverged" else "")
+    row = {"epoch": epoch, "event": copy.reason, "base_learning_rate": float(copy.new.get("learning_rate", math.nan)),
+           "score": score, "detail": detail, "member": copy.member, "source": copy.source, "generation": generation}
+    row.update({f"old_{n}": copy.old[n] for n in names})
+    row.update({f"new_{n}": copy.new[n] for n in names})
+    return row
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _decide(ctx: Context, pop: Population, generation: int) -> list[Copy]:
+    job, plan = ctx.job, ctx.plan
+    gen = Generation([m.score for m in pop.members], [m.diverged is not None for m in pop.members],
+                     [m.values for m in pop.members])
+    return decide(gen, mode=job.search.mode, quantile=job.pbt.quantile, names=plan.names,
+                  dims=job.space.dimensions, factors=job.pbt.factors,
+                  resample_probability=job.pbt.resample_probability, rng=policy_rng(job.search.seed, generation),
+                  best_ever=pop.best, tolerance=job.babysit.tolerance)
+
+
+def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], best_ref: Any,
+           generation: int) -> list[Any]:
+    """Hand each copy its source's state (a reference: no bytes move through the driver) and values."""
+    new_refs = list(refs)
+    for copy in copies:
+        member = pop.members[copy.member]
+        new_refs[copy.member] = best_ref if copy.best_ever else refs[copy.source]
+        source = pop.best.member if copy.best_ever else copy.source
+        member.first_loss = pop.members[source].first_loss if member.first_loss is None else member.first_loss
+        member.values, member.copied_from = dict(copy.new), copy.source
+        member.reshuffle = reshuffle_seed(ctx.job.search.seed, copy.member, generation)
+    return new_refs
+
+
+def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any) -> tuple[list[Any], Any]:
+    """Train, decide, commit and write one generation; the members' and the best's state references."""
+    import ray
+
+    generation, plan = pop.generation, ctx.plan
+    calls = [ctx.actors[i % len(ctx.actors)].train.remote(_task(ctx, i, m, generation), refs[i])
+             for i, m in enumerate(pop.members)]
+    reports = ray.get([report for report, _ in calls])
+    refs = [state for _, state in calls]
+    epoch_rows = _record(ctx, pop, reports, generation)
+    until = plan.until(generation)
+    events = []
+    gen = Generation([m.score for m in pop.members], [m.diverged is not None for m in pop.members],
+                     [m.values for m in pop.members])
+    better = improved(pop.best, gen, ctx.job.search.mode, until)
+    if better is not None:
+        pop.best, best_ref = better, refs[better.member]
+        events.append({"epoch": until, "event": "improved", "base_learning_rate": float(
+            better.values.get("learning_rate", math.nan)), "score": better.score, "member": better.member,
+            "detail": f"member {better.member} is the best so far", "generation": generation})
+    copies = _decide(ctx, pop, generation) if generation + 1 < plan.generations else []
+    events += [_event_row(ctx, copy, pop, until, generation) for copy in copies]
+    refs = _apply(ctx, pop, copies, refs, best_ref, generation)
+    pop.generation = generation + 1
+    states = ray.get(refs + ([best_ref] if best_ref is not None else []))
+    rows = {"epochs": epoch_rows, "events": events}
+    save_commit(ctx.run.checkpoints_dir, pop, states[:len(refs)], states[len(refs)] if best_ref is not None else None,
+                rows)
+    write_rows(ctx.run, rows)
+    ctx.say(_progress(ctx, pop, copies, until))
+    return refs, best_ref
+
+
+def write_rows(run: Any, rows: dict[str, list[dict]]) -> None:
+    """A committed generation's rows into the tables, epochs first (events point at them)."""
+    for name in ("epochs", "events"):
+        if rows[name]:
+            table = run.table(name)
+            table.append(rows[name])
+            table.flush()
+
+
+def _progress(ctx: Context, pop: Population, copies: list[Copy], until: int) -> str:
+    metric, plan = ctx.job.search.metric, ctx.plan
+    best = f"best {metric} {pop.best.score:.4g} (member {pop.best.member})" if pop.best else "no finite score yet"
+    diverged = sum(c.reason == "diverged" for c in copies)
+    return (f"caviar: generation {pop.generation}/{plan.generations}, epoch {until}/{plan.epochs}: {best}; "
+            f"{len(copies)} copies" + (f" ({diverged} diverged)" if diverged else ""))
+
+
+def restored(ctx: Context) -> tuple[Population, list[Any], Any]:
+    """The population to go on from: the last committed generation (its rows written where the tables
+    lack them), or a new one."""
+    import ray
+
+    commit = load_commit(ctx.run.checkpoints_dir) if ctx.run.resumed else None
+    if commit is None:
+        return Population([Member(dict(v)) for v in ctx.plan.values]), [None] * ctx.plan.size, None
+    pop, states, best_state, rows = commit
+    last = pop.generation - 1
+    missing = {name: rows[name] if last not in _generations(ctx.run, name) else [] for name in ("epochs", "events")}
+    write_rows(ctx.run, missing)
+    return pop, [ray.put(state) for state in states], ray.put(best_state) if best_state is not None else None
+
+
+def _generations(run: Any, table: str) -> set[int]:
+    from caviar.store.reader import read_table
+
+    data = read_table(run.path / f"{table}.parquet")
+    if data is None or "generation" not in data.column_names:
+        return set()
+    return {int(v) for v in data.column("generation").to_pylist() if v is not None}
+
+
+def declare_tables(run: Any, plan: Plan) -> None:
+    """Type the columns that may be null in a table's first part (an "improved" event has no source),
+    so that every part has the same schema and any Parquet reader reads the folder whole."""
+    import pyarrow as pa
+
+    arrow = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+    values = {name: arrow.get(type(plan.values[0][name])) for name in plan.names} if plan.values else {}
+    types = {"member": pa.int64(), "source": pa.int64(), "generation": pa.int64()}
+    types.update({f"{side}_{name}": t for name, t in values.items() if t is not None for side in ("old", "new")})
+    run.table("events", types=types)
+    run.table("epochs", types={"generation": pa.int64()})
+
+
+def run_population(ctx: Context, data_ref: Any, n_workers: int) -> Population:
+    """Every generation not yet committed; the population at the end. Ctrl-C propagates."""
+    declare_tables(ctx.run, ctx.plan)
+    pop, refs, best_ref = restored(ctx)
+    if pop.generation >= ctx.plan.generations:
+        return pop
+    ctx.actors = start_workers(data_ref, ctx.job.trainer, n_workers)
+    try:
+        while pop.generation < ctx.plan.generations:
+            refs, best_ref = run_generation(ctx, pop, refs, best_ref)
+    finally:
+        stop_workers(ctx.actors)
+    return pop

@@ -1,0 +1,174 @@
+"""PBT's decisions as pure functions of the population's scores: who copies whom, and what it tries next.
+
+At the end of each generation (`interval` epochs of every member) `decide` ranks the members and says:
+
+- diverged (NaN, or a train loss above `divergence_ratio` x its untrained loss): copies the best member
+  at once, whatever its rank, instead of failing;
+- in the worst `quantile` (exploit): copies a member of the best `quantile`, drawn at random;
+- every copy then explores (`explore`): each changeable value is resampled from its [space] dimension
+  with probability `resample_probability`, else moved by a factor on its own scale (a log dimension
+  multiplied, a beta's `1 - beta` multiplied, an integer rounded, a choice one step along its list),
+  clipped to the space;
+- the population's best ever (the babysitter's rule, applied to the population): when the best member
+  now scores worse than the best ever by more than `tolerance`, the worst members copy the state of
+  the best ever instead of today's best (a rollback).
+
+Everything random comes from the generator passed in, which the driver seeds from the job seed and
+the generation: the same job and seed give the same decisions, whatever order the members finished in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from caviar.config.space import Choice, Dimension, Fixed, IntUniform, OneMinusLogUniform
+from caviar.store.vocabulary import Mode
+
+POLICY_STREAM = 0xB7  # SeedSequence(job_seed, spawn_key=(generation, POLICY_STREAM)): a stream no trial uses
+
+
+def policy_rng(job_seed: int, generation: int) -> np.random.Generator:
+    """The generator of generation `generation`'s decisions: the same for the same job seed, always."""
+    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=(generation, POLICY_STREAM)))
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Member `member` takes the state and values of `source` (of the best ever, with `best_ever`),
+    then trains on with `new` (the values it explores; `old`: those it had)."""
+
+    member: int
+    source: int
+    reason: str                        # "exploit" | "diverged" | "rollback"
+    old: Mapping[str, Any] = field(default_factory=dict)
+    new: Mapping[str, Any] = field(default_factory=dict)
+    best_ever: bool = False
+
+
+@dataclass(frozen=True)
+class Best:
+    """The population's best score so far and whose state (member, at which epoch) it was."""
+
+    score: float
+    member: int
+    epoch: int
+    values: Mapping[str, Any] = field(default_factory=dict)   # its hyperparameters then
+
+
+def quantile_size(n: int, quantile: float) -> int:
+    """How many members are in the best (and the worst) `quantile` of `n`: ceil(n * q), at most n // 2
+    (so that no member is both), at least 1 once there are two."""
+    return min(n // 2, max(1, math.ceil(n * quantile))) if n >= 2 else 0
+
+
+def ranking(scores: Sequence[float], diverged: Sequence[bool], mode: str) -> list[int]:
+    """Member ids best first: finite scores by the mode (ties: the lower id first), then the rest."""
+    sign = Mode(mode).sign
+    healthy = [i for i, s in enumerate(scores) if math.isfinite(s) and not diverged[i]]
+    healthy.sort(key=lambda i: (-sign * scores[i], i))
+    return healthy + [i for i in range(len(scores)) if i not in set(healthy)]
+
+
+def diverged(metrics: Mapping[str, float], metric: str, first_loss: float | None, ratio: float) -> str | None:
+    """Why an epoch's metrics count as diverged, or None: a non-finite score or train loss, or a train
+    loss above `ratio` x `first_loss` (the untrained model's loss)."""
+    score, loss = metrics.get(metric, math.nan), metrics.get("train_loss")
+    if not math.isfinite(score):
+        return f"non-finite {metric} {score:.4g}"
+    if loss is None:
+        return None
+    if not math.isfinite(loss):
+        return f"non-finite train_loss {loss:.4g}"
+    if first_loss is not None and math.isfinite(first_loss) and loss > ratio * first_loss:
+        return f"train_loss {loss:.4g} above {ratio:g} x the initial loss {first_loss:.4g}"
+    return None
+
+
+def perturb(dim: Dimension, value: Any, factor: float) -> Any:
+    """`value` moved by `factor` on `dim`'s own scale, clipped to the dimension."""
+    if isinstance(dim, Fixed):
+        return value
+    if isinstance(dim, Choice):   # no scale: one step along the list, up for a factor above 1
+        values = list(dim.values)
+        index = next((i for i, v in enumerate(values) if v == value and type(v) is type(value)), 0)
+        step = 1 if factor > 1 else -1 if factor < 1 else 0
+        return values[min(max(index + step, 0), len(values) - 1)]
+    if isinstance(dim, OneMinusLogUniform):   # a beta: what matters is 1 - beta, on a log scale
+        moved = 1.0 - (1.0 - float(value)) * factor
+    else:
+        moved = float(value) * factor
+    moved = min(max(moved, dim.low), dim.high)
+    if isinstance(dim, IntUniform):
+        whole = int(round(moved))
+        if whole == value and factor != 1:   # a small integer would never move by rounding alone
+            whole += 1 if factor > 1 else -1
+        return int(min(max(whole, dim.low), dim.high))
+    return moved
+
+
+def explore(values: Mapping[str, Any], dims: Mapping[str, Dimension], names: Sequence[str],
+            factors: Sequence[float], resample_probability: float, rng: np.random.Generator) -> dict[str, Any]:
+    """New values of `names` (each a dimension of `dims`), every other value kept: each resampled with
+    probability `resample_probability`, else perturbed by one of `factors`. Two draws per name, always,
+    so that one name's outcome never shifts the next one's randomness."""
+    new = dict(values)
+    for name in names:
+        resample, u = rng.random(), rng.random()
+        if resample < resample_probability:
+            new[name] = dims[name].from_unit(u)
+        else:
+            new[name] = perturb(dims[name], values[name], factors[min(int(u * len(factors)), len(factors) - 1)])
+    return new
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What `decide` needs of a generation: each member's score, whether it diverged, its values."""
+
+    scores: Sequence[float]
+    diverged: Sequence[bool]
+    values: Sequence[Mapping[str, Any]]
+
+
+def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str], dims: Mapping[str, Dimension],
+           factors: Sequence[float], resample_probability: float, rng: np.random.Generator,
+           best_ever: Best | None = None, tolerance: float = math.inf) -> list[Copy]:
+    """The copies of one generation's end, in member order (see the module's docstring)."""
+    n = len(gen.scores)
+    order = ranking(gen.scores, gen.diverged, mode)
+    healthy = [i for i in order if math.isfinite(gen.scores[i]) and not gen.diverged[i]]
+    if not healthy:
+        return []   # nothing to copy from: every member diverged
+    k = quantile_size(len(healthy), quantile)
+    top, bottom = healthy[:k], healthy[len(healthy) - k:] if k else []
+    behind = best_ever is not None and Mode(mode).worse_by(gen.scores[healthy[0]], best_ever.score) > tolerance
+    sources: dict[int, tuple[int, str, bool]] = {}
+    for member in range(n):
+        if member not in healthy:
+            sources[member] = (healthy[0], "diverged", False)
+    for member in bottom:
+        if behind:
+            sources[member] = (best_ever.member, "rollback", True)
+        else:
+            sources[member] = (top[int(rng.integers(len(top)))], "exploit", False)
+    copies = []
+    for member in sorted(sources):
+        source, reason, from_best = sources[member]
+        base = best_ever.values if from_best else gen.values[source]
+        new = explore(base, dims, names, factors, resample_probability, rng)
+        copies.append(Copy(member, source, reason, old=dict(gen.values[member]), new=new, best_ever=from_best))
+    return copies
+
+
+def improved(best: Best | None, gen: Generation, mode: str, epoch: int) -> Best | None:
+    """The new best ever when a member beats `best` this generation (the best of them), else None."""
+    scores, values = gen.scores, gen.values
+    order = ranking(scores, gen.diverged, mode)
+    top = order[0] if order else None
+    if top is None or gen.diverged[top] or not Mode(mode).better(scores[top], None if best is None else best.score):
+        return None
+    return Best(float(scores[top]), top, epoch, dict(values[top]))
