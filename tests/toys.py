@@ -119,3 +119,71 @@ class SteadyTrainer:
 
     def set_hyperparameters(self, **changes):
         self.config.update(changes)
+
+
+class NoisyQuadraticTrainer:
+    """SGD on a noisy quadratic, mean(x**2) over 50 coordinates from x = 100: a good learning rate must
+    start high (to get close) and then decay (the noise floor grows with the rate), so a population
+    that explores its rate beats every fixed one. Deterministic; its state holds everything.
+
+    Config: learning_rate, sleep (seconds per epoch). Reports val_loss (min) and train_loss.
+    """
+
+    metrics = ("val_loss", "train_loss")
+    hyperparameters = {"learning_rate": float, "sleep": float, "epochs": int}
+    mutable = ("learning_rate",)
+    STEPS = 10
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        self.config = dict(config)
+        self.x, self.step, self.noise_seed = np.full(50, 100.0), 0, int(seed)
+
+    def train_epoch(self) -> dict[str, float]:
+        time.sleep(float(self.config.get("sleep", 0.0)))
+        lr = float(self.config["learning_rate"])
+        for _ in range(self.STEPS):
+            noise = np.random.default_rng([self.noise_seed, self.step]).standard_normal(self.x.shape)
+            self.x = self.x - lr * (2 * self.x + noise)
+            self.step += 1
+        loss = float(np.mean(self.x ** 2))
+        return {"val_loss": loss, "train_loss": loss, "learning_rate": lr}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"x": self.x.copy(), "step": np.array(self.step), "noise_seed": np.array(self.noise_seed)}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        self.x, self.step = np.array(state["x"], dtype=float), int(state["step"])
+        self.noise_seed = int(state["noise_seed"])
+
+    def set_hyperparameters(self, **changes: Any) -> None:
+        self.config.update(changes)
+
+    def reshuffle(self, seed: int) -> None:
+        self.noise_seed = int(seed)
+
+
+def _mlp() -> type:
+    from caviar import MLPTrainer
+
+    return MLPTrainer
+
+
+class SlowMLPTrainer(_mlp()):
+    """The built-in network, `sleep` seconds slower per epoch: a run slow enough to kill mid-way."""
+
+    hyperparameters = {**_mlp().hyperparameters, "sleep": float}
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        config = dict(config)
+        sleep = float(config.pop("sleep", 0.0))
+        return {**super().check_config(config), "sleep": sleep}
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        config = dict(config)
+        self.sleep = float(config.pop("sleep", 0.0))
+        super().__init__(config, data, seed)
+
+    def train_epoch(self) -> dict[str, float]:
+        time.sleep(self.sleep)
+        return super().train_epoch()

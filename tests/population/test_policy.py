@@ -1,0 +1,115 @@
+"""PBT's pure decisions (caviar/population/policy.py): no Ray, no files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from caviar.config.space import Choice, IntLogUniform, LogUniform, OneMinusLogUniform, Uniform
+from caviar.population.policy import (Best, Generation, decide, diverged, explore, improved, perturb, policy_rng,
+                                      quantile_size, ranking)
+
+LR = LogUniform(1e-4, 1e-1)
+DIMS = {"learning_rate": LR, "beta1": OneMinusLogUniform(0.8, 0.999), "batch_size": Choice((32, 64, 128)),
+        "width": IntLogUniform(4, 256), "dropout": Uniform(0.0, 0.5)}
+
+
+def rules(**over):
+    return {"mode": "max", "quantile": 0.25, "names": ["learning_rate"], "dims": DIMS, "factors": [0.8, 1.2],
+            "resample_probability": 0.25, **over}
+
+
+def gen(scores, diverged_=None):
+    n = len(scores)
+    return Generation(scores, diverged_ or [False] * n, [{"learning_rate": 1e-3 * (i + 1)} for i in range(n)])
+
+
+def test_quantile_size_is_a_quarter_rounded_up_but_never_more_than_half():
+    assert [quantile_size(n, 0.25) for n in (1, 2, 3, 4, 5, 8, 9)] == [0, 1, 1, 1, 2, 2, 3]
+    assert quantile_size(8, 0.5) == 4 and quantile_size(3, 0.5) == 1
+
+
+def test_ranking_puts_the_best_first_and_diverged_or_nan_last():
+    assert ranking([0.5, 0.9, math.nan, 0.7], [False, False, False, False], "max") == [1, 3, 0, 2]
+    assert ranking([0.5, 0.9, 0.1, 0.7], [False, True, False, False], "min") == [2, 0, 3, 1]
+
+
+def test_the_worst_quarter_copies_the_best_quarter_and_nobody_else_moves():
+    copies = decide(gen([0.1, 0.9, 0.5, 0.6, 0.8, 0.2, 0.7, 0.3]), rng=policy_rng(0, 0), **rules())
+    assert sorted(c.member for c in copies) == [0, 5]
+    assert all(c.source in (1, 4) and c.reason == "exploit" for c in copies)
+    assert all(c.old["learning_rate"] == 1e-3 * (c.member + 1) for c in copies)
+
+
+def test_a_diverged_member_copies_the_best_at_once_whatever_its_rank():
+    copies = decide(gen([0.95, 0.9, 0.5, 0.6], [True, False, False, False]), rng=policy_rng(0, 0), **rules())
+    by_member = {c.member: c for c in copies}
+    assert by_member[0].source == 1 and by_member[0].reason == "diverged"
+    assert by_member[2].reason == "exploit"   # the healthy worst still exploits
+
+
+def test_nothing_to_copy_from_when_every_member_diverged():
+    assert decide(gen([math.nan, math.nan], [True, True]), rng=policy_rng(0, 0), **rules()) == []
+
+
+def test_a_population_behind_its_best_ever_rolls_back_to_it():
+    best = Best(0.99, 3, 4, {"learning_rate": 0.05})
+    copies = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, tolerance=0.02, **rules())
+    assert [(c.member, c.source, c.reason, c.best_ever) for c in copies] == [(0, 3, "rollback", True)]
+    near = decide(gen([0.5, 0.98, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, tolerance=0.02, **rules())
+    assert [c.reason for c in near] == ["exploit"]
+
+
+def test_the_same_seed_and_generation_give_the_same_decisions():
+    one = decide(gen([0.1, 0.9, 0.5, 0.6, 0.8, 0.2, 0.7, 0.3]), rng=policy_rng(7, 3), **rules())
+    two = decide(gen([0.1, 0.9, 0.5, 0.6, 0.8, 0.2, 0.7, 0.3]), rng=policy_rng(7, 3), **rules())
+    other = decide(gen([0.1, 0.9, 0.5, 0.6, 0.8, 0.2, 0.7, 0.3]), rng=policy_rng(7, 4), **rules())
+    assert one == two and one != other
+
+
+def test_perturb_moves_each_dimension_on_its_own_scale_and_stays_inside():
+    assert perturb(LR, 1e-2, 1.2) == pytest.approx(1.2e-2)
+    assert perturb(LR, 0.09, 1.2) == 0.1                                  # clipped to the space
+    beta = perturb(DIMS["beta1"], 0.99, 0.8)
+    assert 1 - beta == pytest.approx(0.8 * 0.01)                          # 1 - beta scaled, not beta
+    assert perturb(DIMS["beta1"], 0.85, 1.2) == pytest.approx(0.82)
+    assert perturb(DIMS["batch_size"], 64, 1.2) == 128 and perturb(DIMS["batch_size"], 32, 0.8) == 32
+    assert perturb(DIMS["width"], 4, 1.2) == 5 and perturb(DIMS["width"], 256, 1.2) == 256
+    assert perturb(DIMS["dropout"], 0.45, 1.2) == 0.5
+
+
+def test_explore_keeps_every_value_inside_the_space_on_many_draws():
+    rng = np.random.default_rng(0)
+    values = {"learning_rate": 1e-3, "beta1": 0.9, "batch_size": 64, "width": 32, "dropout": 0.2}
+    names = list(DIMS)
+    ratios = []
+    for _ in range(300):
+        new = explore(values, DIMS, names, [0.8, 1.2], 0.25, rng)
+        for name, dim in DIMS.items():
+            dim.to_unit(new[name])   # raises for a value the dimension cannot hold
+        ratios.append(new["learning_rate"] / values["learning_rate"])
+        values = new
+    perturbed = [r for r in ratios if math.isclose(r, 0.8) or math.isclose(r, 1.2)]
+    assert 0.6 < len(perturbed) / len(ratios) < 0.9   # about 1 - resample_probability of them
+
+
+def test_explore_with_resample_probability_one_draws_from_the_space():
+    new = explore({"learning_rate": 1e-3}, DIMS, ["learning_rate"], [0.8, 1.2], 1.0, np.random.default_rng(1))
+    assert new["learning_rate"] not in (0.8e-3, 1.2e-3) and 1e-4 <= new["learning_rate"] <= 1e-1
+
+
+def test_divergence_is_a_non_finite_score_or_a_loss_far_above_the_start():
+    assert diverged({"val_accuracy": math.nan, "train_loss": 1.0}, "val_accuracy", 2.3, 3.0).startswith("non-finite")
+    assert diverged({"val_accuracy": 0.5, "train_loss": math.inf}, "val_accuracy", 2.3, 3.0).startswith("non-finite")
+    assert "above 3 x the initial loss" in diverged({"val_accuracy": 0.1, "train_loss": 7.0}, "val_accuracy", 2.3, 3.0)
+    assert diverged({"val_accuracy": 0.9, "train_loss": 6.8}, "val_accuracy", 2.3, 3.0) is None
+    assert diverged({"val_accuracy": 0.9}, "val_accuracy", None, 3.0) is None
+
+
+def test_improved_names_the_new_best_only_when_it_beats_the_old():
+    first = improved(None, gen([0.5, 0.7]), "max", 2)
+    assert first == Best(0.7, 1, 2, {"learning_rate": 2e-3})
+    assert improved(first, gen([0.6, 0.65]), "max", 4) is None
+    assert improved(first, gen([0.9, 0.65], [True, False]), "max", 4) is None   # a diverged member is no best

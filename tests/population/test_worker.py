@@ -1,0 +1,69 @@
+"""One member's generation (caviar/population/worker.py): plain, and on a real Ray actor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from caviar import MLPTrainer
+from caviar.data import load_dataset
+from caviar.population.worker import Task, population_worker_class, train_segment
+
+CONFIG = {"hidden_layers": [16], "optimizer": "adam", "learning_rate": 0.01, "batch_norm": True}
+
+
+def task(**over) -> Task:
+    fields = {"member": 1, "config": CONFIG, "seed": 5, "start": 0, "until": 2, "metric": "val_accuracy",
+              "divergence_ratio": 3.0, "changes": {"learning_rate": 0.01}}
+    return Task(**{**fields, **over})
+
+
+def trained_state(data) -> dict:
+    trainer = MLPTrainer(CONFIG, data, seed=9)
+    for _ in range(2):
+        trainer.train_epoch()
+    return trainer.state_dict()
+
+
+def test_a_copy_holds_exactly_the_sources_state_weights_moments_and_batch_norm_statistics():
+    data = load_dataset("digits")
+    source = trained_state(data)
+    report, copied = train_segment(MLPTrainer, data, task(start=2, until=2), source)   # no epoch: the copy itself
+    assert report.epochs == [] and report.diverged is None
+    assert copied.keys() == source.keys()
+    assert any(k.startswith("optim.") for k in source) and any("running" in k or "mean" in k for k in source)
+    for key in source:
+        np.testing.assert_array_equal(copied[key], source[key], err_msg=key)
+
+
+def test_explored_values_take_effect_after_the_copy():
+    data = load_dataset("digits")
+    report, state = train_segment(MLPTrainer, data, task(start=2, until=3, changes={"learning_rate": 0.002}),
+                                  trained_state(data))
+    assert [epoch for epoch, _, _ in report.epochs] == [3]
+    assert report.epochs[0][1]["learning_rate"] == 0.002 and float(state["hp.learning_rate"]) == 0.002
+
+
+def test_a_member_that_diverges_stops_at_once_and_says_why():
+    data = load_dataset("digits")
+    config = {**CONFIG, "optimizer": "sgd", "learning_rate": 5000.0, "batch_norm": False}
+    report, _ = train_segment(MLPTrainer, data, task(config=config, until=6, changes={}), None)
+    assert report.diverged is not None and len(report.epochs) < 6
+    assert report.first_loss is not None and report.first_loss > 0   # the untrained model's loss
+
+
+def test_on_ray_the_state_travels_by_reference_and_arrives_exact(ray_session):
+    import ray
+
+    data = load_dataset("digits")
+    source = trained_state(data)
+    worker = population_worker_class().remote(ray.put(data), "mlp", [])
+    try:
+        report_ref, state_ref = worker.train.remote(task(start=2, until=2), ray.put(source))
+        report, copied = ray.get([report_ref, state_ref])
+        assert report.member == 1 and report.node
+        for key in source:
+            np.testing.assert_array_equal(copied[key], source[key], err_msg=key)
+    finally:
+        from caviar.population.loop import stop_workers
+
+        stop_workers([worker])
