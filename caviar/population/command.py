@@ -14,10 +14,11 @@ import sys
 from typing import Any
 
 from caviar import lifecycle
-from caviar.population.loop import Context, run_population
+from caviar.population.loop import Context, run_population, settle
 from caviar.population.plan import Plan, make_plan
 from caviar.population.state import Population, load_commit
 from caviar.store.layout import holds_results
+from caviar.store.vocabulary import CHECKPOINTS
 
 EXIT_ALL_FAILED = 1
 
@@ -34,7 +35,7 @@ def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, sampler:
 
 def _check_resume(request: lifecycle.RunRequest, plan: Plan) -> None:
     """A resume goes on with the population it committed: another size would be another run."""
-    commit = load_commit(request.path / "checkpoints")
+    commit = load_commit(request.path / CHECKPOINTS)
     if commit is not None and len(commit[0].members) != plan.size:
         raise ValueError(f"--set: search.trials cannot change on a pbt --resume (the population has "
                          f"{len(commit[0].members)} members); run it under a new --name instead")
@@ -47,7 +48,7 @@ def _run(job: Any, plan: Plan, request: lifecycle.RunRequest, data: Any, args: a
     from caviar.sweep.ray_session import connect_ray
 
     quiet = bool(args.quiet)
-    started = False
+    started, run = False, None
     try:
         started, startup = connect_ray(args.address)
         run = lifecycle.open_folder(request, job)
@@ -60,6 +61,8 @@ def _run(job: Any, plan: Plan, request: lifecycle.RunRequest, data: Any, args: a
         write_trials(run, job, plan, pop)
         run.compact()
     except KeyboardInterrupt:
+        if run is not None:
+            settle(run)
         if request.resume or holds_results(request.path):
             return lifecycle.interrupted(request, "the finished generations are")
         raise

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from caviar.population.plan import Plan
 from caviar.population.policy import Best, Copy, Generation, decide, improved, policy_rng
 from caviar.population.state import Member, Population, load_commit, save_commit
 from caviar.population.worker import Task, population_worker_class
+from caviar.store.layout import visible_parts
 
 COPY_STREAM = 0xC0   # spawn_key (member, generation, COPY_STREAM): a copy's fresh data order
 
@@ -194,19 +196,30 @@ def restored(ctx: Context) -> tuple[Population, list[Any], Any]:
     if commit is None:
         return Population([Member(dict(v)) for v in ctx.plan.values]), [None] * ctx.plan.size, None
     pop, states, best_state, rows = commit
-    last = pop.generation - 1
-    missing = {name: rows[name] if last not in _generations(ctx.run, name) else [] for name in ("epochs", "events")}
-    write_rows(ctx.run, missing)
+    write_missing(ctx.run, pop.generation - 1, rows)
     return pop, [ray.put(state) for state in states], ray.put(best_state) if best_state is not None else None
 
 
-def _generations(run: Any, table: str) -> set[int]:
-    from caviar.store.reader import read_table
+def write_missing(run: Any, generation: int, rows: dict[str, list[dict]]) -> None:
+    """Append a committed generation's rows to the tables that lack them (a kill or Ctrl-C came
+    between the commit and the writes)."""
+    write_rows(run, {name: rows[name] if generation not in _generations(run, name) else [] for name in rows})
 
-    data = read_table(run.path / f"{table}.parquet")
-    if data is None or "generation" not in data.column_names:
-        return set()
-    return {int(v) for v in data.column("generation").to_pylist() if v is not None}
+
+def settle(run: Any) -> None:
+    """After Ctrl-C: every committed generation's rows in the tables, so what finished is kept."""
+    commit = load_commit(run.checkpoints_dir)
+    if commit is not None:
+        write_missing(run, commit[0].generation - 1, commit[3])
+
+
+def _generations(run: Any, table: str) -> set[int]:
+    """The generations whose rows `table` holds (its parts on disk, each read for that column only)."""
+    found: set[int] = set()
+    for part in visible_parts(run.path / f"{table}.parquet"):
+        if "generation" in pq.read_schema(part).names:
+            found |= {int(v) for v in pq.read_table(part, columns=["generation"]).column(0).to_pylist() if v is not None}
+    return found
 
 
 def declare_tables(run: Any, plan: Plan) -> None:

@@ -20,8 +20,7 @@ import numpy as np
 
 from caviar.population.policy import Best
 from caviar.store.checkpoints import load_checkpoint, save_checkpoint
-
-COMMIT_FILE = "population.npz"
+from caviar.store.layout import POPULATION_COMMIT as COMMIT_FILE
 _BEST = "best"
 
 

@@ -31,6 +31,7 @@ from caviar.store.vocabulary import CHECKPOINTS, COLUMNS, JOB_FILE, TABLES, RunK
 
 _PART = re.compile(r"part-(\d+)(?:-(\d+))?\.parquet")
 QUARANTINE = ".quarantine"      # OUT/NAME/.quarantine/<table>/<file>: parts that did not read
+POPULATION_COMMIT = "population.npz"   # OUT/NAME/checkpoints/: a population's last committed generation
 
 
 # ----------------------------------------------------------------------------- the folder format
@@ -189,6 +190,9 @@ def folder_kind(run: Path) -> RunKind | None:
             return RunKind.SWEEP if "trial_id" in pq.read_schema(part).names else RunKind.BABYSIT
         except (OSError, pa.ArrowException):
             pass  # unreadable: the other files decide
+    # A population commits its first generation before writing its first rows: that file marks its folder.
+    if (run / CHECKPOINTS / POPULATION_COMMIT).is_file():
+        return RunKind.SWEEP
     # Only a babysit writes events and checkpoints: even an empty events table marks its folder.
     if (run / "events.parquet").exists() or (run / CHECKPOINTS).is_dir():
         return RunKind.BABYSIT

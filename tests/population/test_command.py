@@ -1,0 +1,140 @@
+"""`caviar parallel` of a pbt job end to end: real Ray, real Parquet, real processes to kill."""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+import caviar
+from tests.support import ROOT, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
+
+QUADRATIC = {
+    "data": {"source": "blobs"},
+    "model": {"trainer": "tests.toys:NoisyQuadraticTrainer", "epochs": 20},
+    "space": {"learning_rate": {"log_uniform": [1e-3, 0.3]}},
+    "search": {"sampler": "random", "trials": 8, "scheduler": "pbt", "metric": "val_loss", "mode": "min", "seed": 4},
+    "pbt": {"interval": 2},
+}
+DIGITS_PBT = {
+    "data": {"source": "digits"},
+    "model": {"trainer": "tests.toys:SlowMLPTrainer", "hidden_layers": [16], "optimizer": "adam", "epochs": 6},
+    "space": {"learning_rate": {"log_uniform": [1e-4, 1.0]}},
+    "search": {"sampler": "random", "trials": 4, "scheduler": "pbt", "seed": 1},
+    "pbt": {"interval": 2},
+}
+TIMING = ["seconds", "node"]   # what may differ between two equal runs
+
+
+def frames(run_path):
+    run = caviar.load(run_path)
+    trials = run.trials.drop(columns=TIMING).sort_values("trial_id").reset_index(drop=True)
+    epochs = run.epochs.drop(columns=["seconds"]).sort_values(["trial_id", "epoch"]).reset_index(drop=True)
+    events = run.events.sort_values(["epoch", "event", "member"]).reset_index(drop=True)
+    return trials, epochs, events
+
+
+def assert_same_run(a, b):
+    for one, two in zip(frames(a), frames(b)):
+        pd.testing.assert_frame_equal(one, two)
+
+
+def test_the_same_job_and_seed_give_identical_events_and_scores(tmp_path, ray_address):
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"epochs": 8})
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "a") == 0
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "b") == 0
+    assert_same_run(tmp_path / "out" / "a", tmp_path / "out" / "b")
+    trials, epochs, events = frames(tmp_path / "out" / "a")
+    assert len(trials) == 8 and len(epochs) == 8 * 8 and (events["event"] == "exploit").sum() == 2 * 3
+    assert {"member", "source", "old_learning_rate", "new_learning_rate"} <= set(events.columns)
+    assert "copied_from" in trials and "params_learning_rate" in epochs
+
+
+def test_pbt_beats_every_member_of_the_same_population_kept_fixed(tmp_path, ray_address):
+    """The good rate starts high and must decay: the population discovers it, no fixed rate can."""
+    job = write_job(tmp_path, "pop", QUADRATIC)
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "pbt") == 0
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "fixed", "--set", "search.scheduler=fifo") == 0
+    pbt, fixed = caviar.load(tmp_path / "out" / "pbt").trials, caviar.load(tmp_path / "out" / "fixed").trials
+    start = caviar.load(tmp_path / "out" / "pbt").epochs.query("epoch == 1")
+    assert sorted(start["params_learning_rate"]) == sorted(fixed["params_learning_rate"])   # the same population
+    assert pbt["score"].min() < fixed["score"].min()   # a fixed trial's score is even its best epoch's
+    schedule = caviar.load(tmp_path / "out" / "pbt")
+    from caviar.views.population import schedule as lineage_schedule
+
+    rates = lineage_schedule(schedule)["learning_rate"].to_numpy()
+    assert rates[-1] < rates[0]   # the discovered schedule decays
+
+
+def test_a_diverged_member_is_replaced_from_the_best_and_the_run_goes_on(tmp_path, ray_address, capsys):
+    job = write_job(tmp_path, "pop", DIGITS_PBT, model={"optimizer": "sgd", "batch_norm": False},
+                    space={"learning_rate": {"choice": [0.05, 0.1, 5000.0]}}, search={"trials": 3, "seed": 0},
+                    pbt={"factors": [1.0], "resample_probability": 0.0})
+    status, out, _ = caviar_output(capsys, "parallel", job, "--out", tmp_path / "out", "--address", ray_address,
+                                   "--quiet")
+    assert status == 0, out
+    run = caviar.load(tmp_path / "out" / "pop")
+    first = run.epochs.query("epoch == 1").set_index("trial_id")["params_learning_rate"]
+    wild = int(first[first == 5000.0].index[0])
+    replaced = run.events.query("event == 'diverged'")
+    assert list(replaced["member"]) == [wild] and replaced["epoch"].iloc[0] == 2
+    row = run.trials.set_index("trial_id").loc[wild]
+    assert row["status"] == "completed" and math.isfinite(row["score"]) and row["params_learning_rate"] != 5000.0
+    assert "schedule of the best member" in out
+
+
+def test_sigkill_then_resume_ends_equal_to_the_uninterrupted_run(tmp_path, ray_address):
+    job = write_job(tmp_path, "pop", DIGITS_PBT, model={"sleep": 0.15})
+    out = tmp_path / "out"
+    assert run_sweep(job, out, ray_address, "--name", "whole") == 0
+    driver = caviar_start("parallel", job, "--out", out, "--name", "cut", "--address", ray_address, "--quiet",
+                          cwd=ROOT)
+    commit = out / "cut" / "checkpoints" / "population.npz"
+    deadline = time.monotonic() + 120
+    while not commit.exists():
+        assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=30)
+    assert not (out / "cut" / "trials.parquet").exists()   # killed mid-run
+    done = run_command(["python", "-m", "caviar", "parallel", "--out", str(out), "--name", "cut", "--resume",
+                        "--address", ray_address, "--quiet"], timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert_same_run(out / "whole", out / "cut")
+
+
+def test_ctrl_c_keeps_the_finished_generations_and_says_how_to_resume(tmp_path, ray_address):
+    job = write_job(tmp_path, "pop", DIGITS_PBT, model={"sleep": 0.15})
+    driver = caviar_start("parallel", job, "--out", tmp_path / "out", "--address", ray_address, "--quiet", cwd=ROOT)
+    commit = tmp_path / "out" / "pop" / "checkpoints" / "population.npz"
+    deadline = time.monotonic() + 120
+    while not commit.exists():
+        assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert "--resume" in err and "generations are saved" in err
+    assert caviar.load(tmp_path / "out" / "pop").epochs["epoch"].max() >= 2
+
+
+@pytest.mark.parametrize("section, values, field", [
+    ("pbt", {"interval": 0}, "pbt.interval"),
+    ("pbt", {"quantile": 0.75}, "pbt.quantile"),
+    ("pbt", {"factors": [0.8, 0.0]}, "pbt.factors"),
+    ("pbt", {"mutable": ["hidden_layers"]}, "pbt.mutable"),
+    ("pbt", {"intervall": 3}, "pbt.intervall"),
+    ("search", {"sampler": "coarse_to_fine"}, "search.sampler"),
+])
+def test_bad_pbt_input_exits_2_with_one_line_naming_the_field_and_writes_nothing(tmp_path, capsys, section, values,
+                                                                                 field):
+    space = {"learning_rate": {"log_uniform": [1e-4, 1.0]}, "hidden_layers": {"choice": [[16], [32]]}}
+    job = write_job(tmp_path, "pop", DIGITS_PBT, space=space, **{section: values})
+    before = snapshot(tmp_path)
+    status, out, err = caviar_output(capsys, "parallel", job, "--out", tmp_path / "out")
+    assert status == 2 and out == ""
+    assert err.startswith(f"caviar parallel: error: {field}: ") and err.count("\n") == 1, err
+    assert snapshot(tmp_path) == before
