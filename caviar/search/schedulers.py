@@ -17,7 +17,7 @@ import bisect
 import math
 from abc import ABC, abstractmethod
 
-from caviar.config.choices import SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.choices import POPULATION, SCHEDULER_CHECKS, SCHEDULERS
 from caviar.config.values import checked, one_of, positive
 from caviar.store.vocabulary import MODES, Mode
 
@@ -111,7 +111,11 @@ class ASHA(Scheduler):
 
 
 def make_scheduler(name: str, *, max_epochs: int, mode: str, grace_period: int = 1, reduction_factor: float = 3) -> Scheduler:
-    """The scheduler a job names ("fifo" or "asha")."""
-    if checked("search.scheduler", name, one_of(SCHEDULERS)) == "fifo":
+    """The scheduler a job names ("fifo" or "asha"). A job may also name "pbt", which is no trial
+    scheduler but a driver of its own (caviar.population): refused here, after the same check."""
+    name = checked("search.scheduler", name, one_of((*SCHEDULERS, POPULATION)))
+    if name == POPULATION:
+        raise ValueError("search.scheduler: pbt trains a population (caviar.population), not one trial at a time")
+    if name == "fifo":
         return FIFO(max_epochs, mode)
     return ASHA(max_epochs, mode, grace_period=grace_period, reduction_factor=reduction_factor)

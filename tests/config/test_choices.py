@@ -162,14 +162,14 @@ def test_fifo_runs_every_trial_to_the_end_and_asha_has_rungs():
 def test_a_scheduler_outside_the_vocabulary_is_refused_alike_by_the_job_file_and_make_scheduler(name):
     from_job = error(lambda: parse_job({"search": {"scheduler": name}}))
     from_scheduler = error(lambda: make_scheduler(name, max_epochs=9, mode="max"))
-    # The job also takes "pbt", a driver of its own (caviar.population), which no Scheduler class is.
-    assert from_job == from_scheduler.replace("fifo, asha,", "fifo, asha, pbt,")
+    assert from_job == from_scheduler
     assert from_job.startswith("search.scheduler: expected one of fifo, asha, pbt, got ")
 
 
 def test_pbt_is_a_job_scheduler_but_no_trial_scheduler():
     assert parse_job({"search": {"scheduler": "pbt"}}).search.scheduler == "pbt"
-    assert error(lambda: make_scheduler("pbt", max_epochs=9, mode="max")).startswith("search.scheduler: expected one")
+    # pbt is a driver of its own (caviar.population), which no Scheduler class is.
+    assert error(lambda: make_scheduler("pbt", max_epochs=9, mode="max")).startswith("search.scheduler: pbt trains")
 
 
 def test_a_misspelt_scheduler_gets_a_suggestion():
