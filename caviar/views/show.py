@@ -21,7 +21,7 @@ import pandas as pd
 
 from caviar.store.ranking import ranked
 from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind
-from caviar.views.population import is_population, schedule_text
+from caviar.views.population import is_population, schedule, schedule_text
 
 MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
 
@@ -338,6 +338,8 @@ def show_json(run: Any, top: int = 10) -> dict[str, Any]:
         shown.update(epochs=records(run.epochs), events=records(run.events))
     else:
         shown.update(counts=status_counts(run.trials), top=records(ranked(run.trials, info["mode"]).head(top)))
+    if is_population(run.job):
+        shown["schedule"] = records(schedule(run))   # the best member's discovered schedule
     return shown
 
 

@@ -42,10 +42,10 @@ def assert_same_run(a, b):
         pd.testing.assert_frame_equal(one, two)
 
 
-def test_the_same_job_and_seed_give_identical_events_and_scores(tmp_path, ray_address):
+def test_the_same_job_and_seed_give_identical_events_and_scores_on_two_workers_or_one(tmp_path, ray_address):
     job = write_job(tmp_path, "pop", QUADRATIC, model={"epochs": 8})
     assert run_sweep(job, tmp_path / "out", ray_address, "--name", "a") == 0
-    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "b") == 0
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "b", "--concurrency", "1") == 0   # one worker
     assert_same_run(tmp_path / "out" / "a", tmp_path / "out" / "b")
     trials, epochs, events = frames(tmp_path / "out" / "a")
     assert len(trials) == 8 and len(epochs) == 8 * 8 and (events["event"] == "exploit").sum() == 2 * 3

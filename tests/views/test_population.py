@@ -47,3 +47,12 @@ def test_a_population_is_told_by_its_job_and_its_figures_draw():
     assert member_curves(run.epochs, run.events, "val_accuracy").axes
     assert schedule_plot(schedule(run)).axes
     assert schedule_plot(pd.DataFrame()).axes   # nothing yet: a figure that says so
+
+
+def test_show_json_of_a_population_holds_its_schedule(tmp_path):
+    from caviar.views.show import show_json
+
+    run = population_run()
+    run.name, run.kind, run.path = "p", "sweep", tmp_path
+    shown = show_json(run)
+    assert [row["learning_rate"] for row in shown["schedule"]] == [0.05, 0.05, 0.02, 0.02, 0.004, 0.004]
