@@ -31,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+# spiral with noise 0.6 and a small network: hard enough that no method reaches 1.0
 PROBLEMS = {
-    "digits": {"source": "digits", "hidden": [64]},
-    "spiral": {"source": "spiral", "hidden": [64, 64]},
+    "digits": {"source": "digits", "hidden": [64], "options": {}},
+    "spiral": {"source": "spiral", "hidden": [16], "options": {"noise": 0.6}},
 }
-LOW, HIGH = 1e-4, 1.0
+LOW, HIGH = 1e-4, 10.0
 INTERVAL = 3
 
 
@@ -44,6 +45,7 @@ def job_text(problem: str, epochs: int, population: int, scheduler: str, seed: i
     return f"""name = "bench"
 [data]
 source = "{spec['source']}"
+options = {{ {', '.join(f'{k} = {v}' for k, v in spec['options'].items())} }}
 [model]
 hidden_layers = {spec['hidden']}
 optimizer = "adam"
@@ -61,21 +63,30 @@ interval = {INTERVAL}
 """
 
 
-def run_caviar(folder: Path, name: str, text: str) -> tuple[float, float, int]:
-    """(best score, wall seconds, members or trials that failed) of one `caviar parallel` run."""
+def run_caviar(folder: Path, name: str, text: str) -> dict:
+    """One `caviar parallel` run: best score, best last-epoch score, wall and Ray start-up seconds,
+    members or trials that failed."""
+    import re
+
     import caviar
     from caviar import cli
 
     path = folder / f"{name}.toml"
     path.write_text(text)
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):   # the leaderboard: the table below says it
-        status = cli.main(["parallel", str(path), "--out", str(folder), "--name", name, "--quiet", "--overwrite"])
+    said = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(said):   # the table below says it
+        status = cli.main(["parallel", str(path), "--out", str(folder), "--name", name, "--overwrite"])
     wall = time.perf_counter() - start
-    trials = caviar.load(folder / name).trials
-    failed = int((trials["status"] == "failed").sum()) + int(trials["score"].isna().sum())
-    assert status in (0, 1), status
-    return float(trials["score"].max()), wall, failed
+    run = caviar.load(folder / name)
+    trials, epochs = run.trials, run.epochs
+    last = epochs[epochs["epoch"] == epochs["epoch"].max()]["val_accuracy"].max()
+    ready = re.search(r"Ray ready in ([0-9.]+) s", said.getvalue())
+    assert status in (0, 1), said.getvalue()
+    return {"best": float(trials["score"].max()), "last": float(last), "wall": wall,
+            "ray": float(ready[1]) if ready else 0.0,
+            "failed": int((trials["status"] == "failed").sum()),
+            "diverged": int((run.events["event"] == "diverged").sum()) if "event" in run.events else 0}
 
 
 def _tune_trainable(data_ref, hidden, epochs):
@@ -108,8 +119,8 @@ def _tune_trainable(data_ref, hidden, epochs):
     return trainable
 
 
-def run_tune(problem: str, epochs: int, population: int, seed: int, storage: Path) -> tuple[float, float]:
-    """(best member's last val_accuracy, wall seconds) of Ray Tune's PBT, starting its own Ray."""
+def run_tune(problem: str, epochs: int, population: int, seed: int, storage: Path) -> dict:
+    """Ray Tune's PBT, starting its own Ray: best member's last val_accuracy, wall and start-up seconds."""
     import ray
     from ray import tune
     from ray.tune.schedulers import PopulationBasedTraining
@@ -118,8 +129,9 @@ def run_tune(problem: str, epochs: int, population: int, seed: int, storage: Pat
 
     start = time.perf_counter()
     ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ready = time.perf_counter() - start
     try:
-        data = load_dataset(PROBLEMS[problem]["source"])
+        data = load_dataset(PROBLEMS[problem]["source"], options=PROBLEMS[problem]["options"])
         pbt = PopulationBasedTraining(time_attr="training_iteration", perturbation_interval=INTERVAL,
                                       hyperparam_mutations={"learning_rate": tune.loguniform(LOW, HIGH)},
                                       quantile_fraction=0.25, resample_probability=0.25, metric="val_accuracy",
@@ -136,17 +148,8 @@ def run_tune(problem: str, epochs: int, population: int, seed: int, storage: Pat
         best = max(r.metrics.get("val_accuracy", 0.0) for r in results if r.metrics)
     finally:
         ray.shutdown()
-    return float(best), time.perf_counter() - start
-
-
-def ray_start_seconds() -> float:
-    """What starting (and stopping) a local Ray costs here now: every run above pays it once."""
-    import ray
-
-    start = time.perf_counter()
-    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    ray.shutdown()
-    return time.perf_counter() - start
+    return {"best": float(best), "last": float(best), "wall": time.perf_counter() - start, "ray": ready,
+            "failed": 0, "diverged": 0}
 
 
 def main() -> None:
@@ -167,21 +170,23 @@ def main() -> None:
                                                               folder / "tune")
             fixed = run_caviar(folder, f"{problem}-fixed", make("fifo", args.seed))
             random = run_caviar(folder, f"{problem}-random", make("fifo", args.seed + 1))
-            rows.append((problem, pbt, fixed, random, tune_result, ray_start_seconds()))
-    print(f"population {args.population}, {args.epochs} epochs, learning rate log-uniform [{LOW}, {HIGH}], "
-          f"interval {INTERVAL}; score = best val_accuracy; wall includes starting Ray")
-    print(f"{'problem':8} {'method':14} {'best':>7} {'wall s':>7} {'failed':>7}")
-    for problem, pbt, fixed, random, tuned, ray_start in rows:
-        print(f"{problem:8} (a local Ray starts and stops in {ray_start:.1f} s here now)")
-        for method, (score, wall, failed) in (("caviar pbt", pbt), ("fixed", fixed), ("random", random)):
-            print(f"{problem:8} {method:14} {score:7.4f} {wall:7.1f} {failed:7d}")
+            rows.append((problem, pbt, fixed, random, tune_result))
+    print(f"population {args.population}, {args.epochs} epochs, learning rate log-uniform [{LOW}, {HIGH}] (Adam, "
+          f"no batch norm), interval {INTERVAL}. best: the best trial score (fixed, random: each trial's best "
+          "epoch); last: the best val_accuracy at the last epoch; net s: wall minus starting Ray")
+    print(f"{'problem':8} {'method':14} {'best':>7} {'last':>7} {'wall s':>7} {'net s':>7} {'failed':>7} {'diverged':>8}")
+    for problem, *results in rows:
+        pbt, fixed, tuned = results[0], results[1], results[3]
+        for method, r in zip(("caviar pbt", "fixed", "random", "ray tune pbt"), results):
+            if r is not None:
+                print(f"{problem:8} {method:14} {r['best']:7.4f} {r['last']:7.4f} {r['wall']:7.1f} "
+                      f"{r['wall'] - r['ray']:7.1f} {r['failed']:7d} {r['diverged']:8d}")
+        line = f"{problem:8} pbt - fixed: best {pbt['best'] - fixed['best']:+.4f}, last {pbt['last'] - fixed['last']:+.4f}"
         if tuned is not None:
-            print(f"{problem:8} {'ray tune pbt':14} {tuned[0]:7.4f} {tuned[1]:7.1f} {'':>7}")
-            net = (tuned[1] - ray_start) / max(pbt[1] - ray_start, 1e-9)
-            print(f"{problem:8} ratios: pbt - fixed {pbt[0] - fixed[0]:+.4f}, pbt - tune {pbt[0] - tuned[0]:+.4f}, "
-                  f"tune wall / pbt wall {tuned[1] / pbt[1]:.1f}x ({net:.1f}x without Ray's start)")
-        else:
-            print(f"{problem:8} ratios: pbt - fixed {pbt[0] - fixed[0]:+.4f}")
+            net = (tuned["wall"] - tuned["ray"]) / max(pbt["wall"] - pbt["ray"], 1e-9)
+            line += (f"; pbt - tune {pbt['best'] - tuned['best']:+.4f}; tune / pbt wall {tuned['wall'] / pbt['wall']:.1f}x, "
+                     f"without starting Ray {net:.1f}x")
+        print(line)
 
 
 if __name__ == "__main__":
