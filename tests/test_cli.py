@@ -144,7 +144,7 @@ BAD_FILES = [
      "space.batch_size: batch_size takes whole numbers"),
     ("unknown searched name", with_lines("space", "lr = { log_uniform = [1e-4, 1e-1] }"), "space.lr"),
     ("bad sampler", with_lines("search", "sampler = 'bayesian'"), "search.sampler"),
-    ("bad scheduler", with_lines("search", "scheduler = 'pbt'"), "search.scheduler"),
+    ("bad scheduler", with_lines("search", "scheduler = 'hyperband'"), "search.scheduler"),
     ("bad mode", with_lines("search", "mode = 'maximize'"), "search.mode"),
     ("empty metric", with_lines("search", "metric = ''"), "search.metric"),
     ("unreported metric", with_lines("search", "metric = 'accuracy'"), "search.metric"),
