@@ -50,6 +50,9 @@ LAYERS: tuple[Layer, ...] = (
                            "caviar.lifecycle")),
     Layer("caviar.sweep", ("caviar.babysit", "caviar.views.report", "caviar.cli")),
     Layer("caviar.babysit", ("caviar.sweep", "caviar.cli")),
+    # The web app is a view that may also send a nudge, through the nudge channel's one entry.
+    Layer("caviar.serve", ("caviar.sweep", "caviar.babysit", "caviar.nn", "caviar.trainers", "caviar.cli",
+                           "caviar.lifecycle"), allowed=("caviar.babysit.nudges",)),
     Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values")),
     # The built-in trainer is reached by name through the trainer registry, never imported directly;
     # the registry (caviar.trainers) may import the package caviar.nn, but none of its submodules.
