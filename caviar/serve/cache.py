@@ -47,6 +47,7 @@ class TableCache:
     parts: dict[tuple[int, int], int] = field(default_factory=dict)
     chunks: list[pa.Table] = field(default_factory=list)
     _folder: tuple[int, int] | None = None   # (device, inode) of the table folder when last listed
+    _newest: tuple[int, int] | None = None   # (device, inode) of the newest part read
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -86,16 +87,18 @@ class TableCache:
         known_hi = max((hi for _, hi in self.parts), default=-1)
         old = [p for p in live if p.lo <= known_hi]
         new = [p for p in live if p.lo > known_hi]
-        if folder != self._folder or len(old) != len(self.parts):
+        newest = _identity(max(old, key=lambda p: p.hi).path) if old else None
+        if folder != self._folder or {(p.lo, p.hi) for p in old} != set(self.parts) or newest != self._newest:
             if not self._same_rows(old):
                 self._reset()
                 return self._refresh()
-        self._folder = folder
+        self._folder, self._newest = folder, newest
         for part in new:
             table = _read(part.path)
             if table is None:
                 return     # vanished under a compaction: the next refresh sees the merged part
             self._append((part.lo, part.hi), table)
+            self._newest = _identity(part.path)
 
     def _same_rows(self, old: list) -> bool:
         """Whether the parts `old` (which cover the ranges read before) hold exactly the rows read:
@@ -124,7 +127,7 @@ class TableCache:
 
     def _reset(self) -> None:
         self.generation += 1
-        self.rows, self.parts, self.chunks, self._folder = 0, {}, [], None
+        self.rows, self.parts, self.chunks, self._folder, self._newest = 0, {}, [], None, None
 
     def _read_whole(self, folder: tuple[int, int]) -> None:
         tables = [t for t in (_read(p) for p in visible_parts(self.path)) if t is not None]

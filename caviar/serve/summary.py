@@ -15,20 +15,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from caviar.store.vocabulary import Mode, RunKind, Status
+from caviar.views import show
 
 RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
 
 
 def metric_of(job: Mapping[str, Any], kind: RunKind) -> tuple[str, Mode]:
-    """(metric, mode) the run is judged by: [babysit] for a babysat run, else [search]."""
-    search = job.get("search") if isinstance(job.get("search"), Mapping) else {}
-    own = job.get("babysit") if kind == RunKind.BABYSIT and isinstance(job.get("babysit"), Mapping) else search
-    metric = own.get("metric") or search.get("metric") or "val_accuracy"
+    """(metric, mode) the run is judged by, as `caviar show` says (a mode it cannot read: max)."""
+    metric, mode = show.metric_of(job, str(kind))
     try:
-        mode = Mode.of(own.get("mode") or search.get("mode") or "max")
+        return metric, Mode.of(mode)
     except ValueError:
-        mode = Mode.MAX
-    return str(metric), mode
+        return metric, Mode.MAX
 
 
 def planned(job: Mapping[str, Any], kind: RunKind) -> int | None:

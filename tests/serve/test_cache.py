@@ -1,0 +1,80 @@
+"""A table read on by its new parts only: rows stay in place across a compaction; a replaced or
+shrunk table starts a new generation. Real part files, written by the store's own writer."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+
+from caviar.serve.cache import TableCache
+from caviar.store.writer import TableWriter
+
+
+def rows(cache: TableCache) -> list[int]:
+    return [] if cache.table is None else cache.table.column("trial_id").to_pylist()
+
+
+def test_new_parts_are_read_once_and_a_compaction_keeps_rows_and_generation(tmp_path, monkeypatch):
+    writer = TableWriter(tmp_path, "trials", fsync=False)
+    cache = TableCache(tmp_path / "trials.parquet")
+    cache.refresh()
+    assert cache.table is None and cache.rows == 0
+    for start in (0, 3, 6):
+        writer.append([{"trial_id": i, "score": i / 10} for i in range(start, start + 3)])
+        writer.flush()
+    cache.refresh()
+    assert rows(cache) == list(range(9)) and cache.generation == 0
+
+    read = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda path, *a, **k: read.append(path.name) or real(path, *a, **k))
+    writer.append([{"trial_id": 9, "score": 0.9}])
+    writer.flush()
+    cache.refresh()
+    assert read == ["part-000003.parquet"] and rows(cache) == list(range(10))
+
+    writer.compact()   # four parts merged into one: the same rows, in the same order
+    read.clear()
+    cache.refresh()
+    assert read == [] and rows(cache) == list(range(10)) and cache.generation == 0
+    writer.append([{"trial_id": 10, "score": 1.0}])
+    writer.flush()
+    cache.refresh()
+    assert rows(cache) == list(range(11)) and cache.generation == 0
+
+
+def test_a_table_that_lost_rows_or_was_replaced_starts_a_new_generation(tmp_path):
+    writer = TableWriter(tmp_path, "trials", fsync=False)
+    for start in (0, 2):
+        writer.append([{"trial_id": start}, {"trial_id": start + 1}])
+        writer.flush()
+    cache = TableCache(tmp_path / "trials.parquet")
+    cache.refresh()
+    (tmp_path / "trials.parquet" / "part-000000.parquet").unlink()   # set aside by a resume
+    cache.refresh()
+    assert cache.generation == 1 and rows(cache) == [2, 3]
+
+    shutil.rmtree(tmp_path / "trials.parquet")   # replaced (--overwrite) by a shorter table
+    other = TableWriter(tmp_path, "trials", fsync=False)
+    other.append([{"trial_id": 7}])
+    other.flush()
+    cache.refresh()
+    assert cache.generation == 2 and rows(cache) == [7]
+    shutil.rmtree(tmp_path / "trials.parquet")
+    cache.refresh()
+    assert cache.generation == 3 and cache.table is None
+
+
+def test_a_table_that_is_a_link_is_never_read(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    writer = TableWriter(elsewhere, "trials", fsync=False)
+    writer.append([{"trial_id": 1}])
+    writer.flush()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "trials.parquet").symlink_to(elsewhere / "trials.parquet")
+    cache = TableCache(run / "trials.parquet")
+    cache.refresh()
+    assert cache.table is None
