@@ -4,8 +4,8 @@ A table is append-only: the drivers add part files (`part-<seq>.parquet`) and, a
 merge them into one (`part-<lo>-<hi>.parquet`) holding the same rows in the same order. So the rows a
 reader has seen stay the first rows of the table, and a row's position is a cursor that outlives a
 compaction. `TableCache.refresh` lists the table folder (one `scandir`), reads only the parts it has
-not seen, and for a merged part checks from its footer that it holds exactly the rows already read
-(a footer read, not the data). Anything else — a part gone without a merge covering it (a resume
+not seen; a merged part that holds only rows already read is known from its footer (no data read),
+and one that also holds new rows (a compaction flushes the last ones) gives just those. Anything else — a part gone without a merge covering it (a resume
 set it aside), a table replaced by `--overwrite`, a file that is not caviar's part — starts the
 table over under a new `generation`, and a client holding a cursor of the old one is sent every row
 again.
@@ -84,46 +84,58 @@ class TableCache:
         parts = list_parts(self.path)
         hidden = set(covered_parts(parts))
         live = [p for p in parts if p not in hidden]
+        if not self._still_ours(live):
+            self._reset()
+            return self._refresh()
         known_hi = max((hi for _, hi in self.parts), default=-1)
-        old = [p for p in live if p.lo <= known_hi]
-        new = [p for p in live if p.lo > known_hi]
-        newest = _identity(max(old, key=lambda p: p.hi).path) if old else None
-        if folder != self._folder or {(p.lo, p.hi) for p in old} != set(self.parts) or newest != self._newest:
-            if not self._same_rows(old):
-                self._reset()
-                return self._refresh()
-        self._folder, self._newest = folder, newest
-        for part in new:
+        for part in live:
+            key = (part.lo, part.hi)
+            if key in self.parts:
+                continue
+            inside = [k for k in self.parts if part.lo <= k[0] and k[1] <= part.hi] if part.lo <= known_hi else []
+            if not self._take(part, key, inside):
+                return
+
+    def _still_ours(self, live: list) -> bool:
+        """Whether every row read so far is still in the table, in the parts `live`: each read part
+        is there or inside a merged one, and the newest read part is the same file."""
+        covered = set()
+        for part in live:
+            covered |= {k for k in self.parts if part.lo <= k[0] and k[1] <= part.hi}
+        if covered != set(self.parts):
+            return False
+        newest = max(self.parts, default=None)
+        path = next((p.path for p in live if (p.lo, p.hi) == newest), None)
+        return path is None or _identity(path) == self._newest
+
+    def _take(self, part: Any, key: tuple[int, int], inside: list[tuple[int, int]]) -> bool:
+        """Read the part `part` (a new one, or a merge holding the parts `inside` already read
+        first): its rows after theirs are appended. False when it vanished (merged meanwhile)."""
+        skip = sum(self.parts[k] for k in inside)
+        try:
+            rows = pq.read_metadata(part.path).num_rows if inside else None
+        except FileNotFoundError:
+            return False
+        except (OSError, pa.ArrowException):
+            rows = None
+        if rows == skip:   # a merge of what was read: nothing new, nothing to read
+            table = None
+        else:
             table = _read(part.path)
             if table is None:
-                return     # vanished under a compaction: the next refresh sees the merged part
-            self._append((part.lo, part.hi), table)
-            self._newest = _identity(part.path)
-
-    def _same_rows(self, old: list) -> bool:
-        """Whether the parts `old` (which cover the ranges read before) hold exactly the rows read:
-        each is a part already read, or a merge of read parts with their row count (its footer)."""
-        seen = 0
-        for part in old:
-            inside = [rows for (lo, hi), rows in self.parts.items() if part.lo <= lo and hi <= part.hi]
-            if (part.lo, part.hi) not in self.parts and not inside:
                 return False
-            try:
-                rows = pq.read_metadata(part.path).num_rows
-            except (OSError, pa.ArrowException):
+            if table.num_rows < skip:
+                self._reset()
+                self._refresh()
                 return False
-            if rows != sum(inside):
-                return False
-            seen += rows
-        if seen != self.rows:
-            return False
-        self.parts = {(p.lo, p.hi): pq.read_metadata(p.path).num_rows for p in old}
+        for k in inside:
+            del self.parts[k]
+        self.parts[key] = skip if table is None else table.num_rows
+        if table is not None and table.num_rows > skip:
+            self.rows += table.num_rows - skip
+            self.chunks.append(table.slice(skip))
+        self._newest = _identity(part.path) if key == max(self.parts) else self._newest
         return True
-
-    def _append(self, key: tuple[int, int], table: pa.Table) -> None:
-        self.parts[key] = table.num_rows
-        self.rows += table.num_rows
-        self.chunks.append(table)
 
     def _reset(self) -> None:
         self.generation += 1
@@ -140,6 +152,7 @@ class TableCache:
         if tables:
             whole = pa.concat_tables(tables, promote_options="permissive")
             self.chunks, self.rows, self.parts = [whole], whole.num_rows, {(-1, -1): whole.num_rows}
+            self._newest = None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

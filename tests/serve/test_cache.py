@@ -78,3 +78,15 @@ def test_a_table_that_is_a_link_is_never_read(tmp_path):
     cache = TableCache(run / "trials.parquet")
     cache.refresh()
     assert cache.table is None
+
+
+def test_a_compaction_that_also_flushes_new_rows_gives_just_those(tmp_path):
+    writer = TableWriter(tmp_path, "trials", fsync=False)
+    writer.append([{"trial_id": 0}, {"trial_id": 1}])
+    writer.flush()
+    cache = TableCache(tmp_path / "trials.parquet")
+    cache.refresh()
+    writer.append([{"trial_id": 2}])   # still in memory: compact() flushes it, then merges
+    writer.compact()
+    cache.refresh()
+    assert rows(cache) == [0, 1, 2] and cache.generation == 0 and cache.rows == 3
