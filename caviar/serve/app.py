@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from caviar.serve import answers, pages, security
 from caviar.serve.runs import NotFound, Runs
-from caviar.serve.tables import parse_cursor
+from caviar.serve.tables import dumps, parse_cursor
 from caviar.store.vocabulary import TABLES
 
 STATIC = Path(__file__).with_name("static")
@@ -51,8 +51,7 @@ def plotly_js() -> Path:
 
 
 def _json(body: Any, status: int = 200) -> Response:
-    return Response(json.dumps(body, allow_nan=False, separators=(",", ":")), status,
-                    media_type="application/json")
+    return Response(dumps(body), status, media_type="application/json")
 
 
 def _error(status: int, message: str) -> Response:

@@ -19,10 +19,13 @@ from typing import Any
 
 
 from caviar.serve.cache import TableCache
-from caviar.serve.summary import summarize
+from caviar.serve.summary import state, summarize, tally
 from caviar.store.layout import folder_kind, is_run
 from caviar.store.lock import holder
 from caviar.store.vocabulary import JOB_FILE, TABLES, RunKind, validate_run_name
+
+
+LOOK_EVERY = 0.2  # seconds: a page polls every second; its questions within one poll share a look
 
 
 class NotFound(LookupError):
@@ -66,15 +69,20 @@ class RunCache:
     tables: dict[str, TableCache] = field(default_factory=dict)
     job: dict[str, Any] = field(default_factory=dict)
     _job_stamp: tuple[int, int] | None = None
+    _tally: tuple[Any, dict[str, Any]] | None = None
+    _kind: RunKind | None = None
 
     def refresh(self, names: tuple[str, ...] = TABLES) -> None:
         """Read the job (when it changed) and whatever the tables `names` gained."""
         self._read_job()
         for name in names:
-            self.tables.setdefault(name, TableCache(self.path / f"{name}.parquet")).refresh()
+            self.table(name).refresh()
 
     def table(self, name: str) -> TableCache:
-        return self.tables.setdefault(name, TableCache(self.path / f"{name}.parquet"))
+        """The cache of table `name`; it looks at the folder at most every `LOOK_EVERY` seconds."""
+        if name not in self.tables:
+            self.tables[name] = TableCache(self.path / f"{name}.parquet", interval=LOOK_EVERY)
+        return self.tables[name]
 
     def _read_job(self) -> None:
         path = self.path / JOB_FILE
@@ -94,16 +102,25 @@ class RunCache:
 
     @property
     def kind(self) -> RunKind:
-        return folder_kind(self.path) or RunKind.SWEEP
+        """What wrote the run (a folder without rows yet: a sweep, until its files say otherwise)."""
+        if self._kind is None:
+            self._kind = folder_kind(self.path)
+        return self._kind or RunKind.SWEEP
 
     def summary(self) -> dict[str, Any]:
-        """The run's line in the runs list (refreshes first): see `caviar.serve.summary`."""
-        self.refresh()
-        who = holder(self.path)
-        return summarize(self.path.name, self.kind, self.job, {n: self.table(n).table for n in TABLES},
-                         running=who is not None, compacted=len(self.table("trials").parts) <= 1,
-                         started=_started(self.path), ended=_ended(self.path),
-                         now=time.time())
+        """The run's line in the runs list (refreshes first): see `caviar.serve.summary`. The rows'
+        tally is computed again only when a table changed."""
+        kind = self.kind
+        needed = ("trials",) if kind == RunKind.SWEEP else ("epochs", "events")
+        self.refresh(needed)
+        stamp = (kind, tuple((self.table(n).generation, self.table(n).rows) for n in needed), self._job_stamp)
+        if self._tally is None or self._tally[0] != stamp:
+            self._tally = (stamp, tally(kind, self.job, {n: self.table(n).table for n in needed}))
+        counted = self._tally[1]
+        status = state(kind, running=holder(self.path) is not None, events=self.table("events").table,
+                       done=counted["done"], planned=counted["planned"], compacted=len(self.table("trials").parts) <= 1)
+        return summarize(self.path.name, kind, counted, status=status, started=_started(self.path),
+                         ended=_ended(self.path), now=time.time())
 
 
 class Runs:

@@ -1,8 +1,8 @@
 """A run's line in the runs list, from its tables: pure functions of data (no files, no clock).
 
     state     running (a driver holds the run's lock) | finished | interrupted
-    summarize name, kind, state, metric and mode, best score, trials (or epochs), counts,
-              started and duration, as JSON-ready values
+    tally     metric and mode, best score, trials (or epochs) done and planned, status counts
+    summarize the line itself: name, kind, state, the tally, started and duration (JSON values)
 """
 
 from __future__ import annotations
@@ -64,38 +64,39 @@ def best(values: pa.ChunkedArray | None, mode: Mode, usable: np.ndarray | None =
     return float(x[row]), row
 
 
-def summarize(name: str, kind: RunKind, job: Mapping[str, Any], tables: Mapping[str, pa.Table | None], *,
-              running: bool, compacted: bool, started: float | None, ended: float | None,
-              now: float) -> dict[str, Any]:
-    """The runs list's row of one run (all JSON values: numbers, text, None).
-
-    started, ended, now: Unix seconds (when job.toml was written, when a table last changed, the
-    time of asking); duration runs to `now` while the run is running."""
+def tally(kind: RunKind, job: Mapping[str, Any], tables: Mapping[str, pa.Table | None]) -> dict[str, Any]:
+    """What a run's rows say: metric and mode, the best score and where (trial id, or epoch of a
+    babysat run), trials (or epochs) done and planned, and the trials' statuses counted."""
     metric, mode = metric_of(job, kind)
     trials, epochs = tables.get("trials"), tables.get("epochs")
     counts: dict[str, int] = {}
     if kind == RunKind.SWEEP:
         done = 0 if trials is None else trials.num_rows
         status = trials.column("status") if trials is not None and "status" in trials.column_names else None
+        scored = None
         if status is not None:
-            counts = {str(k): int(v) for k, v in zip(*np.unique(status.to_numpy(zero_copy_only=False).astype(str),
-                                                                 return_counts=True))}
-        failed = None if status is None else status.to_numpy(zero_copy_only=False).astype(str) != Status.FAILED.value
+            counts = {str(c["values"]): int(c["counts"]) for c in pc.value_counts(status).to_pylist()}
+            scored = pc.fill_null(pc.not_equal(status, Status.FAILED.value), True).to_numpy(zero_copy_only=False)
         column = trials.column("score") if trials is not None and "score" in trials.column_names else None
-        score, row = best(column, mode, failed)
-        best_id = None if row is None or "trial_id" not in trials.column_names else trials.column("trial_id")[row].as_py()
+        score, row = best(column, mode, scored)
+        at = None if row is None or "trial_id" not in trials.column_names else trials.column("trial_id")[row].as_py()
     else:
         done = 0 if epochs is None else epochs.num_rows
         column = epochs.column(metric) if epochs is not None and metric in epochs.column_names else None
         score, row = best(column, mode)
-        best_id = None if row is None else epochs.column("epoch")[row].as_py()
-    how = state(kind, running=running, events=tables.get("events"), done=done, planned=planned(job, kind),
-                compacted=compacted)
-    end = now if how == RUNNING else ended
+        at = None if row is None or "epoch" not in epochs.column_names else epochs.column("epoch")[row].as_py()
+    return {"metric": metric, "mode": str(mode), "best": _number(score), "best_at": at, "done": done,
+            "planned": planned(job, kind), "counts": counts}
+
+
+def summarize(name: str, kind: RunKind, counted: Mapping[str, Any], *, status: str, started: float | None,
+              ended: float | None, now: float) -> dict[str, Any]:
+    """The runs list's row of one run (all JSON values: numbers, text, None). counted: its `tally`;
+    status: its `state`; started, ended, now: Unix seconds (when job.toml was written, when a table
+    last changed, the time of asking): a running run's duration runs to `now`."""
+    end = now if status == RUNNING else ended
     duration = None if started is None or end is None else max(0.0, end - started)
-    return {"name": name, "kind": str(kind), "status": how, "metric": metric, "mode": str(mode),
-            "best": _number(score), "best_at": best_id, "done": done, "planned": planned(job, kind),
-            "counts": counts, "started": started, "duration": duration}
+    return {"name": name, "kind": str(kind), "status": status, **counted, "started": started, "duration": duration}
 
 
 def _number(value: float | None) -> float | None:

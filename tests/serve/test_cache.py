@@ -3,10 +3,10 @@ shrunk table starts a new generation. Real part files, written by the store's ow
 
 from __future__ import annotations
 
+import os
 import shutil
 
-import pyarrow.parquet as pq
-
+from caviar.serve import cache as cache_module
 from caviar.serve.cache import TableCache
 from caviar.store.writer import TableWriter
 
@@ -26,9 +26,9 @@ def test_new_parts_are_read_once_and_a_compaction_keeps_rows_and_generation(tmp_
     cache.refresh()
     assert rows(cache) == list(range(9)) and cache.generation == 0
 
-    read = []
-    real = pq.read_table
-    monkeypatch.setattr(pq, "read_table", lambda path, *a, **k: read.append(path.name) or real(path, *a, **k))
+    read = []   # the parts whose rows are read (a footer read is not)
+    real = cache_module._read
+    monkeypatch.setattr(cache_module, "_read", lambda path: read.append(os.path.basename(path)) or real(path))
     writer.append([{"trial_id": 9, "score": 0.9}])
     writer.flush()
     cache.refresh()
@@ -66,7 +66,7 @@ def test_a_table_that_lost_rows_or_was_replaced_starts_a_new_generation(tmp_path
     assert cache.generation == 3 and cache.table is None
 
 
-def test_a_table_that_is_a_link_is_never_read(tmp_path):
+def test_a_table_or_part_that_is_a_link_is_never_read(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     writer = TableWriter(elsewhere, "trials", fsync=False)
@@ -78,6 +78,14 @@ def test_a_table_that_is_a_link_is_never_read(tmp_path):
     cache = TableCache(run / "trials.parquet")
     cache.refresh()
     assert cache.table is None
+    (tmp_path / "own").mkdir()
+    own = TableWriter(tmp_path / "own", "trials", fsync=False)
+    own.append([{"trial_id": 2}])
+    own.flush()
+    (tmp_path / "own" / "trials.parquet" / "part-000001.parquet").symlink_to(elsewhere / "trials.parquet" / "part-000000.parquet")
+    linked = TableCache(tmp_path / "own" / "trials.parquet")
+    linked.refresh()
+    assert rows(linked) == [2]   # the linked part is skipped, as caviar's reader skips it
 
 
 def test_a_compaction_that_also_flushes_new_rows_gives_just_those(tmp_path):
@@ -90,3 +98,22 @@ def test_a_compaction_that_also_flushes_new_rows_gives_just_those(tmp_path):
     writer.compact()
     cache.refresh()
     assert rows(cache) == [0, 1, 2] and cache.generation == 0 and cache.rows == 3
+
+
+def test_a_settled_folder_is_not_listed_again_and_a_new_part_is_still_seen(tmp_path, monkeypatch):
+    writer = TableWriter(tmp_path, "trials", fsync=False)
+    writer.append([{"trial_id": 0}])
+    writer.flush()
+    folder = tmp_path / "trials.parquet"
+    os.utime(folder, ns=(1_000_000_000, 1_000_000_000))   # last changed long ago
+    cache = TableCache(folder)
+    cache.refresh()
+    listed = []
+    real = cache_module._scan
+    monkeypatch.setattr(cache_module, "_scan", lambda path: listed.append(path) or real(path))
+    cache.refresh()
+    assert listed == [] and rows(cache) == [0]
+    writer.append([{"trial_id": 1}])
+    writer.flush()                   # moving a part in changes the folder's time
+    cache.refresh()
+    assert len(listed) == 1 and rows(cache) == [0, 1]

@@ -6,7 +6,7 @@ import math
 
 import pyarrow as pa
 
-from caviar.serve.summary import best, state, summarize
+from caviar.serve.summary import best, state, summarize, tally
 from caviar.store.vocabulary import Mode, RunKind
 
 JOB = {"search": {"trials": 4, "metric": "val_loss", "mode": "min"}, "babysit": {"epochs": 3, "metric": "val_accuracy",
@@ -16,8 +16,10 @@ JOB = {"search": {"trials": 4, "metric": "val_loss", "mode": "min"}, "babysit": 
 def test_the_best_is_by_the_mode_and_a_failed_trial_never_counts():
     trials = pa.table({"trial_id": [0, 1, 2, 3], "status": ["completed", "pruned", "failed", "completed"],
                        "score": [0.5, 0.2, 0.01, math.nan]})
-    line = summarize("s", RunKind.SWEEP, JOB, {"trials": trials}, running=False, compacted=False,
-                     started=100.0, ended=130.0, now=500.0)
+    counted = tally(RunKind.SWEEP, JOB, {"trials": trials})
+    status = state(RunKind.SWEEP, running=False, events=None, done=counted["done"], planned=counted["planned"],
+                   compacted=False)
+    line = summarize("s", RunKind.SWEEP, counted, status=status, started=100.0, ended=130.0, now=500.0)
     assert (line["best"], line["best_at"], line["mode"], line["metric"]) == (0.2, 1, "min", "val_loss")
     assert line["counts"] == {"completed": 2, "pruned": 1, "failed": 1}
     assert (line["status"], line["done"], line["planned"], line["duration"]) == ("finished", 4, 4, 30.0)
@@ -38,6 +40,6 @@ def test_running_while_locked_finished_when_it_ended_itself_else_interrupted():
 
 def test_a_babysat_run_is_judged_by_its_own_metric_and_a_running_one_lasts_until_now():
     epochs = pa.table({"epoch": [1, 2, 3], "val_accuracy": [0.5, 0.9, 0.8]})
-    line = summarize("p", RunKind.BABYSIT, JOB, {"epochs": epochs}, running=True, compacted=False,
+    line = summarize("p", RunKind.BABYSIT, tally(RunKind.BABYSIT, JOB, {"epochs": epochs}), status="running",
                      started=100.0, ended=110.0, now=160.0)
     assert (line["best"], line["best_at"], line["status"], line["duration"]) == (0.9, 2, "running", 60.0)
