@@ -105,7 +105,7 @@ const Charts = (() => {
       const s = scales[bare(c)], ax = k === 0 ? "" : String(k + 1);
       layout[`xaxis${ax}`] = { type: axisType(s), title: { text: axisTitle(bare(c), s) } };
       return { type: "scatter", mode: "markers", xaxis: `x${ax}`, yaxis: `y${ax}`, name: esc(bare(c)),
-        x: col(trials, c).map((v) => onAxis(s, v)), y: score, marker: { size: 5, color: col(trials, "trial_id"), colorscale: "Blues" } };
+        x: col(trials, c).map((v) => (typeof v === "string" ? esc(v) : onAxis(s, v))), y: score, marker: { size: 5, color: col(trials, "trial_id"), colorscale: "Blues" } };
     });
     return { data, layout };
   }
