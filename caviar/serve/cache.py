@@ -20,6 +20,7 @@ import math
 import os
 import stat
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,9 @@ from caviar.store.vocabulary import RENAMED
 
 BIG_PART = 100_000  # rows from which a part is read with pyarrow's threads
 RECENT = 1.0  # seconds: a folder changed this recently may change again within its clock's tick
-MAX_CHUNKS = 64  # above this many chunks the rows are combined into one (slicing stays cheap)
+MAX_CHUNKS = 64
+PARALLEL_FROM = 4  # new parts from which they are read by the pool
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="caviar-serve-read")  # above this many chunks the rows are combined into one (slicing stays cheap)
 
 
 @dataclass
@@ -54,7 +57,8 @@ class TableCache:
     parts: dict[tuple[int, int], int] = field(default_factory=dict)
     chunks: list[pa.Table] = field(default_factory=list)
     _folder: tuple[int, int] | None = None   # (device, inode) of the table folder when last listed
-    _newest: tuple[int, int] | None = None   # (device, inode) of the newest part read
+    _top: tuple[int, int] | None = None      # the newest part read: its (lo, hi)
+    _newest: tuple[int, int] | None = None   # and its (device, inode)
     _listed: tuple[int, int, int] | None = None  # the folder's `_stamp` when listed, if it was settled
     _looked: float = -math.inf   # time.monotonic() of the last look
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -109,12 +113,16 @@ class TableCache:
             return self._refresh()
         settled = stamp if stamp is not None and stamp[2] < (time.time() - RECENT) * 1e9 else None
         known_hi = max((hi for _, hi in self.parts), default=-1)
-        for part in live:
+        todo = [p for p in live if (p.lo, p.hi) not in self.parts]
+        fresh = [p for p in todo if p.lo > known_hi]
+        # Many new parts (a first look at a running sweep): read them side by side, as pyarrow
+        # reads without holding the interpreter.
+        ahead = dict(zip((p.path for p in fresh), _POOL.map(_read, [p.path for p in fresh]))) \
+            if len(fresh) >= PARALLEL_FROM else {}
+        for part in todo:
             key = (part.lo, part.hi)
-            if key in self.parts:
-                continue
             inside = [k for k in self.parts if part.lo <= k[0] and k[1] <= part.hi] if part.lo <= known_hi else []
-            if not self._take(part, key, inside):
+            if not self._take(part, key, inside, ahead.get(part.path)):
                 return
         self._listed = settled
 
@@ -126,12 +134,15 @@ class TableCache:
             merged = [k for k in keys if k[1] > k[0]]
             if any(not any(m[0] <= k[0] and k[1] <= m[1] for m in merged) for k in self.parts if k not in keys):
                 return False
-        newest = max(self.parts, default=None)
-        return newest not in keys or _identity(keys[newest]) == self._newest
+        return self._top not in keys or _identity(keys[self._top]) == self._newest
 
-    def _take(self, part: Any, key: tuple[int, int], inside: list[tuple[int, int]]) -> bool:
+    def _take(self, part: Any, key: tuple[int, int], inside: list[tuple[int, int]],
+              read: pa.Table | None = None) -> bool:
         """Read the part `part` (a new one, or a merge holding the parts `inside` already read
-        first): its rows after theirs are appended. False when it vanished (merged meanwhile)."""
+        first; `read`: its rows, when already read): its rows after theirs are appended. False
+        when it vanished (merged meanwhile)."""
+        if read is not None and not inside:
+            return self._take_rows(part, key, read)
         skip = sum(self.parts[k] for k in inside)
         try:
             rows = pq.read_metadata(part.path).num_rows if inside else None
@@ -151,16 +162,22 @@ class TableCache:
                 return False
         for k in inside:
             del self.parts[k]
-        self.parts[key] = skip if table is None else table.num_rows
-        if table is not None and table.num_rows > skip:
-            self.rows += table.num_rows - skip
-            self.chunks.append(table.slice(skip))
-        self._newest = _identity(part.path) if key == max(self.parts) else self._newest
+        return self._take_rows(part, key, None if table is None else table.slice(skip), held=skip)
+
+    def _take_rows(self, part: Any, key: tuple[int, int], rows: pa.Table | None, held: int = 0) -> bool:
+        """Keep `rows`, the part's rows after the `held` first ones (already kept; None: no more)."""
+        self.parts[key] = held + (0 if rows is None else rows.num_rows)
+        if rows is not None and rows.num_rows:
+            self.rows += rows.num_rows
+            self.chunks.append(rows)
+        if self._top is None or key >= self._top:
+            self._top, self._newest = key, _identity(part.path)
         return True
 
     def _reset(self) -> None:
         self.generation += 1
-        self.rows, self.parts, self.chunks, self._folder, self._newest, self._listed = 0, {}, [], None, None, None
+        self.rows, self.parts, self.chunks, self._folder, self._listed = 0, {}, [], None, None
+        self._top = self._newest = None
 
     def _read_whole(self, folder: tuple[int, int]) -> None:
         tables = [t for t in (_read(p) for p in visible_parts(self.path)) if t is not None]
@@ -173,7 +190,7 @@ class TableCache:
         if tables:
             whole = pa.concat_tables(tables, promote_options="permissive")
             self.chunks, self.rows, self.parts = [whole], whole.num_rows, {(-1, -1): whole.num_rows}
-            self._newest = None
+            self._top = self._newest = None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
