@@ -95,8 +95,10 @@ def first_data(out: Path, name: str) -> dict[str, float]:
         with httpx.Client(timeout=120) as client:
             client.get(url + "/api/runs")   # the runs list a user comes from (imports, first listing)
             start = time.perf_counter()
-            size = sum(len(client.get(url + q.format(n=name)).content) for q in PAGE_QUERIES)
+            answers = [client.get(url + q.format(n=name)) for q in PAGE_QUERIES]
             took = time.perf_counter() - start
+            size = sum(len(a.content) for a in answers)
+            parts = {what: server_ms(a) for what, a in zip(("summary", "trials", "epochs", "importance"), answers)}
     finally:
         stop(proc)
     # caviar.load twice in a fresh process: the first call pays pandas' and pyarrow's imports (as
@@ -105,7 +107,7 @@ def first_data(out: Path, name: str) -> dict[str, float]:
             f"print(time.perf_counter() - t)")
     cold, warm = map(float, subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                                            check=True).stdout.split())
-    return {"first": took, "cold": cold, "load": warm, "mb": size / 1e6}
+    return {"first": took, "cold": cold, "load": warm, "mb": size / 1e6, "parts": parts}
 
 
 def poll_while(url: str, name: str, seconds: float, pid: int, reread: Path | None) -> dict[str, list[float]]:
@@ -184,7 +186,8 @@ def main() -> None:
             got = first_data(out, name)
             print(f"first data, {name}: {got['first']:.3f} s for {got['mb']:.1f} MB of JSON; caviar.load of the "
                   f"same run into pandas {got['load']:.3f} s ({got['cold']:.3f} s with its imports); "
-                  f"serve / load {got['first'] / got['load']:.2f}")
+                  f"serve / load {got['first'] / got['load']:.2f}; server ms: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in got["parts"].items()))
         proc, url = start_server(out)
         try:
             idle = poll_while(url, "big", args.seconds, proc.pid, None)

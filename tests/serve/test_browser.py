@@ -38,13 +38,13 @@ def results(tmp_path_factory):
 
 
 def browse(url: str, profile) -> tuple[str, list[str]]:
-    """The DOM of `url` after its scripts ran (10 s of virtual time), and its console lines."""
+    """The DOM of `url` after its scripts ran (15 s of virtual time), and its console lines."""
     chromium = shutil.which("chromium")
     assert chromium, "the browser test needs Debian's chromium (apt-get install -y chromium; .ci/run does it)"
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", url],
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000", "--dump-dom", url],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
