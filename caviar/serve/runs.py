@@ -17,13 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from caviar.serve.cache import TableCache
 from caviar.serve.summary import state, summarize, tally
 from caviar.store.layout import folder_kind, is_run
 from caviar.store.lock import holder
 from caviar.store.vocabulary import JOB_FILE, TABLES, RunKind, validate_run_name
-
 
 LOOK_EVERY = 0.2  # seconds: a page polls every second; its questions within one poll share a look
 
