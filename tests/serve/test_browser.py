@@ -81,3 +81,13 @@ def test_the_babysat_timeline_the_runs_list_and_compare_render(results, tmp_path
     assert re.search(r'<a href="/run/sweep">sweep</a>', pages["/"][0]) and 'href="/run/panda"' in pages["/"][0]
     assert charts_drawn(pages["/compare?run=sweep&run=panda"][0], ["compare-history", "compare-edf"]) == \
         {"compare-history": True, "compare-edf": True}
+
+
+def test_a_big_sweep_draws_a_sample_of_its_markers_and_says_so(results, tmp_path):
+    make_sweep(results, "wide", n_trials=2100, epochs=3)
+    with serving(results) as server:
+        dom, console = browse(f"{server.url}/run/wide", tmp_path / "profile")
+    assert console == [] and 'data-ready="1"' in dom and "data-errors" not in dom
+    assert charts_drawn(dom, SWEEP_CHARTS) == {name: True for name in SWEEP_CHARTS}
+    assert re.search(r"Slice \(\d+ of 2100 trials: the best and others evenly spaced\)", dom)
+    assert re.search(r"Intermediate values \(\d+ of 2100 trials", dom)

@@ -74,7 +74,8 @@
   }
 
   async function runPage(name) {
-    const state = { trials: blank(), epochs: blank(), events: blank(), info: null, contour: null, built: false };
+    const state = { trials: blank(), epochs: blank(), events: blank(), info: null, contour: null, built: false,
+      dirty: false, nextDraw: 0 };
     main.replaceChildren(el("section", { id: "summary" }), el("section", { id: "controls" }), el("section", { id: "charts" }),
       el("section", { id: "tables" }));
     const tick = async () => {
@@ -90,7 +91,13 @@
         .map(([k, a]) => (a ? append(state[k], a) : false)).some(Boolean);
       summary(info);
       controls(name, info);
-      if (changed || !state.built) await render(name, state);
+      state.dirty = state.dirty || changed || !state.built;
+      if (state.dirty && Date.now() >= state.nextDraw) {   // a big run redraws less often than it polls
+        const start = Date.now();
+        await render(name, state);
+        state.dirty = false;
+        state.nextDraw = Date.now() + 3 * (Date.now() - start);
+      }
       state.built = true;
       body.dataset.ready = "1";
       live.textContent = info.status === "running" ? "● live" : "";
@@ -146,7 +153,7 @@
     draw("chart-intermediate", Charts.intermediate(epochs, trials, info.metric, info.mode));
     draw("chart-parallel", Charts.parallel(trials, scales, info.metric));
     contourChoice(state);
-    draw("chart-slice", Charts.slice(trials, scales, info.metric));
+    draw("chart-slice", Charts.slice(trials, scales, info.metric, info.mode));
     draw("chart-edf", Charts.edf([{ name, scores: Charts.col(trials, "score") }], info.metric));
     const { importance } = await api(`${runUrl(name)}/importance`);
     draw("chart-importance", Charts.importance(importance));
@@ -167,7 +174,7 @@
   }
   function drawContour(state) {
     const [x, y] = state.contour;
-    draw("chart-contour", Charts.contour(state.trials.table, state.info.scales || {}, x, y, state.info.metric));
+    draw("chart-contour", Charts.contour(state.trials.table, state.info.scales || {}, x, y, state.info.metric, state.info.mode));
   }
 
   function topTable(trials, info) {

@@ -85,29 +85,52 @@ const Charts = (() => {
   }
 
   // Mean score over a grid of two hyperparameters (binned on their own scales), trials on top.
-  function contour(trials, scales, x, y, metric) {
-    const score = col(trials, "score"), ok = score.map((s) => finite(s));
+  function contour(trials, scales, x, y, metric, mode) {
+    const score = col(trials, "score"), ok = score.map((s) => finite(s)), { rows, note } = markerRows(trials, mode);
     const tx = (c) => col(trials, c).map((v) => { const w = onAxis(scales[bare(c)], v); return axisType(scales[bare(c)]) === "log" && w > 0 ? Math.log10(w) : w; });
-    const xs = tx(x).filter((_, i) => ok[i]), ys = tx(y).filter((_, i) => ok[i]), zs = score.filter((_, i) => ok[i]);
+    const tX = tx(x), tY = tx(y), drawn = rows.filter((i) => ok[i]);
+    const xs = tX.filter((_, i) => ok[i]), ys = tY.filter((_, i) => ok[i]), zs = score.filter((_, i) => ok[i]);
     const label = (c) => axisTitle(bare(c), scales[bare(c)]) + (axisType(scales[bare(c)]) === "log" ? " (log10)" : "");
     return { data: [
       { type: "histogram2dcontour", x: xs, y: ys, z: zs, histfunc: "avg", nbinsx: 8, nbinsy: 8, colorscale: "Viridis",
         contours: { coloring: "heatmap" }, colorbar: { title: { text: esc(metric) } }, name: esc(metric) },
-      { type: "scatter", mode: "markers", x: xs, y: ys, name: "trials", marker: { color: "#ffffff", size: 5, line: { color: "#333", width: 1 } } },
-    ], layout: base("Contour", { showlegend: false, xaxis: { title: { text: label(x) } }, yaxis: { title: { text: label(y) } } }) };
+      { type: "scatter", mode: "markers", x: drawn.map((i) => tX[i]), y: drawn.map((i) => tY[i]),
+        name: "trials", marker: { color: "#ffffff", size: 5, line: { color: "#333", width: 1 } } },
+    ], layout: base("Contour" + note, { showlegend: false, xaxis: { title: { text: label(x) } }, yaxis: { title: { text: label(y) } } }) };
   }
 
   // Score against each hyperparameter, side by side.
-  function slice(trials, scales, metric) {
-    const names = params(trials), score = col(trials, "score"), n = Math.max(names.length, 1);
-    const layout = base("Slice", { showlegend: false, grid: { rows: 1, columns: n, pattern: "independent" }, yaxis: { title: { text: esc(metric) } } });
+  function slice(trials, scales, metric, mode) {
+    const names = params(trials), n = Math.max(names.length, 1), { rows, note } = markerRows(trials, mode);
+    const pick = (values) => rows.map((i) => values[i]), score = pick(col(trials, "score"));
+    const layout = base("Slice" + note, { showlegend: false, grid: { rows: 1, columns: n, pattern: "independent" }, yaxis: { title: { text: esc(metric) } } });
     const data = names.map((c, k) => {
       const s = scales[bare(c)], ax = k === 0 ? "" : String(k + 1);
       layout[`xaxis${ax}`] = { type: axisType(s), title: { text: axisTitle(bare(c), s) } };
       return { type: "scatter", mode: "markers", xaxis: `x${ax}`, yaxis: `y${ax}`, name: esc(bare(c)),
-        x: col(trials, c).map((v) => (typeof v === "string" ? esc(v) : onAxis(s, v))), y: score, marker: { size: 5, color: col(trials, "trial_id"), colorscale: "Blues" } };
+        x: pick(col(trials, c)).map((v) => (typeof v === "string" ? esc(v) : onAxis(s, v))), y: score,
+        marker: { size: 5, color: pick(col(trials, "trial_id")), colorscale: "Blues" } };
     });
     return { data, layout };
+  }
+
+  // The trials whose curves are drawn: all of them up to MAX_CURVES, else the best half of that
+  // many and the others evenly spaced (a browser draws 1,000 curves quickly, 10,000 slowly).
+  // The same for the markers of a slice or a contour (each marker is an SVG element).
+  const MAX_CURVES = 1000, MAX_MARKERS = 2000;
+  function sampled(ids, score, mode, most) {
+    if (ids.length <= most) return null;
+    const order = ids.map((_, i) => i).filter((i) => finite(score[i])).sort((a, b) => (better(mode)(score[a], score[b]) ? -1 : better(mode)(score[b], score[a]) ? 1 : 0));
+    const keep = new Set(order.slice(0, most / 2).map((i) => ids[i]));
+    const step = ids.length / (most / 2);
+    for (let k = 0; k < most / 2; k++) keep.add(ids[Math.floor(k * step)]);
+    return keep;
+  }
+  // Row indices of `trials` whose markers are drawn (all, or a `sampled` set), and a title's note.
+  function markerRows(trials, mode) {
+    const ids = col(trials, "trial_id"), keep = sampled(ids, col(trials, "score"), mode, MAX_MARKERS);
+    const rows = ids.map((_, i) => i).filter((i) => !keep || keep.has(ids[i]));
+    return { rows, note: keep ? ` (${rows.length} of ${ids.length} trials: the best and others evenly spaced)` : "" };
   }
 
   // Each trial's metric by epoch: completed trials, pruned ones faded, the best trial on top.
@@ -116,9 +139,11 @@ const Charts = (() => {
     ids.forEach((id, i) => { status[id] = st[i]; });
     let bestId = null, best = null;
     ids.forEach((id, i) => { if (st[i] !== "failed" && finite(score[i]) && (best === null || better(mode)(score[i], best))) { best = score[i]; bestId = id; } });
+    const shown = sampled(ids, score, mode, MAX_CURVES);
     const tid = col(epochs, "trial_id"), ep = col(epochs, "epoch"), m = col(epochs, metric);
     const groups = { completed: { x: [], y: [] }, pruned: { x: [], y: [] }, best: { x: [], y: [] } };
     for (let i = 0; i < tid.length; i++) {
+      if (shown && !shown.has(tid[i])) continue;
       const g = tid[i] === bestId ? "best" : status[tid[i]] === "pruned" ? "pruned" : "completed";
       if (i > 0 && tid[i - 1] !== tid[i]) { groups[g].x.push(null); groups[g].y.push(null); }
       groups[g].x.push(ep[i]); groups[g].y.push(m[i]);
@@ -127,7 +152,8 @@ const Charts = (() => {
       best: { color: "#ff7f0e", width: 3 } };
     const data = Object.keys(groups).filter((g) => groups[g].x.length).map((g) => ({ type: "scatter", mode: "lines",
       name: g === "best" ? `best (trial ${esc(bestId)})` : g, x: groups[g].x, y: groups[g].y, line: look[g], connectgaps: false }));
-    return { data, layout: base("Intermediate values", { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: esc(metric) } } }) };
+    const title = shown ? `Intermediate values (${shown.size} of ${ids.length} trials: the best and others evenly spaced)` : "Intermediate values";
+    return { data, layout: base(title, { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: esc(metric) } } }) };
   }
 
   // The empirical distribution of the scores: the fraction of trials scoring at most x.
