@@ -191,7 +191,7 @@ const Charts = (() => {
         hovertext: idx.map((i) => esc(`${kind}: ${detail[i] || ""}`)), hoverinfo: "text+x" });
     });
     return { data, layout: base("Timeline", { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: esc(metric) } },
-      yaxis2: { title: { text: "learning rate" }, type: "log", overlaying: "y", side: "right" }, margin: { t: 36, r: 70, b: 44, l: 56 } }) };
+      yaxis2: { title: { text: "learning rate" }, type: "log", overlaying: "y", side: "right", exponentformat: "e" }, margin: { t: 36, r: 70, b: 44, l: 56 } }) };
   }
 
   return { esc, col, finite, params, bare, bestSoFar, history, parallel, contour, slice, intermediate, edf, importance, timeline, base };
