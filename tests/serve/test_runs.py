@@ -23,13 +23,16 @@ def test_a_name_is_a_run_folder_directly_under_out_or_not_found(tmp_path):
 
 
 def test_a_replaced_run_folder_is_read_anew(tmp_path):
+    import os
     import shutil
 
     runs = Runs(tmp_path)
     make_sweep(tmp_path, "sweep", n_trials=5)
     first = runs.get("sweep")
     assert first.summary()["done"] == 5 and runs.get("sweep") is first
-    shutil.rmtree(tmp_path / "sweep")
-    make_sweep(tmp_path, "sweep", n_trials=3)    # as --overwrite replaces it
+    make_sweep(tmp_path, "staged", n_trials=3)   # as --overwrite replaces it: the new folder renamed in
+    os.replace(tmp_path / "sweep", tmp_path / ".old")
+    os.replace(tmp_path / "staged", tmp_path / "sweep")
+    shutil.rmtree(tmp_path / ".old")
     again = runs.get("sweep")
     assert again is not first and again.summary()["done"] == 3
