@@ -43,6 +43,7 @@ HANDLERS = {
     "show": "caviar.views.show:show_command",
     "compare": "caviar.views.show:compare_command",
     "report": "caviar.views.report:command",
+    "serve": "caviar.serve.command:command",
 }
 
 
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.html with figures into a run's folder")
     p.add_argument("run", metavar="NAME", help="run name under --out, or a path to a run folder")
     p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+
+    p = sub.add_parser("serve", help="a live web app over the results: runs, charts, nudges",
+                       description="Serve the runs under --out as web pages that follow running runs live, "
+                                   "with a JSON API under /api/. Prints the address and a token for actions.")
+    p.add_argument("--out", default="results", metavar="DIR", help="results folder (default: results)")
+    p.add_argument("--port", type=int, default=8765, metavar="N", help="port (default: 8765; 0: any free port)")
+    p.add_argument("--host", default="127.0.0.1", metavar="HOST",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
     return parser
 
 

@@ -53,6 +53,9 @@ LAYERS: tuple[Layer, ...] = (
     # The population driver may use the sweep's Ray plumbing (session, worker count, stopping actors),
     # never the other way round but through the one hand-off in caviar.sweep.command.
     Layer("caviar.population", ("caviar.babysit", "caviar.views.report", "caviar.cli")),
+    # The web app is a view that may also send a nudge, through the nudge channel's one entry.
+    Layer("caviar.serve", ("caviar.sweep", "caviar.babysit", "caviar.nn", "caviar.trainers", "caviar.cli",
+                           "caviar.lifecycle"), allowed=("caviar.babysit.nudges",)),
     Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values")),
     # The built-in trainer is reached by name through the trainer registry, never imported directly;
     # the registry (caviar.trainers) may import the package caviar.nn, but none of its submodules.

@@ -209,25 +209,36 @@ def command(args: argparse.Namespace) -> int:
     Raises ValueError (exit 2, one line; nothing is sent) when the run is not being babysat, or a
     key or value would be refused.
     """
+    path, nudge = queue(args.out, args.run, args.changes, rollback=args.rollback, stop=args.stop)
+    print(f"nudged {args.run}: {nudge.describe()} (applied at the next epoch boundary; {path.name})")
+    return 0
+
+
+def queue(out: str | Path, run: str, texts: Sequence[str], *, rollback: bool = False,
+          stop: bool = False) -> tuple[Path, Nudge]:
+    """Check a nudge of the babysat run `out/run` and send it: the one path of every nudge, from the
+    command line or from `caviar serve`. `texts`: "key=value" items, read as the command line reads them.
+
+    Returns (the nudge file, the nudge). Raises ValueError (one line; nothing is sent) when the run is
+    not being babysat (or not yet past its first epoch), or a key or value would be refused.
+    """
     from caviar.config.job import load_job
     from caviar.store.lock import holder
     from caviar.store.vocabulary import validate_run_name
 
-    validate_run_name(args.run)
-    run_dir = Path(args.out) / args.run
-    changes = parse_changes(args.changes)
-    if not changes and not args.rollback and not args.stop:
+    validate_run_name(run)
+    run_dir = Path(out) / run
+    changes = parse_changes(texts)
+    if not changes and not rollback and not stop:
         raise ValueError("nudge: nothing to send; give KEY=VALUE, --rollback or --stop")
     if not (run_dir / "job.toml").is_file():
-        raise ValueError(f"run: no run {args.run!r} under {args.out}")
+        raise ValueError(f"run: no run {run!r} under {out}")
     running = holder(run_dir)
     if running is None or running.kind != "babysit":
-        raise ValueError(f"run: {args.run!r} is not being babysat right now (start it with `caviar babysit`)")
+        raise ValueError(f"run: {run!r} is not being babysat right now (start it with `caviar babysit`)")
     if not running.open:  # its folder is still the old one, which --overwrite is about to replace
-        raise ValueError(f"run: {args.run!r} is starting (training its first epoch); nudge it once its "
+        raise ValueError(f"run: {run!r} is starting (training its first epoch); nudge it once its "
                          "first epoch is shown")
     validate_changes(changes, load_job(run_dir / "job.toml").model)
-    path = send(run_dir, Nudge(changes=changes, rollback=args.rollback, stop=args.stop))
-    what = Nudge(changes=changes, rollback=args.rollback, stop=args.stop).describe()
-    print(f"nudged {args.run}: {what} (applied at the next epoch boundary; {path.name})")
-    return 0
+    nudge = Nudge(changes=changes, rollback=rollback, stop=stop)
+    return send(run_dir, nudge), nudge

@@ -43,14 +43,20 @@ class Part(NamedTuple):
     path: Path
 
 
+def part_range(name: str) -> tuple[int, int] | None:
+    """(lo, hi) of a part file's name (`part-000003.parquet` -> (3, 3), `part-000000-000009.parquet`
+    -> (0, 9)); None for a name that is not one of caviar's parts."""
+    match = _PART.fullmatch(name)
+    return None if match is None else (int(match[1]), int(match[2] or match[1]))
+
+
 def list_parts(folder: Path) -> list[Part]:
     """caviar's part files in a table folder (covered ones included), in sequence order."""
     parts = []
     for entry in os.scandir(folder):
-        match = _PART.fullmatch(entry.name)
-        if match and entry.is_file(follow_symlinks=False):   # never a link out of the folder
-            lo = int(match[1])
-            parts.append(Part(lo, int(match[2] or lo), Path(entry.path)))
+        bounds = part_range(entry.name)
+        if bounds and entry.is_file(follow_symlinks=False):   # never a link out of the folder
+            parts.append(Part(*bounds, Path(entry.path)))
     return sorted(parts)
 
 
