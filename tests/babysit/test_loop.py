@@ -24,9 +24,9 @@ from tests.support import DIGITS, STEADY, caviar_start, parquet_table, run_babys
 
 
 def comparable(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's epochs (without timings) and events (without resume notes), in order."""
-    epochs = parquet_table(run, "epochs").drop(columns="seconds").sort_values("epoch").reset_index(drop=True)
-    events = parquet_table(run, "events")
+    """A run's epochs and events (without timings, moments or resume notes), in order."""
+    epochs = parquet_table(run, "epochs").drop(columns=["seconds", "time"]).sort_values("epoch").reset_index(drop=True)
+    events = parquet_table(run, "events").drop(columns="time")
     events = events[events["event"] != "resume"].reset_index(drop=True)
     return epochs, events
 
@@ -224,6 +224,7 @@ def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
     assert run_babysit(job, tmp_path / "out") == 0
     run = tmp_path / "out" / "gap"
     before = comparable(run)
+    moments = parquet_table(run, "epochs")["time"]
     for name in ("epochs", "events"):
         rows = parquet_table(run, name)
         for part in (run / f"{name}.parquet").iterdir():
@@ -233,6 +234,8 @@ def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
     after = comparable(run)
     pd.testing.assert_frame_equal(after[0], before[0])
     pd.testing.assert_frame_equal(after[1], before[1])
+    # The rows written back are the ones the run recorded: each epoch keeps the moment it ended.
+    assert parquet_table(run, "epochs").sort_values("epoch")["time"].tolist() == moments.tolist()
 
 
 def test_a_resume_gives_the_trainer_the_rate_the_run_had(tmp_path):
