@@ -317,16 +317,26 @@ class Sitter:
             if "learning_rate" in changes:
                 self.lr = float(changes.pop("learning_rate"))
             self.nudged.update(changes)
+            self._event("nudge", score, request.describe())
             if request.rollback:
                 self._restore_best()
                 self.trainer.set_hyperparameters(learning_rate=self.lr)
                 self.policy = manual_rollback(self.policy)
-            self._event("nudge", score, request.describe())
+                self._asked_rollback(score)
             self.handled.append((path, False))
             if request.stop and self.stopped is None:
                 self.stopped = "nudge"
                 self._event("stop", score, "stopped by a nudge")
         return bool(paths)
+
+    def _asked_rollback(self, score: float) -> None:
+        """Record a rollback a nudge asked for as a rollback: its own event, and this epoch's decision
+        (unless the policy went back or stopped itself)."""
+        assert self.best is not None, "begin() or resume() keeps a best state"
+        self._event("rollback", score, f"asked by a nudge: back to epoch {self.best[0]}")
+        row = self.rows["epochs"][-1] if self.rows["epochs"] else None
+        if row is not None and row["epoch"] == self.epoch and row["decision"] in ("continue", "improved", "plateau"):
+            row["decision"] = "rollback"
 
     def _snapshot(self, metrics: Mapping[str, float]) -> Snapshot:
         meta = {"epoch": self.epoch, "learning_rate": self.lr, "policy": self.policy.to_dict(),

@@ -325,3 +325,24 @@ def test_a_checkpoint_of_an_older_caviar_names_its_handled_nudges_plainly(tmp_pa
     store.save(int(last.meta["epoch"]), last.state, {**last.meta, "nudges": ["0001.json"]}, best=True)
     babysit_module.babysit(steady("old", 2), open_run(tmp_path, "old", "", resume=True), echo=lambda line: None)
     assert [p.name for p in (run.path / "nudges" / "applied").iterdir()] == ["0001.json"]
+
+
+# --- a rollback a person asks for -----------------------------------------------------------------
+
+def test_a_rollback_a_nudge_asks_for_is_recorded_as_a_rollback(tmp_path):
+    # The trainer sends the nudge itself at the end of epoch 4, as `caviar nudge --rollback` would;
+    # the policy alone would go on (its score falls by less than the tolerance).
+    out = tmp_path / "out"
+    job = write_job(tmp_path, "asked", DIGITS,
+                    model=f'trainer = "tests.toys:NudgingTrainer"\nlearning_rate = 0.01\nnudge_at = 4\n'
+                          f'run = "{out / "asked"}"',
+                    babysit="epochs = 6\npatience = 100\ntolerance = 1.0")
+    assert run_babysit(job, out) == 0
+    epochs, events = parquet_table(out / "asked", "epochs"), parquet_table(out / "asked", "events")
+    assert epochs.set_index("epoch")["decision"][4] == "rollback"      # not "continue"
+    at_four = events[events["epoch"] == 4]
+    assert at_four["event"].tolist() == ["nudge", "rollback"]
+    assert at_four["detail"].tolist() == ["rollback", "asked by a nudge: back to epoch 2"]
+    from caviar.views.plots import marks
+
+    assert (4.0, "rollback") in marks(events)                          # the timeline draws it as one
