@@ -298,3 +298,24 @@ def test_a_real_babysat_run_shows_compares_and_reports(tmp_path, capsys):
     assert compared[:5] == ["panda", "babysit", "val_accuracy", "max", f"{best:.4f}"]
     assert caviar_main("report", "panda", "--out", out) == 0
     assert assert_offline_report(out / "panda") == ["timeline"]
+
+
+def test_a_run_written_before_the_time_columns_still_shows_and_reports(tmp_path, capsys):
+    run = make_sweep(tmp_path, "old", legacy=True)
+    assert "started_at" not in load(run).trials and "time" not in load(run).epochs
+
+    status, shown, _ = caviar_output(capsys, "show", "old", "--out", tmp_path)
+    assert status == 0 and "best: " in shown
+    assert main(["report", "old", "--out", str(tmp_path)]) == 0
+
+    assert_offline_report(run)
+    page = (run / "report.html").read_text()
+    assert "; started " not in page and "finished_at" not in page
+
+
+def test_the_report_says_when_a_run_ran_and_when_each_trial_finished(runs):
+    assert main(["report", "sweep", "--out", str(runs)]) == 0
+    page = (runs / "sweep" / "report.html").read_text()
+    assert "; started 2026-01-05 09:00:00, last result 2026-01-05 09:00:25 (UTC)" in page
+    best = page.split("<h2>Best trials</h2>")[1].split("</table>")[0]
+    assert "<th>finished_at</th>" in best and "<td>2026-01-05 09:00:" in best
