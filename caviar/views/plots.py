@@ -308,7 +308,8 @@ def marks(events: pd.DataFrame) -> list[tuple[float, str]]:
         return []
     found: dict[tuple[float, str], None] = {}
     details = events["detail"] if "detail" in events else pd.Series("", index=events.index)
-    for epoch, event, detail in zip(pd.to_numeric(events["epoch"], errors="coerce"), events["event"], details):
+    epochs = pd.to_numeric(events["epoch"], errors="coerce").astype(float)   # a missing epoch: NaN
+    for epoch, event, detail in zip(epochs, events["event"], details):
         if not math.isfinite(float(epoch)):
             continue
         kinds = [str(event)] + (["rollback"] if event == "nudge" and "rollback" in str(detail).split() else [])
