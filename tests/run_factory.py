@@ -1,6 +1,7 @@
 """Build realistic run folders for tests, exactly in the layout the drivers write (DESIGN.md).
 
-A sweep folder holds `job.toml`, `trials.parquet/` and `epochs.parquet/`; a babysat folder holds
+A sweep folder holds `job.toml`, `trials.parquet/` (with the times and the job's `model_` values)
+and `epochs.parquet/`; a babysat folder holds
 `job.toml`, `epochs.parquet/` (with a `decision` column), `events.parquet/` and `checkpoints/`.
 Every table is a FOLDER of part files (`part-000000.parquet`, ...), as the store writes them
 before compaction. The numbers are simulated from a seeded generator so tests know the truth:
@@ -16,7 +17,9 @@ Nothing here imports caviar: the folders are an independent oracle for the read 
 
 from __future__ import annotations
 
+import json
 import math
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,6 +30,7 @@ import pyarrow.parquet as pq
 import tomli_w
 
 METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)   # when every simulated run began (UTC)
 
 SPACE: dict[str, Any] = {
     "learning_rate": {"log_uniform": [1e-4, 1e-1]},
@@ -96,9 +100,11 @@ def simulate_sweep(n_trials: int = 24, *, epochs: int = 6, seed: int = 0, rounds
     for trial_id, (config, history) in enumerate(zip(configs, histories)):
         is_failed = trial_id >= n_trials - failed
         history = history[:1] if is_failed else history[:2] if trial_id in pruned else history
+        started = START + timedelta(seconds=trial_id)   # one trial a second, each epoch half a second
         for epoch, metrics in enumerate(history, start=1):
             epoch_rows.append({"trial_id": trial_id, "epoch": epoch, "learning_rate": config["params_learning_rate"],
-                               "seconds": 0.5 + 0.01 * config["params_batch_size"] / 32, **metrics})
+                               "seconds": 0.5 + 0.01 * config["params_batch_size"] / 32,
+                               "time": started + timedelta(seconds=0.5 * epoch), **metrics})
         if is_failed:
             score, status, error = math.nan, "failed", "FloatingPointError: loss is nan at epoch 1"
             last = {name: math.nan for name in METRICS}
@@ -109,7 +115,8 @@ def simulate_sweep(n_trials: int = 24, *, epochs: int = 6, seed: int = 0, rounds
         trial_rows.append({
             "trial_id": trial_id, "status": status, **config,
             "score": score, "epochs": len(history), "seconds": 0.5 * len(history) + 0.1, "seed": 1000 + trial_id,
-            "error": error, "node": "127.0.0.1", "round": trial_id * rounds // n_trials, **last,
+            "error": error, "node": "127.0.0.1", "round": trial_id * rounds // n_trials,
+            "started_at": started, "finished_at": started + timedelta(seconds=0.5 * len(history)), **last,
         })
     trials = pd.DataFrame(trial_rows).astype({"trial_id": "int64", "params_batch_size": "int64", "epochs": "int64",
                                               "seed": "int64", "round": "int64"})
@@ -118,11 +125,12 @@ def simulate_sweep(n_trials: int = 24, *, epochs: int = 6, seed: int = 0, rounds
 
 def make_sweep(root: Path, name: str = "sweep", *, n_trials: int = 24, epochs: int = 6, seed: int = 0,
                rounds: int = 1, failed: int = 1, parts: int = 2, with_epochs: bool = True,
-               mode: str = "max") -> Path:
+               mode: str = "max", legacy: bool = False) -> Path:
     """Write a sweep run folder `root/name` and return its path.
 
     `mode="min"` stores the job with `metric = "val_loss", mode = "min"` and scores the trials by
-    their lowest val_loss, so sorting by the job's mode can be checked.
+    their lowest val_loss, so sorting by the job's mode can be checked. `legacy=True` writes it as
+    caviar 0.1.0 did: no time columns (`started_at`, `finished_at`, `time`) and no `model_` ones.
     """
     run = Path(root) / name
     trials, epoch_table = simulate_sweep(n_trials, epochs=epochs, seed=seed, rounds=rounds, failed=failed)
@@ -132,7 +140,15 @@ def make_sweep(root: Path, name: str = "sweep", *, n_trials: int = 24, epochs: i
         best_loss = epoch_table.groupby("trial_id")["val_loss"].min()
         trials["score"] = trials["trial_id"].map(best_loss).where(trials["status"] != "failed")
     sampler = "coarse_to_fine" if rounds > 1 else "random"
-    _write_job(run, job_dict(name, metric=metric, mode=mode, trials=n_trials, epochs=epochs, sampler=sampler))
+    job = job_dict(name, metric=metric, mode=mode, trials=n_trials, epochs=epochs, sampler=sampler)
+    _write_job(run, job)
+    # The job's fixed values, after the times and before the metrics, as the driver writes them.
+    at = trials.columns.get_loc("finished_at") + 1
+    for offset, (key, value) in enumerate((k, v) for k, v in job["model"].items() if k not in job["space"]):
+        trials.insert(at + offset, f"model_{key}", json.dumps(value) if isinstance(value, list) else value)
+    if legacy:
+        trials = trials.drop(columns=["started_at", "finished_at"] + [c for c in trials if c.startswith("model_")])
+        epoch_table = epoch_table.drop(columns="time")
     write_table(run / "trials.parquet", trials, parts)
     if with_epochs:
         write_table(run / "epochs.parquet", epoch_table, parts)
@@ -185,7 +201,8 @@ def simulate_babysit(n_epochs: int = 12, *, seed: int = 0) -> tuple[pd.DataFrame
                            "detail": "checkpoint saved"})
         if epoch != 5:
             best = max(best, acc_e)
-        epochs.append({"epoch": epoch, "learning_rate": lr, "seconds": 0.8, "train_loss": val_loss - 0.04,
+        epochs.append({"epoch": epoch, "learning_rate": lr, "seconds": 0.8,
+                       "time": START + timedelta(seconds=0.8 * epoch), "train_loss": val_loss - 0.04,
                        "train_accuracy": min(acc_e + 0.01, 1.0), "val_loss": val_loss, "val_accuracy": acc_e,
                        "decision": decision})
         if epoch == 5:
@@ -193,7 +210,9 @@ def simulate_babysit(n_epochs: int = 12, *, seed: int = 0) -> tuple[pd.DataFrame
         elif epoch == 8:
             lr /= 2
     frame = pd.DataFrame(epochs).astype({"epoch": "int64"})
-    return frame, pd.DataFrame(events).astype({"epoch": "int64"})
+    events_frame = pd.DataFrame(events).astype({"epoch": "int64"})
+    events_frame["time"] = START + pd.to_timedelta(0.8 * events_frame["epoch"], unit="s")   # at its epoch's end
+    return frame, events_frame
 
 
 def make_babysit(root: Path, name: str = "panda", *, n_epochs: int = 12, seed: int = 0, parts: int = 2,

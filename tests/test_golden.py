@@ -19,7 +19,8 @@ import caviar
 from tests.support import caviar_run
 
 GOLDEN = Path(__file__).parent / "golden"
-CLOCK = ["seconds", "node"]          # wall-clock and host columns: not part of the contract
+CLOCK = ["seconds", "node", "started_at", "finished_at", "time"]   # wall-clock and host columns: not part of
+                                                                   # the contract
 NAMES = {"learning_rate": "base_learning_rate"}   # events' base rate, renamed to say which rate it is
 
 

@@ -187,3 +187,20 @@ class SlowMLPTrainer(_mlp()):
     def train_epoch(self) -> dict[str, float]:
         time.sleep(self.sleep)
         return super().train_epoch()
+
+
+class NudgingTrainer(ToyTrainer):
+    """Asks its own run for a rollback once, at the end of epoch config["nudge_at"], as a person at
+    another terminal would (`caviar nudge --rollback`): a nudge file in config["run"]'s nudges folder,
+    which the babysitter applies at that epoch's boundary. val_accuracy is 0.7, 0.9, then falls by
+    0.01 an epoch: the best is epoch 2, and a policy with a tolerance over 0.01 would go on."""
+
+    def train_epoch(self) -> dict[str, float]:
+        metrics = super().train_epoch()
+        metrics["val_accuracy"] = 0.5 + 0.2 * self.epoch if self.epoch <= 2 else 0.9 - 0.01 * (self.epoch - 2)
+        if self.epoch == int(self.config.get("nudge_at", 0)) and not getattr(self, "asked", False):
+            from caviar.babysit import nudges
+
+            self.asked = True   # not in the state: a rollback to before this epoch does not ask again
+            nudges.send(self.config["run"], nudges.Nudge(rollback=True))
+        return metrics

@@ -42,6 +42,7 @@ import numpy as np
 from caviar.babysit import ending
 from caviar.babysit import nudges as channel
 from caviar.babysit.ending import Summary
+from caviar.store.vocabulary import utc_now
 from caviar.trainers.check import checked_metrics
 from caviar.babysit.resume import best_point, refuse_links, resume_point, write_missing
 from caviar.babysit.policy import Day, Decision, Diverged, Plateau, PolicyState, Rollback, Stop, manual_rollback, step
@@ -150,6 +151,7 @@ class Sitter:
         self.saved_epoch = 0  # the epoch of the newest persisted checkpoint
         self.interrupted = False  # Ctrl-C: stop at the next epoch boundary, everything persisted
         self.last_metrics: dict[str, float] = {}
+        self.trained_at = ""  # when the last epoch ended (UTC, ISO 8601): its row's `time`
 
     # -- start and resume (nothing written) --
 
@@ -247,6 +249,7 @@ class Sitter:
         started = time.perf_counter()
         reported = self.trainer.train_epoch()
         seconds = time.perf_counter() - started
+        self.trained_at = utc_now()
         self.trained, self.timed = self.trained + seconds, self.timed + 1
         return epoch_metrics(reported, self.metric), seconds
 
@@ -257,7 +260,8 @@ class Sitter:
         day = Day(self.epoch, score, metrics.get("train_loss"), self.lr)
         decision, self.policy = step(self.policy, day, self.spec)
         self.rows["epochs"].append({"epoch": self.epoch, "learning_rate": metrics.pop("learning_rate", self.lr),
-                                    "seconds": seconds, **metrics, "decision": decision.kind})
+                                    "seconds": seconds, "time": self.trained_at, **metrics,
+                                    "decision": decision.kind})
         self.last_metrics = metrics
         self._carry_out(decision, score)
         nudged = self._take_nudges(score)
@@ -313,16 +317,26 @@ class Sitter:
             if "learning_rate" in changes:
                 self.lr = float(changes.pop("learning_rate"))
             self.nudged.update(changes)
+            self._event("nudge", score, request.describe())
             if request.rollback:
                 self._restore_best()
                 self.trainer.set_hyperparameters(learning_rate=self.lr)
                 self.policy = manual_rollback(self.policy)
-            self._event("nudge", score, request.describe())
+                self._asked_rollback(score)
             self.handled.append((path, False))
             if request.stop and self.stopped is None:
                 self.stopped = "nudge"
                 self._event("stop", score, "stopped by a nudge")
         return bool(paths)
+
+    def _asked_rollback(self, score: float) -> None:
+        """Record a rollback a nudge asked for as a rollback: its own event, and this epoch's decision
+        (unless the policy went back or stopped itself)."""
+        assert self.best is not None, "begin() or resume() keeps a best state"
+        self._event("rollback", score, f"asked by a nudge: back to epoch {self.best[0]}")
+        row = self.rows["epochs"][-1] if self.rows["epochs"] else None
+        if row is not None and row["epoch"] == self.epoch and row["decision"] in ("continue", "improved", "plateau"):
+            row["decision"] = "rollback"
 
     def _snapshot(self, metrics: Mapping[str, float]) -> Snapshot:
         meta = {"epoch": self.epoch, "learning_rate": self.lr, "policy": self.policy.to_dict(),
@@ -355,7 +369,7 @@ class Sitter:
 
     def _event(self, event: str, score: float | None, detail: str) -> None:
         self.rows["events"].append({"epoch": self.epoch, "event": event, "base_learning_rate": self.lr,
-                                    "score": score, "detail": detail})
+                                    "score": score, "detail": detail, "time": utc_now()})
 
     def _line(self, day: Day, decision: Decision) -> str:
         best = math.nan if self.policy.best_score is None else self.policy.best_score  # (formatted eagerly)

@@ -27,7 +27,7 @@ from typing import Iterable, NamedTuple
 
 import pyarrow as pa
 
-from caviar.store.vocabulary import CHECKPOINTS, COLUMNS, JOB_FILE, TABLES, RunKind
+from caviar.store.vocabulary import CHECKPOINTS, COLUMNS, JOB_FILE, TABLES, TIMESTAMP, RunKind
 
 _PART = re.compile(r"part-(\d+)(?:-(\d+))?\.parquet")
 QUARANTINE = ".quarantine"      # OUT/NAME/.quarantine/<table>/<file>: parts that did not read
@@ -151,15 +151,23 @@ def aside_folders(table_path: Path) -> list[Path]:
 
 
 def column_order(table: str, names: Iterable[str]) -> list[str]:
-    """`names` in display order: declared columns as the README lists them (params after status),
-    then the others in the order given."""
+    """`names` in display order: declared columns as the README lists them (params after status,
+    the fixed model values after the times), then the others in the order given."""
     slots = list(COLUMNS[table])
+    prefixes = [slot[:-1] for slot in slots if slot.endswith("*")]
 
     def slot(name: str) -> int:
         if name in COLUMNS[table]:
             return slots.index(name)
-        return slots.index("params_*") if name.startswith("params_") and "params_*" in slots else len(slots)
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        return slots.index(prefix + "*") if prefix is not None else len(slots)
     return sorted(names, key=slot)   # stable: the given order within a slot
+
+
+def arrow_type(name: str) -> pa.DataType:
+    """A declared column type (`caviar.store.vocabulary.COLUMNS`) as Arrow's: an Arrow alias
+    ("int64", "string", ...), or `TIMESTAMP`, microseconds in UTC."""
+    return pa.timestamp("us", tz="UTC") if name == TIMESTAMP else pa.type_for_alias(name)
 
 
 def is_run(path: Path) -> bool:

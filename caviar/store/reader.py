@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from caviar.store.layout import column_order, folder_kind, is_run, link_refusal, linked_entries, visible_parts
+from caviar.store.layout import arrow_type, column_order, folder_kind, is_run, link_refusal, linked_entries, visible_parts
 from caviar.store.vocabulary import COLUMNS, JOB_FILE, RENAMED, TABLES, RunKind
 
 __all__ = ["Run", "load", "load_all", "read_table", "to_frame"]
@@ -90,10 +90,10 @@ def to_frame(table: pa.Table, order: str | None = None) -> pd.DataFrame:
 
 def _empty(table: str, kind: RunKind) -> pa.Table:
     """The declared columns of a table a run has none of (epochs.trial_id is caviar only)."""
-    names = [n for n in COLUMNS[table] if n != "params_*"]
+    names = [n for n in COLUMNS[table] if not n.endswith("*")]
     if table == "epochs":
         names.remove("decision" if kind == RunKind.SWEEP else "trial_id")
-    return pa.schema([(n, pa.type_for_alias(COLUMNS[table][n])) for n in names]).empty_table()
+    return pa.schema([(n, arrow_type(COLUMNS[table][n])) for n in names]).empty_table()
 
 
 @dataclass(frozen=True, eq=False)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 # ------------------------------------------------------------------------------ directions
 
@@ -76,20 +77,29 @@ JOB_FILE = "job.toml"
 CHECKPOINTS = "checkpoints"
 TABLES = ("trials", "epochs", "events")
 PARAM_PREFIX = "params_"
+MODEL_PREFIX = "model_"
+PREFIXES = (PARAM_PREFIX, MODEL_PREFIX)   # columns named after the job's values, typed by their first value
+# A moment in UTC, to the microsecond: Arrow's `timestamp[us, tz=UTC]` (pandas `datetime64[us, UTC]`).
+# Not an Arrow alias: the store turns it into its type (`caviar.store.layout.arrow_type`).
+TIMESTAMP = "timestamp[us, tz=UTC]"
 
 # Column types of each table, in display order, as Arrow type names ("params_*" marks where the
-# searched hyperparameters go). Other columns: params_<name> take their first value's type, metrics
-# are float64. The one meaning of each name: epochs.learning_rate is the rate an epoch trained with
+# searched hyperparameters go, "model_*" the job's fixed [model] values). Other columns: params_ and
+# model_ columns take their first value's type (a list is stored as its JSON text), metrics are
+# float64. The one meaning of each name: epochs.learning_rate is the rate an epoch trained with
 # (after any decay the trainer applies); events.base_learning_rate is the babysitter's base rate
-# from that event on (a trainer's decay divides it further).
+# from that event on (a trainer's decay divides it further). Times are when something happened, in
+# UTC: a trial's start and end, an epoch's end, an event; runs written before they existed lack them.
 COLUMNS: dict[str, dict[str, str | None]] = {
     "trials": {"trial_id": "int64", "status": "string", "params_*": None, "score": "double", "epochs": "int64",
-               "seconds": "double", "seed": "int64", "error": "string", "node": "string", "round": "int64"},
+               "seconds": "double", "seed": "int64", "error": "string", "node": "string", "round": "int64",
+               "started_at": TIMESTAMP, "finished_at": TIMESTAMP, "model_*": None},
     "epochs": {"trial_id": "int64", "epoch": "int64", "learning_rate": "double", "seconds": "double",
-               "decision": "string"},
+               "time": TIMESTAMP, "decision": "string"},
     "events": {"epoch": "int64", "event": "string", "base_learning_rate": "double", "score": "double",
-               "detail": "string"},
+               "detail": "string", "time": TIMESTAMP},
 }
+TIME_COLUMNS = frozenset(name for table in COLUMNS.values() for name, kind in table.items() if kind == TIMESTAMP)
 # Older runs named events' base rate `learning_rate`: readers rename it.
 RENAMED = {"events": {"learning_rate": "base_learning_rate"}}
 
@@ -97,12 +107,33 @@ RENAMED = {"events": {"learning_rate": "base_learning_rate"}}
 # themselves. `learning_rate` is not among them: a trainer that reports it tells the rate it
 # trained with, and that value goes to the epochs table's column of that name.
 RESERVED_METRICS = frozenset(name for table in COLUMNS.values() for name in table
-                             if name not in ("params_*", "learning_rate"))
+                             if not name.endswith("*") and name != "learning_rate")
 
 
 def reserved_metric(name: str) -> bool:
-    """Whether a metric name would clash with a column caviar writes (or a params_ column)."""
-    return name in RESERVED_METRICS or name.startswith(PARAM_PREFIX)
+    """Whether a metric name would clash with a column caviar writes (or a params_ or model_ column)."""
+    return name in RESERVED_METRICS or name.startswith(PREFIXES)
+
+
+def model_columns(fixed: Mapping[str, Any], searched: Iterable[str]) -> dict[str, Any]:
+    """The trials table's `model_<name>` columns: each fixed value of the job that is not searched.
+
+    fixed: name -> value (the job's [model] values, its trainer among them, and [space]'s plain
+    values); searched: the names a sampler draws (they have `params_<name>` columns instead).
+    """
+    drawn = set(searched)
+    return {MODEL_PREFIX + name: value for name, value in fixed.items() if name not in drawn}
+
+
+def utc_now() -> str:
+    """This moment in UTC as ISO 8601 text ("2026-12-02T06:11:35.123456+00:00"): what a driver puts
+    in a time column (text, so a babysat run's checkpoint keeps its rows as JSON)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def utc_at(seconds: float) -> str:
+    """`seconds` since the Unix epoch (`time.time()`) as `utc_now` writes a moment."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="microseconds")
 
 
 # ------------------------------------------------------------------------------ run names

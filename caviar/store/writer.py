@@ -23,6 +23,7 @@ import json
 import math
 import secrets
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -31,14 +32,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from caviar.store.atomic import atomic_write
-from caviar.store.layout import column_order, covered_parts, link_refusal, list_parts, unreadable, visible_parts
+from caviar.store.layout import arrow_type, column_order, covered_parts, link_refusal, list_parts, unreadable, visible_parts
 from caviar.store.swap import put_in_place
-from caviar.store.vocabulary import COLUMNS, TABLES
+from caviar.store.vocabulary import COLUMNS, PREFIXES, TABLES, TIMESTAMP
 
 # Column types by their Arrow names: plain strings hash in nanoseconds, pa.DataType in a microsecond,
 # and append looks one up per value.
-_I, _F, _B, _S, _N = "int64", "double", "bool", "string", "null"
-_ARROW = {kind: pa.type_for_alias(kind) for kind in (_I, _F, _B, _S, _N)}
+_I, _F, _B, _S, _N, _T = "int64", "double", "bool", "string", "null", TIMESTAMP
+_ARROW = {kind: arrow_type(kind) for kind in (_I, _F, _B, _S, _N, _T)}
 
 
 # ----------------------------------------------------------------------------- typing the columns
@@ -51,13 +52,17 @@ _AS_IS: dict[str, frozenset[type]] = {
     _B: frozenset({bool, np.bool_}),
     _S: frozenset({str}),
     _N: frozenset(),
+    _T: frozenset(),   # a moment: ISO 8601 text or a datetime, always through `_moment`
 }
 
 
 def _first_type(value: Any, column: str) -> str:
-    """The type a column ("table.name") takes from its first non-null value: params keep int/float/
-    bool/string; anything else is a metric, float64 when it is a number. Lists are stored as JSON text."""
-    param = column.partition(".")[2].startswith("params_")
+    """The type a column ("table.name") takes from its first non-null value: params and model values
+    keep int/float/bool/string; anything else is a metric, float64 when it is a number. Lists are
+    stored as JSON text; a datetime is a moment in UTC."""
+    param = column.partition(".")[2].startswith(PREFIXES)
+    if isinstance(value, datetime):
+        return _T
     if isinstance(value, (bool, np.bool_)):
         return _B if param else _F
     if isinstance(value, (int, np.integer)):
@@ -70,12 +75,27 @@ def _first_type(value: Any, column: str) -> str:
                      "give numbers, booleans, strings or lists")
 
 
+def _moment(value: Any, column: str) -> datetime:
+    """A time column's value as an aware datetime in UTC: a datetime (naive ones are UTC) or its ISO
+    8601 text, which is how the drivers write a moment (`caviar.store.vocabulary.utc_now`)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{column}: expected a moment as ISO 8601 text, got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ValueError(f"{column}: the column holds moments in UTC, got {value!r} ({type(value).__name__})")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
 def _coerce(value: Any, dtype: str, column: str, lenient: bool) -> Any:
     """`value` as `dtype` takes it, or ValueError. Ints never become floats in an int column, nor
     floats ints: 64.0 goes in as 64, 64.5 is refused. A `lenient` string column (params, metrics)
     takes lists and numbers as their JSON text; status, error, ... take strings only."""
     if dtype == _S and isinstance(value, str):
         return str(value)   # a NumPy string
+    if dtype == _T:
+        return _moment(value, column)
     bad = isinstance(value, (bool, np.bool_)) and dtype != _F
     if dtype == _I and not bad:
         if isinstance(value, (int, np.integer)):
@@ -103,6 +123,8 @@ def _kind(t: pa.DataType, where: str) -> str:
     t = t.value_type if pa.types.is_dictionary(t) else t
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return _S
+    if pa.types.is_timestamp(t):
+        return _T
     kind = _I if pa.types.is_integer(t) else _F if pa.types.is_floating(t) else str(t)
     if kind not in _ARROW:
         raise ValueError(f"{where}: caviar cannot append to a column of type {t}")
@@ -141,7 +163,7 @@ class TableWriter:
         self.table = table
         self.path = Path(run_path) / f"{table}.parquet"
         self._fsync = fsync
-        declared = {k: pa.type_for_alias(v) for k, v in COLUMNS[table].items() if v is not None}
+        declared = {k: arrow_type(v) for k, v in COLUMNS[table].items() if v is not None}
         self._types = {k: _kind(v, f"{table}.{k}") for k, v in {**declared, **(types or {})}.items()
                        if v is not None}     # the driver may declare params types up front
         self._schema: dict[str, str] = {}    # running schema (Arrow type names), first-seen order
@@ -206,7 +228,7 @@ class TableWriter:
         if not self._rows:
             return None
         for name, kind in self._schema.items():
-            if kind == _N and not name.startswith("params_"):
+            if kind == _N and not name.startswith(PREFIXES):
                 # A column with only nulls so far is a metric nobody has reported yet (a failed
                 # trial's row): metrics are float64, and a part typed null would not read together
                 # with the others in pandas.read_parquet(folder).

@@ -24,7 +24,7 @@ from ray.exceptions import RayError
 
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.search.schedulers import Scheduler
-from caviar.store.vocabulary import STATUSES, Mode, Status
+from caviar.store.vocabulary import STATUSES, Mode, Status, model_columns, utc_at
 from caviar.sweep.worker import Segment, stop_actors, trial_worker_class
 
 FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
@@ -52,12 +52,13 @@ class TrialState:
     seconds: float = 0.0
     epochs: int = 0
     retries: int = 0
+    started_at: float = math.inf  # wall-clock seconds (`time.time()` on its worker) it began training
 
     def restart(self) -> None:
         """Forget a lost attempt (its worker died): the trial reruns from scratch."""
         self.epoch_rows.clear()
         self.last_metrics.clear()
-        self.best, self.seconds, self.epochs = -math.inf, 0.0, 0
+        self.best, self.seconds, self.epochs, self.started_at = -math.inf, 0.0, 0, math.inf
 
 
 @dataclass(eq=False)
@@ -109,6 +110,8 @@ class Sweep:
         self.write_trial, self.flush, self.on_change = write_trial, flush, on_change
         self.data_ref, self.trainer_name, self.n_workers = data_ref, trainer_name, n_workers
         self.finished = set(finished)
+        # What every trial row records of the job's fixed values, so runs compare by them (`load_all`).
+        self.model_values = model_columns({"trainer": trainer_name, **base_config}, sampler.space.names)
         self.next_new = 0                       # lowest trial id not yet started (or skipped)
         self.retry_queue: deque[TrialState] = deque()
         self.active: dict[int, TrialState] = {}
@@ -243,7 +246,8 @@ class Sweep:
                 slot.calls.append(Call(stream, segments))
 
     # ---- results ---------------------------------------------------------------------------------
-    def _finish(self, trial: TrialState, status: Status, error: str | None, slot: Slot) -> None:
+    def _finish(self, trial: TrialState, status: Status, error: str | None, slot: Slot, at: float | None = None) -> None:
+        """Write a trial's row; `at`: when it ended on its worker (now, for a trial the driver ended)."""
         self.active.pop(trial.trial_id, None)
         if status != Status.FAILED and self.metric not in trial.last_metrics:
             status, error = Status.FAILED, f"the trainer did not report the metric {self.metric!r}"
@@ -251,7 +255,10 @@ class Sweep:
         row = {"trial_id": trial.trial_id, "status": status}
         row.update({f"params_{name}": value for name, value in trial.params.items()})
         row.update(score=score, epochs=trial.epochs, seconds=trial.seconds, seed=trial.seed, error=error,
-                   node=self._node(slot), round=trial.round)
+                   node=self._node(slot), round=trial.round,
+                   started_at=utc_at(trial.started_at) if math.isfinite(trial.started_at) else None,
+                   finished_at=utc_at(time.time() if at is None else at))
+        row.update(self.model_values)
         # Every metric seen so far, null where this trial has none: all parts share their columns.
         row.update({name: trial.last_metrics.get(name) for name in self.metric_names})
         self.write_trial(row, trial.epoch_rows)
@@ -265,10 +272,11 @@ class Sweep:
         kind, trial_id = event[0], event[1]
         trial = self.active[trial_id]
         if kind == "epoch":
-            _, _, epoch, metrics, seconds = event
+            epoch, metrics, seconds, at = event[2:6]
             learning_rate = metrics.pop("learning_rate", trial.config.get("learning_rate", math.nan))
             trial.epoch_rows.append({"trial_id": trial_id, "epoch": epoch, "learning_rate": float(learning_rate),
-                                     "seconds": seconds, **metrics})
+                                     "seconds": seconds, "time": utc_at(at), **metrics})
+            trial.started_at = min(trial.started_at, at - seconds)
             trial.last_metrics, trial.epochs = metrics, epoch
             if not metrics.keys() <= self.metric_names.keys():
                 self.metric_names.update(dict.fromkeys(metrics))
@@ -278,21 +286,22 @@ class Sweep:
             return
         call.ended += 1
         slot.segment_started = time.monotonic()
-        seconds = event[3]
+        seconds, at = event[3], event[-1]
+        trial.started_at = min(trial.started_at, at - seconds)   # the segment's start, construction included
         trial.seconds += seconds
         self.segment_seconds = seconds if self.segment_seconds <= 0 else 0.8 * self.segment_seconds + 0.2 * seconds
         if kind == "failed":
-            self._finish(trial, Status.FAILED, event[4], slot)
+            self._finish(trial, Status.FAILED, event[4], slot, at)
         elif kind == "done":
-            self._finish(trial, Status.COMPLETED, None, slot)
+            self._finish(trial, Status.COMPLETED, None, slot, at)
         elif self.metric not in trial.last_metrics:
             slot.drop.append(trial_id)
-            self._finish(trial, Status.FAILED, f"the trainer did not report the metric {self.metric!r}", slot)
+            self._finish(trial, Status.FAILED, f"the trainer did not report the metric {self.metric!r}", slot, at)
         elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
             slot.held[trial_id] = trial.epochs
         else:
             slot.drop.append(trial_id)
-            self._finish(trial, Status.PRUNED, None, slot)
+            self._finish(trial, Status.PRUNED, None, slot, at)
 
     def _lose_slot(self, index: int, culprit_error: str, *, timed_out: bool = False) -> None:
         """A worker died or was killed: fail or retry the trial it was running, requeue the rest.

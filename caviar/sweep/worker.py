@@ -7,11 +7,13 @@ no process or actor starts per trial, and the dataset is resolved once per actor
 object store (zero-copy), not shipped per trial.
 
 Events (tuples, cheap to serialize):
-    ("epoch", trial_id, epoch, metrics, seconds)   metrics: dict[str, float] of that epoch
-    ("paused", trial_id, epoch, seconds)            reached the segment's end; trainer kept for later
-    ("done", trial_id, epoch, seconds)              reached the trial's last epoch; trainer dropped
-    ("failed", trial_id, epoch, seconds, error)     raised or reported NaN/inf; trainer dropped
-`seconds` of the last three is the compute time of that segment (trainer construction included).
+    ("epoch", trial_id, epoch, metrics, seconds, at)   metrics: dict[str, float] of that epoch
+    ("paused", trial_id, epoch, seconds, at)            reached the segment's end; trainer kept for later
+    ("done", trial_id, epoch, seconds, at)              reached the trial's last epoch; trainer dropped
+    ("failed", trial_id, epoch, seconds, error, at)     raised or reported NaN/inf; trainer dropped
+`seconds` of the last three is the compute time of that segment (trainer construction included);
+`at` (always last) is the wall-clock moment the event happened, `time.time()` seconds on the
+worker's node, so `at - seconds` is when the segment began.
 """
 
 from __future__ import annotations
@@ -80,21 +82,21 @@ class SegmentRunner:
                 metrics = trainer.train_epoch()
                 epoch += 1
                 clean = checked_metrics(metrics)  # the same check, and words, as panda mode's
-                yield ("epoch", trial_id, epoch, clean, time.perf_counter() - epoch_start)
+                yield ("epoch", trial_id, epoch, clean, time.perf_counter() - epoch_start, time.time())
                 bad = [k for k, v in clean.items() if not math.isfinite(v)]
                 if bad:
                     raise FloatingPointError(f"non-finite {', '.join(f'{k}={clean[k]}' for k in bad)} at epoch {epoch}")
         except Exception as exc:  # a trial's failure is data, never the end of the sweep
             self.drop([trial_id])
-            yield ("failed", trial_id, epoch, time.perf_counter() - start, error_text(exc))
+            yield ("failed", trial_id, epoch, time.perf_counter() - start, error_text(exc), time.time())
             return
         if epoch >= segment.max_epochs:
             self.drop([trial_id])
-            yield ("done", trial_id, epoch, time.perf_counter() - start)
+            yield ("done", trial_id, epoch, time.perf_counter() - start, time.time())
         else:
             self.trainers[trial_id] = trainer
             self.epochs_done[trial_id] = epoch
-            yield ("paused", trial_id, epoch, time.perf_counter() - start)
+            yield ("paused", trial_id, epoch, time.perf_counter() - start, time.time())
 
 
 def run_batch(runner: SegmentRunner, segments: list[Segment], drop: list[int], flush_seconds: float,

@@ -14,14 +14,15 @@ from typing import Any, Mapping
 import numpy as np
 
 from caviar.config.messages import one_line, show_value
-from caviar.store.vocabulary import PARAM_PREFIX, RESERVED_METRICS, reserved_metric
+from caviar.store.vocabulary import MODEL_PREFIX, PARAM_PREFIX, RESERVED_METRICS, reserved_metric
 from caviar.trainers.protocol import OPTIONAL_METHODS, REQUIRED
 
 
 def reserved_message(name: str) -> str:
     """The one refusal of a metric that takes a name caviar writes itself."""
     return (f"model.trainer: the trainer reports a metric named {name!r}, a column caviar writes itself "
-            f"(reserved: {', '.join(sorted(RESERVED_METRICS))} and {PARAM_PREFIX}*), so rename that metric")
+            f"(reserved: {', '.join(sorted(RESERVED_METRICS))}, {PARAM_PREFIX}* and {MODEL_PREFIX}*), "
+            "so rename that metric")
 
 
 def trainer_problems(trainer: Any) -> list[str]:

@@ -6,7 +6,9 @@ The measure, for each searched hyperparameter p:
    completed and the pruned ones; failed trials have none. A pruned trial's score is its best in
    fewer epochs, and lower for it, but the early stopper pruned it for being among the worst at
    that point, so its low score puts it about where the search ranked it: the measure then says
-   which hyperparameters decided both how far a trial got and how well it did.
+   which hyperparameters decided both how far a trial got and how well it did. With
+   `pruned=False` only completed trials count: scores that all come from the same budget (the
+   report's choice when there are enough of them).
 2. Put the trials into groups by the value of p: a choice (or any hyperparameter with at most
    `max_bins` distinct values) gives one group per value; a continuous one is cut into
    `k = min(max_bins, n // 4)` (at least 2) bins at the quantiles of its values, so each bin holds
@@ -31,16 +33,22 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from caviar.store.vocabulary import Status
+
 PARAM_PREFIX = "params_"
 MAX_BINS = 5
 MIN_TRIALS = 8  # below this a few lucky trials "explain" anything
 COLUMNS = ("param", "importance", "eta_squared", "spearman", "groups", "n")
 
 
-def scored(trials: pd.DataFrame) -> pd.DataFrame:
-    """The rows of `trials` the measure uses: those with a finite score (completed and pruned)."""
+def scored(trials: pd.DataFrame, *, pruned: bool = True) -> pd.DataFrame:
+    """The rows of `trials` the measure uses: those with a finite score (completed, and pruned ones
+    unless `pruned` is False)."""
     score = pd.to_numeric(trials["score"], errors="coerce") if "score" in trials else pd.Series(np.nan, index=trials.index)
-    return trials[np.isfinite(score.to_numpy(dtype=float))]
+    keep = np.isfinite(score.to_numpy(dtype=float))
+    if not pruned and "status" in trials:
+        keep &= (trials["status"] == Status.COMPLETED).to_numpy(dtype=bool, na_value=False)
+    return trials[keep]
 
 
 def is_ordered(values: pd.Series, scale: str | None = None) -> bool:
@@ -96,11 +104,11 @@ def spearman(values: pd.Series, score: np.ndarray) -> float:
 
 
 def importance(trials: pd.DataFrame, scales: Mapping[str, str] | None = None, *,
-               max_bins: int = MAX_BINS) -> pd.DataFrame:
+               max_bins: int = MAX_BINS, pruned: bool = True) -> pd.DataFrame:
     """One row per searched hyperparameter (`params_<name>` column), most important first.
 
     trials: the trials table (needs `score` and `params_*` columns); the rows used are
-    `scored(trials)`. scales: optional
+    `scored(trials, pruned=pruned)` (pruned=False: completed trials only). scales: optional
     name -> "linear" | "log" | "one_minus_log" | "category"; only "category" changes anything (it
     makes a numeric choice unordered). Returns columns `param` (name without the prefix),
     `importance` (epsilon², in [0, 1]), `eta_squared`, `spearman`, `groups` (k) and `n` (trials
@@ -109,7 +117,7 @@ def importance(trials: pd.DataFrame, scales: Mapping[str, str] | None = None, *,
     """
     scales = dict(scales or {})
     names = [c for c in trials.columns if c.startswith(PARAM_PREFIX)]
-    used = scored(trials)
+    used = scored(trials, pruned=pruned)
     rows = []
     for column in names:
         name = column[len(PARAM_PREFIX):]

@@ -27,7 +27,7 @@ if "matplotlib.pyplot" not in sys.modules:  # headless rendering; a notebook's o
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator, NullFormatter
 
 from caviar.store.ranking import ranked
 from caviar.store.vocabulary import Mode, Status
@@ -76,6 +76,57 @@ def _scored(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return trials[ok], trials[~ok]
 
 
+def _rounds(trials: pd.DataFrame) -> pd.Series | None:
+    """Each trial's coarse-to-fine round, or None when the sweep had one round (nothing to colour)."""
+    if "round" not in trials or trials["round"].nunique(dropna=True) < 2:
+        return None
+    return trials["round"]
+
+
+def _pruned_label(pruned: pd.DataFrame) -> str:
+    """What a pruned trial's score is, for the legend: its best within the few epochs it ran."""
+    epochs = pd.to_numeric(pruned["epochs"], errors="coerce") if "epochs" in pruned else pd.Series(dtype=float)
+    within = f" within {int(epochs.max())} epochs or fewer" if epochs.notna().any() else ""
+    return f"pruned ({len(pruned)}, hollow): best score{within}, stopped early"
+
+
+def _scatter_scored(ax: Any, good: pd.DataFrame, rounds: pd.Series | None,
+                    position: Callable[[pd.DataFrame], np.ndarray]) -> None:
+    """Trials with a score: completed ones filled, pruned ones hollow (their score comes from fewer
+    epochs, and the legend says so); coloured by coarse-to-fine round when there are several."""
+    done, pruned = good[good["status"] == Status.COMPLETED], good[good["status"] != Status.COMPLETED]
+    colours = matplotlib.colormaps["tab10"]
+    groups = [(None, "tab:blue")] if rounds is None else \
+        [(r, colours(i % 10)) for i, r in enumerate(sorted(rounds.loc[good.index].unique()))]
+    for round_, colour in groups:
+        d = done if round_ is None else done[rounds.loc[done.index] == round_]
+        p = pruned if round_ is None else pruned[rounds.loc[pruned.index] == round_]
+        label = f"completed ({len(d)})" if round_ is None else f"round {round_} ({len(d) + len(p)})"
+        if len(d):
+            ax.scatter(position(d), d["score"], s=24, color=colour, alpha=0.8, label=label)
+        if len(p):
+            ax.scatter(position(p), p["score"], s=24, facecolor="none", alpha=0.8,
+                       edgecolor=PRUNED if round_ is None else colour, label=None if len(d) or round_ is None else label)
+    if len(pruned):
+        ax.scatter([], [], s=24, facecolor="none", edgecolor=PRUNED, label=_pruned_label(pruned))
+
+
+def _failed_along_bottom(ax: Any, x: np.ndarray, *, scored: int) -> None:
+    """Failed trials (no score) as red crosses at positions `x` along the bottom edge, each one in
+    view: the x axis takes them into its limits (a blended transform would not), and with no scored
+    trial at all the empty y axis says why."""
+    if not len(x):
+        return
+    ax.scatter(x, np.zeros(len(x)), marker="x", color=FAILED, clip_on=False,
+               transform=ax.get_xaxis_transform(), label=f"failed ({len(x)})")
+    ax.update_datalim(np.column_stack([x, np.zeros(len(x))]), updatex=True, updatey=False)
+    ax.autoscale_view(scaley=False)
+    if not scored:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, f"every trial failed ({len(x)}): no score to draw", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+
+
 def _best_index(values: pd.Series, mode: str):
     """Where the best of `values` is: which value is best is the mode's call."""
     return values.idxmax() if Mode(mode) is Mode.MAX else values.idxmin()
@@ -101,6 +152,13 @@ def _no_data(fig: Figure, ax, text: str) -> Figure:
     return fig
 
 
+def _plain_log(axis: Any) -> None:
+    """Tick labels of a log `axis` as plain text ("1e-03"): matplotlib's default ones are mathtext,
+    which `LITERAL_TEXT` would print as its source ("$\\mathdefault{10^{-3}}$")."""
+    axis.set_major_formatter(LogFormatter())
+    axis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
+
+
 def _one_minus_label(x: float, _pos: int) -> str:
     """Tick label of a 1 - beta axis position x: the beta, to the digits x shows (1e-3 -> 0.999)."""
     if not 0 < x < 1:
@@ -114,7 +172,8 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
 
     log: log x-axis; one_minus_log: 1 - value on a log x-axis (so 0.9, 0.99, 0.999 are evenly
     spaced); category: one column of points per value, spread a little sideways. Pruned trials are
-    grey, failed trials red crosses along the bottom edge, the best trial a star.
+    hollow (their score is from fewer epochs: the legend says so), failed trials red crosses along
+    the bottom edge, the best trial a star; a coarse-to-fine sweep's trials coloured by round.
     """
     fig = Figure(figsize=SIZE)
     ax = fig.add_subplot()
@@ -136,22 +195,19 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
             return 1.0 - values if scale == "one_minus_log" else values
         if scale in ("log", "one_minus_log"):
             ax.set_xscale("log")
+            _plain_log(ax.xaxis)
         if scale == "one_minus_log":
             # The axis is 1 - value on a log scale; its ticks read as the values (0.9, 0.99, 0.999).
             ax.xaxis.set_major_formatter(FuncFormatter(_one_minus_label))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"{name} (log scale of 1 - {name})" if scale == "one_minus_log"
                       else f"{name} (log scale)" if scale == "log" else name)
-    for status, style in ((Status.COMPLETED, dict(color="tab:blue", alpha=0.8)), (Status.PRUNED, dict(color=PRUNED, alpha=0.6))):
-        part = good[good["status"] == status]
-        if len(part):
-            ax.scatter(position(part), part["score"], s=22, label=f"{status} ({len(part)})", **style)
+    _scatter_scored(ax, good, _rounds(trials), position)
     if len(good):
         best = ranked(good, mode).head(1)   # the leaderboard's best, ties and all
         ax.scatter(position(best), best["score"], marker="*", s=180, color="gold", edgecolor="black",
                    zorder=3, label=f"best (trial {int(best['trial_id'].iloc[0])})")
-    if len(bad):
-        ax.scatter(position(bad), np.zeros(len(bad)), marker="x", color=FAILED, clip_on=False,
-                   transform=ax.get_xaxis_transform(), label=f"failed ({len(bad)})")
+    _failed_along_bottom(ax, position(bad) if len(bad) else np.empty(0), scored=len(good))
     if not len(good) and not len(bad):
         return _no_data(fig, ax, f"no trials with {name}")
     return _finish(fig, ax, ylabel=metric, title=f"{metric} against {name}")
@@ -160,7 +216,9 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
 @literal_text
 def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str, top: int = 5) -> Figure:
     """`metric` per epoch of every trial: the `top` best in colour, other completed ones light blue,
-    pruned ones faded grey, each top trial's best epoch marked."""
+    pruned and failed ones faded grey, each top trial's best epoch marked; the legend names only
+    what is drawn. The y axis fits the best trials' later epochs (`_fit_to_best`), where they are
+    compared, rather than everything down to the worst trial's first epoch."""
     fig = Figure(figsize=SIZE)
     ax = fig.add_subplot()
     if epochs.empty or metric not in epochs or "trial_id" not in epochs:
@@ -170,14 +228,17 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
     order = ranked(good, mode)
     best_ids = order["trial_id"].head(top).tolist()
     status = dict(zip(trials["trial_id"], trials["status"]))
+    drawn = {"other completed": 0, "pruned or failed (stopped early)": 0}
     for trial_id, rows in epochs.groupby("trial_id", sort=True):
         if trial_id in best_ids:
             continue
         faded = status.get(trial_id) != Status.COMPLETED
         ax.plot(rows["epoch"], rows[metric], color=PRUNED if faded else "tab:blue",
                 alpha=0.3 if faded else 0.25, linewidth=0.8, zorder=1)
-    ax.plot([], [], color=PRUNED, alpha=0.5, label="pruned / failed")
-    ax.plot([], [], color="tab:blue", alpha=0.4, label="other completed")
+        drawn["pruned or failed (stopped early)" if faded else "other completed"] += 1
+    for label, colour in zip(drawn, ("tab:blue", PRUNED)):
+        if drawn[label]:   # a legend entry only for lines that are there
+            ax.plot([], [], color=colour, alpha=0.5, label=f"{label} ({drawn[label]})")
     colours = matplotlib.colormaps["tab10"]
     for rank, trial_id in enumerate(best_ids):
         rows = epochs[epochs["trial_id"] == trial_id]
@@ -189,38 +250,71 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
                 label=f"trial {int(trial_id)} ({score:.4g})")
         at = _best_index(rows[metric].astype(float), mode)
         ax.scatter([rows.at[at, "epoch"]], [rows.at[at, metric]], color=colour, edgecolor="black", zorder=3)
-    return _finish(fig, ax, ylabel=metric, title=f"learning curves: the {len(best_ids)} best trials",
-                   xlabel="epoch")
+    fitted = _fit_to_best(ax, epochs[epochs["trial_id"].isin(best_ids)], metric)
+    title = f"learning curves: the {len(best_ids)} best trials" + (" (axis fitted to them)" if fitted else "")
+    return _finish(fig, ax, ylabel=metric, title=title, xlabel="epoch")
+
+
+FIT_MARGIN = 0.15  # of the fitted span, added above and below
+
+
+def _fit_to_best(ax: Any, best_rows: pd.DataFrame, metric: str) -> bool:
+    """Narrow the y axis to the best trials' second halves (epochs from half their last one on),
+    with a margin; True when that narrowed it. Early epochs and worse trials run off the edge: a
+    practitioner compares the best trials where they end, which a 0-1 span squashes into a band."""
+    if best_rows.empty:
+        return False
+    last = best_rows.groupby("trial_id")["epoch"].transform("max")
+    values = pd.to_numeric(best_rows.loc[best_rows["epoch"] >= last / 2, metric], errors="coerce").to_numpy(float)
+    values = values[np.isfinite(values)]
+    if not values.size:
+        return False
+    lo, hi = float(values.min()), float(values.max())
+    pad = FIT_MARGIN * (hi - lo) or 0.05 * abs(hi) or 0.05
+    low, high = ax.get_ylim()
+    if lo - pad <= low and hi + pad >= high:
+        return False
+    ax.set_ylim(max(lo - pad, low), min(hi + pad, high))
+    return True
 
 
 @literal_text
 def score_by_trial(trials: pd.DataFrame, metric: str, mode: str) -> Figure:
-    """Score against trial id, coloured by round (coarse-to-fine rounds show as bands), pruned
-    trials hollow, failed ones red crosses along the bottom, and the best score so far as a line."""
+    """Score against trial id, coloured by round when there are several (coarse-to-fine rounds show
+    as bands), pruned trials hollow (the legend says their score is from fewer epochs), failed ones
+    red crosses along the bottom, and the best score so far as a line."""
     fig = Figure(figsize=SIZE)
     ax = fig.add_subplot()
     if trials.empty:
         return _no_data(fig, ax, "no trials")
     good, bad = _scored(trials)
-    rounds = trials["round"] if "round" in trials else pd.Series(0, index=trials.index)
-    colours = matplotlib.colormaps["tab10"]
-    for i, round_ in enumerate(sorted(rounds.unique())):
-        part = good[rounds.loc[good.index] == round_]
-        colour = colours(i % 10)
-        done, pruned = part[part["status"] == Status.COMPLETED], part[part["status"] != Status.COMPLETED]
-        ax.scatter(done["trial_id"], done["score"], color=colour, s=24, label=f"round {round_}")
-        ax.scatter(pruned["trial_id"], pruned["score"], facecolor="none", edgecolor=colour, s=24)
-    if (good["status"] != Status.COMPLETED).any():
-        ax.scatter([], [], facecolor="none", edgecolor="0.3", label="pruned (hollow)")
+    _scatter_scored(ax, good, _rounds(trials), lambda frame: frame["trial_id"].to_numpy(dtype=float))
     if len(good):
         ordered = good.sort_values("trial_id")
         running = ordered["score"].astype(float)
         running = running.cummax() if Mode(mode) is Mode.MAX else running.cummin()
         ax.step(ordered["trial_id"], running, where="post", color="black", linewidth=1, label="best so far")
-    if len(bad):
-        ax.scatter(bad["trial_id"], np.zeros(len(bad)), marker="x", color=FAILED, clip_on=False,
-                   transform=ax.get_xaxis_transform(), label=f"failed ({len(bad)})")
+    _failed_along_bottom(ax, bad["trial_id"].to_numpy(dtype=float), scored=len(good))
     return _finish(fig, ax, ylabel=metric, title=f"{metric} by trial", xlabel="trial id (order of sampling)")
+
+
+def marks(events: pd.DataFrame) -> list[tuple[float, str]]:
+    """(epoch, kind) of each line the timeline draws, one per kind and epoch, kinds in `EVENT_STYLES`.
+
+    A rollback a nudge asked for is a rollback: caviar records it as its own event, and a run of an
+    older caviar, which recorded only the nudge ("... rollback" in its detail), gets one drawn too.
+    """
+    if events.empty or "event" not in events or "epoch" not in events:
+        return []
+    found: dict[tuple[float, str], None] = {}
+    details = events["detail"] if "detail" in events else pd.Series("", index=events.index)
+    epochs = pd.to_numeric(events["epoch"], errors="coerce").astype(float)   # a missing epoch: NaN
+    for epoch, event, detail in zip(epochs, events["event"], details):
+        if not math.isfinite(float(epoch)):
+            continue
+        kinds = [str(event)] + (["rollback"] if event == "nudge" and "rollback" in str(detail).split() else [])
+        found.update(((float(epoch), kind), None) for kind in kinds if kind in EVENT_STYLES)
+    return list(found)
 
 
 @literal_text
@@ -244,15 +338,14 @@ def babysit_timeline(epochs: pd.DataFrame, events: pd.DataFrame, metric: str, mo
                     markersize=3)
         if (epochs["learning_rate"] > 0).all():
             bottom.set_yscale("log")
+            _plain_log(bottom.yaxis)
     seen: set[str] = set()
-    for row in events.itertuples(index=False) if not events.empty else ():
-        style = EVENT_STYLES.get(str(row.event))
-        if style is None or not math.isfinite(float(row.epoch)):
-            continue
+    for epoch, event in marks(events):
+        style = EVENT_STYLES[event]
         for ax in (top, bottom):
-            ax.axvline(float(row.epoch), color=style[0], linestyle=style[1], linewidth=1.2, alpha=0.8,
-                       label=str(row.event) if ax is top and row.event not in seen else None)
-        seen.add(str(row.event))
+            ax.axvline(epoch, color=style[0], linestyle=style[1], linewidth=1.2, alpha=0.8,
+                       label=event if ax is top and event not in seen else None)
+        seen.add(event)
     top.set_ylabel(metric)
     top.set_title(f"babysat run: {metric} and learning rate per epoch")
     top.grid(True, alpha=0.3)

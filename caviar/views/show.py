@@ -23,7 +23,8 @@ from caviar.store.ranking import ranked
 from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind
 from caviar.views.population import is_population, schedule, schedule_text
 
-MAX_TEXT = 60  # characters of an error message or detail shown in a table cell
+MAX_TEXT = 60  # characters of an error message or detail shown in a terminal's table cell
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # a moment (UTC) in a table cell
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -113,36 +114,42 @@ def _float_formatter(values: np.ndarray, name: str, scale: str | None) -> Callab
     return lambda v: f"{v:.4f}"
 
 
-def _formatter(column: pd.Series, name: str, scale: str | None) -> Callable[[Any], str]:
+def _formatter(column: pd.Series, name: str, scale: str | None,
+               max_text: int | None = MAX_TEXT) -> Callable[[Any], str]:
     if pd.api.types.is_bool_dtype(column):
         return str
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
+        return lambda v: pd.Timestamp(v).strftime(TIME_FORMAT)   # UTC, as stored: to the second
     if pd.api.types.is_integer_dtype(column):
         return lambda v: str(int(v))
     if pd.api.types.is_float_dtype(column):
         fmt = _float_formatter(column.to_numpy(dtype=float, na_value=np.nan), name, scale)
         return lambda v: fmt(float(v))
-    return _short_text
+    return lambda v: _short_text(v, max_text)
 
 
-def _short_text(value: Any) -> str:
-    """One line of at most MAX_TEXT characters (an error may hold a whole traceback)."""
+def _short_text(value: Any, max_text: int | None = MAX_TEXT) -> str:
+    """One line of at most `max_text` characters (an error may hold a whole traceback); None: whole."""
     text = " ".join(str(value).split())
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+    return text if max_text is None or len(text) <= max_text else text[: max_text - 3] + "..."
 
 
-def format_frame(frame: pd.DataFrame, scales: Mapping[str, str] | None = None) -> pd.DataFrame:
+def format_frame(frame: pd.DataFrame, scales: Mapping[str, str] | None = None, *,
+                 max_text: int | None = MAX_TEXT) -> pd.DataFrame:
     """The same table with every cell as display text; missing values read "-".
 
     scales: column name -> "log" | "one_minus_log" | ... (a `params_` column looks up its bare name).
     Without a scale a column is read by its numbers: anything spanning three decades or below 0.01
-    is in scientific notation, seconds with one decimal (three below a second), everything else with four.
+    is in scientific notation, seconds with one decimal (three below a second), everything else with four;
+    moments as UTC date and time to the second. Text is cut at `max_text` characters (None: never,
+    for a page that wraps it).
     """
     scales = dict(scales or {})
     text = {}
     for name in frame.columns:
         column = frame[name]
         bare = name[len(PARAM_PREFIX):] if name.startswith(PARAM_PREFIX) else name
-        fmt = _formatter(column, bare, scales.get(bare))
+        fmt = _formatter(column, bare, scales.get(bare), max_text)
         text[name] = [("-" if _missing(v) else fmt(v)) for v in column.tolist()]
     return pd.DataFrame(text, index=frame.index, columns=frame.columns, dtype=object)
 
@@ -288,9 +295,10 @@ def _sweep_text(run: Any, top: int) -> list[str]:
 
 
 def babysit_epochs(epochs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The epochs table in reading order: epoch, learning_rate, the job's metric, other metrics, seconds, decision."""
+    """The epochs table in reading order: epoch, learning_rate, the job's metric, other metrics, seconds,
+    time, decision."""
     first = [c for c in ("epoch", "learning_rate", metric) if c in epochs]
-    last = [c for c in ("seconds", "decision") if c in epochs]
+    last = [c for c in ("seconds", "time", "decision") if c in epochs]
     return epochs[first + [c for c in epochs.columns if c not in first + last] + last]
 
 
@@ -327,6 +335,8 @@ def show_json(run: Any, top: int = 10) -> dict[str, Any]:
     for a sweep its status counts and `top` best trials, for a babysat run its epochs and events."""
     def plain(value: Any) -> Any:   # every float exactly, missing values as null
         value = value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, pd.Timestamp) and not _missing(value):
+            return value.isoformat()   # a moment, as ISO 8601 text with its UTC offset
         return None if _missing(value) else value
 
     def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ for every new kind of file or value a received folder can hold.
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 from pathlib import Path
 
@@ -33,20 +35,20 @@ def elsewhere_folder(root: Path) -> Path:
     return target
 
 
-def assert_real_report(run: Path) -> None:
-    """The report was written into a real folder inside the run, with every figure it shows."""
-    figures = run / "report"
-    assert figures.is_dir() and not figures.is_symlink()
+def assert_real_report(run: Path) -> list[str]:
+    """The report is a real file of the run's own, holding its figures (nothing referenced beside
+    it); returns the figures' names."""
     assert (run / "report.html").is_file() and not (run / "report.html").is_symlink()
     page = (run / "report.html").read_text()
-    for name in (p.name for p in figures.glob("*.png")):
-        assert f'src="report/{name}"' in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(src.startswith("data:image/png;base64,") for src in sources)
+    return [html.unescape(name) for name in re.findall(r'data-figure="([^"]*)"', page)]
 
 
 # ------------------------------------------------------------------ links out of the run folder
 
 @pytest.mark.parametrize("maker", [make_sweep, make_babysit], ids=["sweep", "babysit"])
-def test_a_report_folder_linked_elsewhere_is_replaced_and_its_target_untouched(tmp_path, maker):
+def test_a_report_folder_linked_elsewhere_is_left_alone_and_its_target_untouched(tmp_path, maker):
     out = tmp_path / "out"
     run = maker(out, "received")
     target = elsewhere_folder(tmp_path)
@@ -56,6 +58,7 @@ def test_a_report_folder_linked_elsewhere_is_replaced_and_its_target_untouched(t
     assert main(["report", "received", "--out", str(out)]) == 0
 
     assert snapshot(target, folders=True, mtimes=True) == before   # no PNG deleted, no file or temp file added
+    assert (run / "report").is_symlink()                            # not the page's: never followed
     assert_real_report(run)
 
 
@@ -72,22 +75,21 @@ def test_a_report_page_linked_elsewhere_is_replaced_and_its_target_untouched(tmp
     assert_real_report(run)
 
 
-def test_figure_files_linked_elsewhere_are_replaced_or_removed_as_links(tmp_path):
+def test_old_figure_files_linked_elsewhere_are_removed_as_links(tmp_path):
     out = tmp_path / "out"
     run = make_babysit(out, "received")
     target = elsewhere_folder(tmp_path)
     (target / "other.png").write_bytes(b"\x89PNG\r\n\x1a\nalso not ours")
     before = snapshot(target, mtimes=True)
     (run / "report").mkdir()
-    (run / "report" / "timeline.png").symlink_to(target / "holiday.png")   # a figure this report draws
-    (run / "report" / "old.png").symlink_to(target / "other.png")          # one it no longer draws
+    (run / "report" / "timeline.png").symlink_to(target / "holiday.png")   # where an earlier caviar drew it
+    (run / "report" / "old.png").symlink_to(target / "other.png")
 
     assert main(["report", "received", "--out", str(out)]) == 0
 
     assert snapshot(target, mtimes=True) == before
-    assert sorted(p.name for p in (run / "report").iterdir()) == ["timeline.png"]
-    assert not (run / "report" / "timeline.png").is_symlink()
-    assert_real_report(run)
+    assert not (run / "report").exists()   # the links removed, never followed; then the empty folder
+    assert assert_real_report(run) == ["timeline"]
 
 
 def test_a_dangling_report_link_is_replaced_without_creating_its_target(tmp_path):
@@ -102,16 +104,28 @@ def test_a_dangling_report_link_is_replaced_without_creating_its_target(tmp_path
     assert_real_report(run)
 
 
-def test_a_report_entry_that_is_not_a_folder_is_refused_in_one_line(tmp_path, capsys):
+def test_a_report_entry_that_is_a_file_is_left_alone(tmp_path):
     out = tmp_path / "out"
     run = make_sweep(out, "received", n_trials=6)
     (run / "report").write_text("a file of the sender's, not ours to delete\n")
+
+    assert main(["report", "received", "--out", str(out)]) == 0
+
+    assert (run / "report").read_text() == "a file of the sender's, not ours to delete\n"
+    assert_real_report(run)
+
+
+def test_a_report_page_that_is_a_folder_is_refused_in_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    run = make_sweep(out, "received", n_trials=6)
+    (run / "report.html").mkdir()
+    (run / "report.html" / "index.html").write_text("the sender's\n")
     before = snapshot(run)
 
     assert main(["report", "received", "--out", str(out)]) == 2
 
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and str(run / "report") in err
+    assert len(err.strip().splitlines()) == 1 and str(run / "report.html") in err
     assert snapshot(run) == before
 
 
@@ -145,12 +159,12 @@ def test_names_with_mathtext_markup_are_drawn_and_shown_as_text(tmp_path):
     page = (run / "report.html").read_text()
     assert r"lr$\frac{a}{$" in page and r"val$\sqrt{$&lt;b&gt;acc" in page
     assert "<b>acc" not in page
-    figures = sorted(p.name for p in (run / "report").glob("*.png"))
+    figures = assert_real_report(run)
     assert len([f for f in figures if f.startswith("score_vs_")]) == 4, figures
-    assert_real_report(run)
+    assert f"score_vs_{MATH_PARAM}" in figures
 
 
-def test_names_that_make_the_same_or_too_long_a_file_name_get_a_figure_each(tmp_path):
+def test_names_that_would_make_the_same_or_too_long_a_file_name_get_a_figure_each(tmp_path):
     out = tmp_path / "out"
     run = make_sweep(out, "names", n_trials=8)
     long_name = "l" * 300   # a file name over the 255 bytes a folder entry may have
@@ -161,12 +175,9 @@ def test_names_that_make_the_same_or_too_long_a_file_name_get_a_figure_each(tmp_
 
     assert main(["report", "names", "--out", str(out)]) == 0
 
-    page = (run / "report.html").read_text()
-    shown = [src for src in page.split('src="')[1:]]
-    shown = [src.split('"')[0] for src in shown if src.startswith("report/score_vs_")]
-    assert len(shown) == len(set(shown)) == 4, shown
-    assert all((run / src).is_file() and len(Path(src).name) <= 120 for src in shown)
-    assert_real_report(run)
+    shown = [name for name in assert_real_report(run) if name.startswith("score_vs_")]
+    assert sorted(shown) == sorted(f"score_vs_{n}" for n in ("learning_rate", "a b", "a/b", long_name))
+    assert [p.name for p in run.iterdir() if "report" in p.name] == ["report.html"]   # no file per figure
 
 
 # ------------------------------------------------------------------ HTML in a received folder's values

@@ -24,9 +24,9 @@ from tests.support import DIGITS, STEADY, caviar_start, parquet_table, run_babys
 
 
 def comparable(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's epochs (without timings) and events (without resume notes), in order."""
-    epochs = parquet_table(run, "epochs").drop(columns="seconds").sort_values("epoch").reset_index(drop=True)
-    events = parquet_table(run, "events")
+    """A run's epochs and events (without timings, moments or resume notes), in order."""
+    epochs = parquet_table(run, "epochs").drop(columns=["seconds", "time"]).sort_values("epoch").reset_index(drop=True)
+    events = parquet_table(run, "events").drop(columns="time")
     events = events[events["event"] != "resume"].reset_index(drop=True)
     return epochs, events
 
@@ -224,6 +224,7 @@ def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
     assert run_babysit(job, tmp_path / "out") == 0
     run = tmp_path / "out" / "gap"
     before = comparable(run)
+    moments = parquet_table(run, "epochs")["time"]
     for name in ("epochs", "events"):
         rows = parquet_table(run, name)
         for part in (run / f"{name}.parquet").iterdir():
@@ -233,6 +234,8 @@ def test_rows_a_kill_kept_off_disk_come_back_from_the_checkpoint(tmp_path):
     after = comparable(run)
     pd.testing.assert_frame_equal(after[0], before[0])
     pd.testing.assert_frame_equal(after[1], before[1])
+    # The rows written back are the ones the run recorded: each epoch keeps the moment it ended.
+    assert parquet_table(run, "epochs").sort_values("epoch")["time"].tolist() == moments.tolist()
 
 
 def test_a_resume_gives_the_trainer_the_rate_the_run_had(tmp_path):
@@ -322,3 +325,24 @@ def test_a_checkpoint_of_an_older_caviar_names_its_handled_nudges_plainly(tmp_pa
     store.save(int(last.meta["epoch"]), last.state, {**last.meta, "nudges": ["0001.json"]}, best=True)
     babysit_module.babysit(steady("old", 2), open_run(tmp_path, "old", "", resume=True), echo=lambda line: None)
     assert [p.name for p in (run.path / "nudges" / "applied").iterdir()] == ["0001.json"]
+
+
+# --- a rollback a person asks for -----------------------------------------------------------------
+
+def test_a_rollback_a_nudge_asks_for_is_recorded_as_a_rollback(tmp_path):
+    # The trainer sends the nudge itself at the end of epoch 4, as `caviar nudge --rollback` would;
+    # the policy alone would go on (its score falls by less than the tolerance).
+    out = tmp_path / "out"
+    job = write_job(tmp_path, "asked", DIGITS,
+                    model=f'trainer = "tests.toys:NudgingTrainer"\nlearning_rate = 0.01\nnudge_at = 4\n'
+                          f'run = "{out / "asked"}"',
+                    babysit="epochs = 6\npatience = 100\ntolerance = 1.0")
+    assert run_babysit(job, out) == 0
+    epochs, events = parquet_table(out / "asked", "epochs"), parquet_table(out / "asked", "events")
+    assert epochs.set_index("epoch")["decision"][4] == "rollback"      # not "continue"
+    at_four = events[events["epoch"] == 4]
+    assert at_four["event"].tolist() == ["nudge", "rollback"]
+    assert at_four["detail"].tolist() == ["rollback", "asked by a nudge: back to epoch 2"]
+    from caviar.views.plots import marks
+
+    assert (4.0, "rollback") in marks(events)                          # the timeline draws it as one

@@ -37,7 +37,9 @@ def test_load_reads_a_sweep_with_its_job_and_typed_columns(tmp_path):
     assert r.trials.trial_id.tolist() == [0, 1, 2] and r.trials.trial_id.dtype == "int64"
     assert r.trials.status.dtype == "str" and r.trials.params_lr.dtype == "float64"
     assert len(r.epochs) == 6 and r.epochs.epoch.dtype == "int64"
-    assert r.events.empty and r.events.columns.tolist() == ["epoch", "event", "base_learning_rate", "score", "detail"]
+    assert r.events.empty and r.events.columns.tolist() == ["epoch", "event", "base_learning_rate", "score", "detail",
+                                                            "time"]
+    assert str(r.events.time.dtype) == "datetime64[us, UTC]"   # an absent table has the declared types
     assert r.events.epoch.dtype == "int64" and r.events.event.dtype == "str"
 
 
@@ -57,7 +59,7 @@ def test_load_reads_a_half_written_run(tmp_path):
     # an int column with a hole stays an int column (pandas' nullable Int64), never float
     assert r.trials.params_batch_size.dtype == "Int64" and r.trials.params_batch_size.tolist()[1] == 64
     assert r.trials.error.tolist()[0] == "boom" and pd.isna(r.trials.error.tolist()[1])
-    assert r.epochs.empty and r.epochs.columns.tolist() == ["trial_id", "epoch", "learning_rate", "seconds"]
+    assert r.epochs.empty and r.epochs.columns.tolist() == ["trial_id", "epoch", "learning_rate", "seconds", "time"]
 
 
 def test_load_reads_parts_written_by_hand_with_differing_columns(tmp_path):

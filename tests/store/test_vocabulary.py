@@ -5,8 +5,9 @@
   nothing) and `worse_by` (in the metric's units, negative when better);
 - `Status` and `RunKind` are the strings the tables and the readers use;
 - `COLUMNS` lists each table's columns in the README's order with their Arrow types;
-- a trainer may not report a metric named like a column caviar writes itself, nor a `params_` one,
-  but it may report `learning_rate`;
+- a trainer may not report a metric named like a column caviar writes itself, nor a `params_` or
+  `model_` one, but it may report `learning_rate`;
+- `model_columns` are the fixed values a sweep's trials record; moments are ISO 8601 text in UTC;
 - `validate_run_name` accepts a plain folder name and refuses anything that could leave --out, be
   hidden, be too long or not be a string, naming the field in its message.
 """
@@ -15,15 +16,19 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import tomllib
+from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tomli_w
 
-from caviar.store.vocabulary import (COLUMNS, MAX_NAME, MODES, RESERVED_METRICS, STATUSES, TABLES, Mode,
-                                     RunKind, Status, reserved_metric, validate_run_name)
+from caviar.store.layout import arrow_type
+from caviar.store.vocabulary import (COLUMNS, MAX_NAME, MODES, RESERVED_METRICS, STATUSES, TABLES, TIMESTAMP, Mode,
+                                     RunKind, Status, model_columns, reserved_metric, utc_at, utc_now,
+                                     validate_run_name)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -104,15 +109,17 @@ def test_run_kinds_are_sweep_and_babysit():
 def test_columns_list_each_table_in_the_readmes_order_with_arrow_types():
     assert TABLES == ("trials", "epochs", "events") and set(COLUMNS) == set(TABLES)
     assert list(COLUMNS["trials"]) == ["trial_id", "status", "params_*", "score", "epochs", "seconds", "seed",
-                                       "error", "node", "round"]
-    assert list(COLUMNS["epochs"]) == ["trial_id", "epoch", "learning_rate", "seconds", "decision"]
-    assert list(COLUMNS["events"]) == ["epoch", "event", "base_learning_rate", "score", "detail"]
+                                       "error", "node", "round", "started_at", "finished_at", "model_*"]
+    assert list(COLUMNS["epochs"]) == ["trial_id", "epoch", "learning_rate", "seconds", "time", "decision"]
+    assert list(COLUMNS["events"]) == ["epoch", "event", "base_learning_rate", "score", "detail", "time"]
     for table, columns in COLUMNS.items():
         for name, kind in columns.items():
-            if name == "params_*":
-                assert kind is None                    # a params column takes its first value's type
+            if name in ("params_*", "model_*"):
+                assert kind is None                    # a params or model column takes its first value's type
+            elif kind == TIMESTAMP:
+                assert arrow_type(kind) == pa.timestamp("us", tz="UTC")
             else:
-                pa.type_for_alias(kind)                # every declared type is a real Arrow type
+                assert arrow_type(kind) == pa.type_for_alias(kind)   # every declared type is a real Arrow type
     assert COLUMNS["trials"]["trial_id"] == "int64" and COLUMNS["trials"]["score"] == "double"
     assert COLUMNS["trials"]["status"] == "string" and COLUMNS["epochs"]["learning_rate"] == "double"
 
@@ -124,7 +131,7 @@ def test_a_trainer_may_not_report_a_metric_named_like_a_column_caviar_writes(nam
 
 
 def test_every_declared_column_but_learning_rate_is_reserved():
-    declared = {name for columns in COLUMNS.values() for name in columns} - {"params_*"}
+    declared = {name for columns in COLUMNS.values() for name in columns} - {"params_*", "model_*"}
     assert RESERVED_METRICS == declared - {"learning_rate"}
 
 
@@ -177,3 +184,20 @@ def test_a_very_long_name_is_shortened_in_the_message():
         validate_run_name("y" * 10_000)
     message = str(info.value)
     assert len(message) < 400 and "y" * 117 + "..." in message and "y" * 118 not in message
+
+
+@pytest.mark.parametrize("name", ["time", "started_at", "finished_at", "model_hidden_layers", "model_"])
+def test_the_time_and_model_columns_are_reserved_too(name):
+    assert reserved_metric(name)
+
+
+def test_model_columns_are_the_fixed_values_that_are_not_searched():
+    fixed = {"trainer": "mlp", "hidden_layers": [64], "learning_rate": 1e-3, "epochs": 5}
+    assert model_columns(fixed, ["learning_rate"]) == {"model_trainer": "mlp", "model_hidden_layers": [64],
+                                                       "model_epochs": 5}
+
+
+def test_moments_are_iso_text_in_utc():
+    assert utc_at(0.0) == "1970-01-01T00:00:00.000000+00:00"
+    now = datetime.fromisoformat(utc_now())
+    assert now.utcoffset() == timedelta(0) and abs(now.timestamp() - time.time()) < 60

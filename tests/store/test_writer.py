@@ -456,3 +456,44 @@ def test_compaction_on_overlayfs_merges_every_row_once(overlay):
     resumed.table("trials").append([trial_row(4)])
     resumed.compact()
     assert load(resumed.path).trials.trial_id.tolist() == [0, 1, 2, 3, 4]
+
+
+# ----------------------------------------------------------------------------- moments and model values
+
+def test_time_columns_hold_moments_in_utc_from_iso_text_or_datetimes(tmp_path):
+    from datetime import datetime, timezone
+
+    run = open_run(tmp_path, "sweep", JOB)
+    run.table("epochs").append([
+        {"trial_id": 0, "epoch": 1, "time": "2026-12-02T06:11:35.123456+00:00"},
+        {"trial_id": 0, "epoch": 2, "time": "2026-12-02T07:11:35+01:00"},          # another offset: same moment
+        {"trial_id": 0, "epoch": 3, "time": datetime(2026, 12, 2, 6, 11, 36)},     # naive: taken as UTC
+        {"trial_id": 0, "epoch": 4, "time": None}])
+    run.table("epochs").flush()
+    times = pq.read_table(run.path / "epochs.parquet").column("time")
+    assert times.type == pa.timestamp("us", tz="UTC")
+    assert times.to_pylist()[:3] == [datetime(2026, 12, 2, 6, 11, 35, 123456, tzinfo=timezone.utc),
+                                     datetime(2026, 12, 2, 6, 11, 35, tzinfo=timezone.utc),
+                                     datetime(2026, 12, 2, 6, 11, 36, tzinfo=timezone.utc)]
+    assert times.to_pylist()[3] is None
+    assert str(load(run.path).epochs["time"].dtype) == "datetime64[us, UTC]"
+
+
+@pytest.mark.parametrize("bad", ["yesterday", 1.5])
+def test_a_time_that_is_not_a_moment_is_refused_naming_the_column(tmp_path, bad):
+    run = open_run(tmp_path, "sweep", JOB)
+    with pytest.raises(ValueError, match=r"^events\.time: "):
+        run.table("events").append([{"epoch": 1, "event": "nudge", "time": bad}])
+    assert run.table("events").buffered == 0
+
+
+def test_model_columns_keep_their_types_as_params_do(tmp_path):
+    run = open_run(tmp_path, "sweep", JOB)
+    fixed = {"model_trainer": "mlp", "model_epochs": 5, "model_batch_norm": True, "model_hidden_layers": [64, 32]}
+    run.table("trials").append([{**trial_row(0), **fixed}, {**trial_row(1), **fixed}])
+    run.table("trials").flush()
+    trials = load(run.path).trials
+    assert trials["model_epochs"].dtype == "int64" and trials["model_batch_norm"].dtype == "bool"
+    assert trials["model_hidden_layers"].tolist() == ["[64, 32]", "[64, 32]"]   # a list as its JSON text
+    columns = trials.columns.tolist()
+    assert columns.index("round") < columns.index("model_trainer") < columns.index("val_accuracy")

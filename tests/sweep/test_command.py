@@ -343,3 +343,40 @@ def test_ctrl_c_between_the_lock_and_the_loop_prints_the_resume_command(ray_sess
     err = capsys.readouterr().err
     assert status == 130 and "Resume with: " in err and "--name paused --resume" in err, err
     assert not (tmp_path / "out" / ".paused.lock").exists()
+
+
+def test_pandas_reads_the_times_and_fixed_values_of_a_sweep(ray_session, tmp_path):
+    job = write_job(tmp_path, "stamped", TOY_SWEEP, model={"epochs": 3, "note": "baseline"}, search={"trials": 4})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
+    trials = pd.read_parquet(tmp_path / "out" / "stamped" / "trials.parquet")
+    epochs = pd.read_parquet(tmp_path / "out" / "stamped" / "epochs.parquet")
+    for column in ("started_at", "finished_at"):
+        assert str(trials[column].dtype) == "datetime64[us, UTC]", column
+    assert str(epochs["time"].dtype) == "datetime64[us, UTC]"
+    assert (trials["started_at"] < trials["finished_at"]).all()
+    ended = epochs.groupby("trial_id")["time"].max()
+    assert (ended <= trials.set_index("trial_id")["finished_at"]).all()
+    assert trials[["model_trainer", "model_epochs", "model_note"]].drop_duplicates().values.tolist() == \
+        [["tests.toys:ToyTrainer", 3, "baseline"]]
+    assert "model_learning_rate" not in trials      # searched: params_learning_rate holds it
+
+
+def test_a_sweep_written_without_times_resumes_and_gains_them_for_its_new_trials(ray_session, tmp_path):
+    job = write_job(tmp_path, "old", TOY_SWEEP, search={"trials": 4})
+    assert run_sweep(job, tmp_path / "out", ray_session) == 0
+    run = tmp_path / "out" / "old"
+    for table, dropped in (("trials", ["started_at", "finished_at", "model_trainer", "model_epochs"]),
+                           ("epochs", ["time"])):   # as caviar 0.1.0 wrote it
+        frame = pd.read_parquet(run / f"{table}.parquet").drop(columns=dropped)
+        for part in (run / f"{table}.parquet").iterdir():
+            part.unlink()
+        frame.to_parquet(run / f"{table}.parquet" / "part-000000.parquet", index=False)
+
+    assert run_sweep(job, tmp_path / "out", ray_session, "--resume", "--set", "search.trials=6") == 0
+
+    trials = pd.read_parquet(run / "trials.parquet").set_index("trial_id").sort_index()
+    assert trials.index.tolist() == list(range(6))
+    assert trials["started_at"].isna().tolist() == [True] * 4 + [False] * 2
+    assert trials["model_trainer"].isna().tolist() == [True] * 4 + [False] * 2
+    epochs = pd.read_parquet(run / "epochs.parquet")
+    assert epochs["time"].isna().sum() == 4 * 3 and epochs["time"].notna().sum() == 2 * 3

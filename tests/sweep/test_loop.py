@@ -5,6 +5,8 @@ runner is tested without Ray in test_worker.py; whole sweeps through the command
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import math
 import secrets
 from pathlib import Path
@@ -21,7 +23,7 @@ from caviar.sweep.plan import build_sampler, build_scheduler, max_epochs
 from caviar.trainers import resolve_trainer
 
 TRIAL_COLUMNS = ["trial_id", "status", "params_learning_rate", "score", "epochs", "seconds", "seed", "error", "node",
-                 "round"]
+                 "round", "started_at", "finished_at", "model_trainer", "model_epochs"]
 
 
 def tiny_data() -> Dataset:
@@ -109,6 +111,7 @@ def trainer_module(tmp_path, monkeypatch):
 def test_every_trial_finishes_exactly_once_with_the_documented_columns(ray_session):
     job = toy_job(trials=10)
     sampler = TellingSampler(job.space, n_trials=10, seed=job.search.seed)
+    began = datetime.now(timezone.utc)
     sweep, recorded = run_loop(job, sampler=sampler)
 
     assert sorted(row["trial_id"] for row in recorded.rows) == list(range(10))   # each once
@@ -127,6 +130,13 @@ def test_every_trial_finishes_exactly_once_with_the_documented_columns(ray_sessi
         assert row["epochs"] == 3 and row["seconds"] > 0 and row["node"] == "127.0.0.2"
         assert row["seed"] == trial_seed(job.search.seed, trial_id)
         assert row["params_learning_rate"] == sampler.ask(trial_id)["learning_rate"]
+        # When: the trial's start and end and each epoch's end, in UTC, in that order, around this test.
+        moments = [datetime.fromisoformat(t) for t in (row["started_at"], *(e["time"] for e in epochs),
+                                                         row["finished_at"])]
+        assert all(m.utcoffset() == timedelta(0) for m in moments) and moments == sorted(moments)
+        assert began <= moments[0] and moments[-1] <= datetime.now(timezone.utc)
+        # The job's fixed values, for comparing runs by them (the searched rate has its params_ column).
+        assert (row["model_trainer"], row["model_epochs"]) == (job.trainer, 3)
         # The trainer's reported rate is the epochs' learning_rate column, not a metric of the row.
         assert all(e["learning_rate"] == pytest.approx(row["params_learning_rate"]) for e in epochs)
         assert row["score"] == max(e["val_accuracy"] for e in epochs)

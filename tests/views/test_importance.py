@@ -97,6 +97,17 @@ def test_failed_trials_are_ignored_and_pruned_ones_count_with_their_score():
     assert table["param"].iloc[0] == "learning_rate"
 
 
+def test_pruned_trials_can_be_left_out_so_every_score_comes_from_the_same_budget():
+    trials = synthetic_trials(30, 6, lambda f, rng: np.log10(f["params_learning_rate"]))
+    trials.loc[:4, "status"] = "pruned"
+    trials.loc[5:6, ["status", "score"]] = ["failed", np.nan]
+
+    assert set(scored(trials, pruned=False)["status"]) == {"completed"}
+    table = importance(trials, pruned=False)
+    assert (table["n"] == 23).all()
+    assert table["param"].iloc[0] == "learning_rate"
+
+
 def test_too_few_trials_or_equal_scores_give_nan_not_an_error():
     few = synthetic_trials(7, 7, lambda f, rng: np.log10(f["params_learning_rate"]))
     flat = synthetic_trials(20, 8, lambda f, rng: np.full(len(f), 0.7))

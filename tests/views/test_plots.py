@@ -79,11 +79,15 @@ def test_a_linear_hyperparameter_gets_a_linear_axis(sweep):
 
 
 def test_log_scale_points_sit_at_their_values(sweep):
-    (ax,) = plots.score_vs_param(sweep.trials, "learning_rate", "log", "val_accuracy", "max").axes
+    one_round = sweep.trials.assign(round=0)
+    (ax,) = plots.score_vs_param(one_round, "learning_rate", "log", "val_accuracy", "max").axes
     assert ax.get_xlabel() == "learning_rate (log scale)"
     completed = sweep.trials[sweep.trials["status"] == "completed"]
     xs = ax.collections[0].get_offsets()[:, 0]
     assert np.allclose(np.sort(xs), np.sort(completed["params_learning_rate"].to_numpy()))
+    plots.png_bytes(ax.figure)   # ticks are made when drawn
+    ticks = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert ticks and not any("$" in t or "mathdefault" in t for t in ticks)   # plain text, not mathtext source
 
 
 def test_betas_are_drawn_as_one_minus_beta_with_ticks_that_read_as_betas(sweep):
@@ -96,14 +100,43 @@ def test_betas_are_drawn_as_one_minus_beta_with_ticks_that_read_as_betas(sweep):
 @pytest.mark.parametrize("name, mode", [("sweep", "max"), ("losses", "min")])
 def test_the_best_trial_by_the_runs_mode_is_starred_and_statuses_counted(results, name, mode):
     run = load(results / name)
-    trials = run.trials
+    trials = run.trials.assign(round=0)
     (ax,) = plots.score_vs_param(trials, "learning_rate", "log", run.job["search"]["metric"], mode).axes
     best = int(ranked(trials, mode)["trial_id"].iloc[0])
     counts = trials["status"].value_counts()
     labels = legend_texts(ax)
     assert f"best (trial {best})" in labels
     assert f"completed ({counts['completed']})" in labels and f"failed ({counts['failed']})" in labels
-    assert f"pruned ({counts['pruned']})" in labels
+    assert f"pruned ({counts['pruned']}, hollow): best score within 2 epochs or fewer, stopped early" in labels
+
+
+def test_pruned_trials_are_hollow_and_said_to_be_scored_on_fewer_epochs(sweep):
+    for fig in (plots.score_vs_param(sweep.trials, "learning_rate", "log", "val_accuracy", "max"),
+                plots.score_by_trial(sweep.trials, "val_accuracy", "max")):
+        (ax,) = fig.axes
+        pruned = sweep.trials[sweep.trials["status"] == "pruned"]
+        (label,) = [text for text in legend_texts(ax) if text.startswith("pruned")]
+        assert "within 2 epochs or fewer" in label and "stopped early" in label
+        hollow = [c for c in ax.collections if len(c.get_offsets()) and not c.get_facecolor().any()]
+        assert sum(len(c.get_offsets()) for c in hollow) == len(pruned)
+
+
+def test_a_coarse_to_fine_sweep_is_coloured_by_round_against_each_hyperparameter(sweep):
+    (ax,) = plots.score_vs_param(sweep.trials, "learning_rate", "log", "val_accuracy", "max").axes
+    scored = sweep.trials[sweep.trials["status"] != "failed"]
+    per_round = scored["round"].value_counts()
+    labels = legend_texts(ax)
+    assert [f"round {r} ({per_round[r]})" for r in (0, 1)] == [t for t in labels if t.startswith("round")]
+    colours = {tuple(c.get_facecolor()[0]) for c in ax.collections if len(c.get_offsets()) and c.get_facecolor().any()
+               and c.get_label().startswith("round")}
+    assert len(colours) == 2
+
+
+def test_a_one_round_sweep_has_no_round_in_its_legends(sweep):
+    one_round = sweep.trials.assign(round=0)
+    for fig in (plots.score_vs_param(one_round, "learning_rate", "log", "val_accuracy", "max"),
+                plots.score_by_trial(one_round, "val_accuracy", "max")):
+        assert not [t for t in legend_texts(fig.axes[0]) if "round" in t]
 
 
 def test_a_hyperparameter_no_trial_has_says_so(sweep):
@@ -123,8 +156,32 @@ def test_learning_curves_colour_the_top_trials_by_rank(sweep):
     top = ranked(sweep.trials[sweep.trials["status"] != "failed"], "max").head(3)
     labelled = [label for label in legend_texts(ax) if label.startswith("trial ")]
     assert labelled == [f"trial {int(t)} ({s:.4g})" for t, s in zip(top["trial_id"], top["score"])]
-    # one line per trial (plus two for the legend's faded and light-blue entries)
+    # one line per trial (plus two for the legend's faded and light-blue entries: both kinds are drawn)
     assert len(ax.lines) == sweep.epochs["trial_id"].nunique() + 2
+    others = sweep.trials[~sweep.trials["trial_id"].isin(top["trial_id"])]["status"].value_counts()
+    assert f"other completed ({others['completed']})" in legend_texts(ax)
+    assert f"pruned or failed (stopped early) ({others['pruned'] + others['failed']})" in legend_texts(ax)
+
+
+def test_the_learning_curves_legend_names_only_lines_that_are_there(sweep):
+    completed = sweep.trials[sweep.trials["status"] == "completed"]
+    epochs = sweep.epochs[sweep.epochs["trial_id"].isin(completed["trial_id"])]
+    (ax,) = plots.learning_curves(epochs, completed, "val_accuracy", "max", top=len(completed)).axes
+    labels = legend_texts(ax)
+    assert len(labels) == len(completed) and all(label.startswith("trial ") for label in labels)
+
+
+def test_learning_curves_fit_the_axis_to_the_best_trials_not_to_zero(sweep):
+    # The simulated best trials end near 0.95; pruned and failed ones stop near 0.3-0.6.
+    (ax,) = plots.learning_curves(sweep.epochs, sweep.trials, "val_accuracy", "max", top=5).axes
+    best = ranked(sweep.trials, "max").head(5)
+    rows = sweep.epochs[sweep.epochs["trial_id"].isin(best["trial_id"])]
+    late = rows[rows["epoch"] >= 3]["val_accuracy"]
+    low, high = ax.get_ylim()
+    assert low <= late.min() and late.max() <= high              # the best trials' later epochs are in view
+    assert low > sweep.epochs["val_accuracy"].min() + 0.2         # the worst early values are not
+    assert high - low < 0.5 * (sweep.epochs["val_accuracy"].max() - sweep.epochs["val_accuracy"].min())
+    assert "axis fitted" in ax.get_title()
 
 
 def test_learning_curves_of_a_minimised_metric_rank_the_lowest_first(results):
@@ -148,7 +205,8 @@ def test_score_by_trial_shows_rounds_and_the_best_so_far(sweep):
     assert_standalone(fig)
     (ax,) = fig.axes
     labels = legend_texts(ax)
-    assert {"round 0", "round 1", "best so far", "pruned (hollow)", "failed (1)"} <= set(labels)
+    per_round = sweep.trials[sweep.trials["status"] != "failed"]["round"].value_counts()
+    assert {f"round 0 ({per_round[0]})", f"round 1 ({per_round[1]})", "best so far", "failed (1)"} <= set(labels)
     (line,) = [line for line in ax.lines if line.get_label() == "best so far"]
     good = sweep.trials[sweep.trials["status"] != "failed"].sort_values("trial_id")
     assert list(line.get_xdata()) == good["trial_id"].tolist()
@@ -161,6 +219,18 @@ def test_score_by_trial_in_min_mode_tracks_the_lowest_so_far(results):
     (line,) = [line for line in ax.lines if line.get_label() == "best so far"]
     good = run.trials[run.trials["status"] != "failed"].sort_values("trial_id")
     assert np.allclose(line.get_ydata(), good["score"].cummin().to_numpy())
+
+
+def test_every_failure_of_an_all_failed_sweep_is_in_view(sweep):
+    failed = sweep.trials.assign(status="failed", score=np.nan)
+    for fig in (plots.score_by_trial(failed, "val_accuracy", "max"),
+                plots.score_vs_param(failed, "learning_rate", "log", "val_accuracy", "max")):
+        (ax,) = fig.axes
+        (crosses,) = [c for c in ax.collections if c.get_label().startswith("failed")]
+        xs = crosses.get_offsets()[:, 0]
+        low, high = ax.get_xlim()
+        assert len(xs) == len(failed) and ((low <= xs) & (xs <= high)).all()
+        assert f"every trial failed ({len(failed)}): no score to draw" in [t.get_text() for t in ax.texts]
 
 
 def test_score_by_trial_of_no_trials_says_so(sweep):
@@ -184,6 +254,20 @@ def test_the_timeline_draws_the_metric_and_the_rate_on_a_log_axis_with_events_ma
     assert sorted(line.get_xdata()[0] for line in vertical) == sorted(
         float(e) for e, kind in zip(panda.events["epoch"], panda.events["event"]) if kind in plots.EVENT_STYLES)
     assert len(vertical) == len(marked)
+
+
+def test_a_rollback_a_nudge_asked_for_is_drawn_as_a_rollback(panda):
+    # As an older caviar recorded it: only the nudge, its detail ending in "rollback".
+    events = panda.events.copy()
+    events.loc[events["event"] == "nudge", "detail"] = "learning_rate=0.0003 rollback"
+    nudged = float(events.loc[events["event"] == "nudge", "epoch"].iloc[0])
+    assert (nudged, "rollback") in plots.marks(events) and (nudged, "nudge") in plots.marks(events)
+    top, _ = plots.babysit_timeline(panda.epochs, events, "val_accuracy", "max").axes
+    red = [line.get_xdata()[0] for line in top.lines if line.get_color() == plots.EVENT_STYLES["rollback"][0]]
+    assert nudged in red
+    # As caviar records it now, the rollback an event of its own at the same epoch: drawn once.
+    both = pd.concat([events, events[events["event"] == "nudge"].assign(event="rollback")], ignore_index=True)
+    assert plots.marks(both).count((nudged, "rollback")) == 1
 
 
 def test_the_timeline_keeps_a_linear_rate_axis_when_a_rate_is_zero(panda):

@@ -1,8 +1,12 @@
-"""`caviar report`: an offline HTML page and readable PNG figures in the run's folder."""
+"""`caviar report`: one self-contained HTML page in the run's folder, its figures PNGs inside it."""
 
 from __future__ import annotations
 
+import base64
+import html
 import re
+import shutil
+from io import BytesIO
 from pathlib import Path
 
 import matplotlib
@@ -13,40 +17,42 @@ import pandas as pd
 from caviar.views import plots, show
 from caviar.cli import main
 from caviar.store.reader import load
-from tests.run_factory import make_sweep
-from tests.support import ROOT, caviar_main, caviar_output, caviar_run, write_job
+from tests.run_factory import make_babysit, make_sweep, write_table
+from tests.support import ROOT, TOY_SWEEP, caviar_main, caviar_output, caviar_run, write_job
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def figures_of(page: Path) -> list[str]:
-    """The relative image paths an HTML page references."""
-    return re.findall(r'<img src="([^"]+)"', page.read_text())
+def figures_of(page: Path) -> dict[str, bytes]:
+    """The figures an HTML page holds: each one's name (`data-figure`) -> its PNG bytes."""
+    found = re.findall(r'<img data-figure="([^"]*)" alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">',
+                       page.read_text())
+    return {html.unescape(name): base64.b64decode(data, validate=True) for name, data in found}
 
 
-def assert_readable_png(path: Path) -> None:
-    data = path.read_bytes()
-    assert data[:8] == PNG_SIGNATURE, path
-    image = matplotlib.image.imread(path)
-    assert image.ndim == 3 and image.shape[0] >= 200 and image.shape[1] >= 400, (path, image.shape)
-    assert np.ptp(image[..., :3]) > 0.5, f"{path} is blank"
+def assert_readable_png(data: bytes, name: str) -> None:
+    assert data[:8] == PNG_SIGNATURE, name
+    image = matplotlib.image.imread(BytesIO(data), format="png")
+    assert image.ndim == 3 and image.shape[0] >= 200 and image.shape[1] >= 400, (name, image.shape)
+    assert np.ptp(image[..., :3]) > 0.5, f"{name} is blank"
 
 
 def assert_offline_report(run: Path) -> list[str]:
-    """The report exists, every figure it shows is a readable PNG beside it and every PNG is shown."""
+    """The report is one file: every figure a readable PNG inside it, nothing referenced outside it
+    (no link, no script, no file beside it); returns the figures' names, sorted."""
     page = run / "report.html"
     text = page.read_text()
     assert text.startswith("<!DOCTYPE html>")
-    assert "<script" not in text and "http://" not in text and "https://" not in text
-    shown = figures_of(page)
-    assert shown and len(shown) == len(set(shown))
-    for src in shown:
-        assert not src.startswith("/") and src.startswith("report/")
-        assert_readable_png(run / src)
-    assert sorted(shown) == sorted(f"report/{p.name}" for p in (run / "report").glob("*.png"))
-    leftovers = [p for p in run.rglob("*.tmp")]
-    assert not [p for p in leftovers if "report" in p.name or p.parent.name == "report"], leftovers
-    return shown
+    assert "<script" not in text and "http://" not in text and "https://" not in text and "url(" not in text
+    references = re.findall(r'\b(?:src|href)="([^"]*)"', text)
+    assert all(ref.startswith("data:image/png;base64,") for ref in references), references
+    figures = figures_of(page)
+    assert figures and len(figures) == len(references) == text.count("<img")
+    for name, data in figures.items():
+        assert_readable_png(data, name)
+    assert not (run / "report").exists()      # no figure folder beside the page
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]   # the page's temp file is gone
+    return sorted(figures)
 
 
 def test_report_of_a_sweep_draws_every_hyperparameter_and_ranks_them(runs, capsys):
@@ -56,8 +62,8 @@ def test_report_of_a_sweep_draws_every_hyperparameter_and_ranks_them(runs, capsy
     assert str(runs / "sweep" / "report.html") in capsys.readouterr().out
     shown = assert_offline_report(runs / "sweep")
     for name in ("learning_rate", "beta1", "batch_size", "l2"):
-        assert f"report/score_vs_{name}.png" in shown
-    assert {"report/importance.png", "report/learning_curves.png", "report/score_by_trial.png"} <= set(shown)
+        assert f"score_vs_{name}" in shown
+    assert {"importance", "learning_curves", "score_by_trial"} <= set(shown)
     text = (runs / "sweep" / "report.html").read_text()
     # The importance table ranks learning_rate (the one that drives the simulated score) first.
     importance_table = text.split("Which hyperparameters mattered")[1].split("</table>")[0]
@@ -69,7 +75,7 @@ def test_report_of_a_babysat_run_draws_its_timeline(runs):
     assert main(["report", "panda", "--out", str(runs)]) == 0
 
     shown = assert_offline_report(runs / "panda")
-    assert shown == ["report/timeline.png"]
+    assert shown == ["timeline"]
     text = (runs / "panda" / "report.html").read_text()
     for event in ("rollback", "plateau", "nudge"):
         assert f"<td>{event}</td>" in text
@@ -82,23 +88,92 @@ def test_report_of_a_half_written_run_without_epochs(tmp_path):
     assert main(["report", "killed", "--out", str(tmp_path)]) == 0
 
     shown = assert_offline_report(run)
-    assert "report/learning_curves.png" not in shown
+    assert "learning_curves" not in shown
     assert "No epochs recorded" in (run / "report.html").read_text()
 
 
-def test_a_second_report_replaces_the_first_and_drops_figures_it_no_longer_draws(tmp_path):
+def test_the_page_copied_alone_shows_every_figure(runs, tmp_path):
+    assert main(["report", "sweep", "--out", str(runs)]) == 0
+    alone = tmp_path / "mailed" / "report.html"
+    alone.parent.mkdir()
+    shutil.copy(runs / "sweep" / "report.html", alone)
+
+    shown = assert_offline_report(alone.parent)
+
+    assert len(shown) == 4 + 3   # a figure per hyperparameter, importance, learning curves, score by trial
+    assert [p.name for p in alone.parent.iterdir()] == ["report.html"]
+
+
+def test_the_figures_an_earlier_caviar_wrote_beside_the_page_are_removed(tmp_path):
     run = make_sweep(tmp_path, "again", n_trials=8, failed=0)
-    assert main(["report", "again", "--out", str(tmp_path)]) == 0
+    (run / "report").mkdir()
     (run / "report" / "score_vs_dropout.png").write_bytes(b"old")
+    kept = make_sweep(tmp_path, "kept", n_trials=8, failed=0)
+    (kept / "report").mkdir()
+    (kept / "report" / "timeline.png").write_bytes(b"old")
+    (kept / "report" / "notes.txt").write_text("mine\n")
 
     assert main(["report", "again", "--out", str(tmp_path)]) == 0
+    assert main(["report", "kept", "--out", str(tmp_path)]) == 0
 
-    assert not (run / "report" / "score_vs_dropout.png").exists()
-    assert_offline_report(run)
+    assert_offline_report(run)   # the folder is gone with its figure
+    assert [p.name for p in (kept / "report").iterdir()] == ["notes.txt"]   # not ours: kept, and its folder
+
+
+def test_errors_and_event_details_are_whole_on_the_page(tmp_path):
+    error = "ValueError: " + " ".join(f"word{i}" for i in range(60))   # over 400 characters
+    sweep = make_sweep(tmp_path, "long", n_trials=8, failed=2)
+    trials = pd.read_parquet(sweep / "trials.parquet")
+    trials["error"] = trials["error"].where(trials["error"].isna(), error)
+    shutil.rmtree(sweep / "trials.parquet")
+    write_table(sweep / "trials.parquet", trials)
+    panda = make_babysit(tmp_path, "wordy")
+    events = pd.read_parquet(panda / "events.parquet")
+    detail = "back to epoch 4, " + ", ".join(f"because of reason {i}" for i in range(20))
+    events["detail"] = detail
+    shutil.rmtree(panda / "events.parquet")
+    write_table(panda / "events.parquet", events)
+
+    assert main(["report", "long", "--out", str(tmp_path)]) == 0
+    assert main(["report", "wordy", "--out", str(tmp_path)]) == 0
+
+    page = (sweep / "report.html").read_text()
+    assert page.count(error) == 2 + 2   # each failure, in the best trials and under Failures
+    assert (panda / "report.html").read_text().count(detail) == len(events)
+
+
+def test_every_failure_is_listed_with_its_error(tmp_path):
+    run = make_sweep(tmp_path, "failing", n_trials=8, failed=3)
+    assert main(["report", "failing", "--out", str(tmp_path)]) == 0
+    page = (run / "report.html").read_text()
+    failures = page.split("<h2>Failures</h2>")[1].split("</table>")[0]
+    assert "<p>3 of 8 trials failed.</p>" in failures
+    assert re.findall(r"<tr>\s*<td>(\d+)</td>", failures) == ["5", "6", "7"]
+
+
+def test_the_importance_ranking_leaves_pruned_trials_out_when_enough_completed(runs):
+    assert main(["report", "sweep", "--out", str(runs)]) == 0
+    trials = load(runs / "sweep").trials
+    completed, pruned = (int((trials["status"] == s).sum()) for s in ("completed", "pruned"))
+    assert completed >= 8 and pruned > 0
+    page = (runs / "sweep" / "report.html").read_text()
+    assert (f"Measured over the {completed} completed trials; the {pruned} pruned trials are left out: "
+            "their scores come from fewer epochs.") in page
+    ranking = page.split("Which hyperparameters mattered")[1].split("</table>")[0]
+    assert set(re.findall(r"<td>(\d+)</td>\s*</tr>", ranking)) == {str(completed)}   # the n column
+    assert "Hollow points are pruned trials" in page
+
+
+def test_with_few_completed_trials_the_ranking_says_pruned_ones_are_mixed_in(tmp_path):
+    run = make_sweep(tmp_path, "few", n_trials=10, failed=1)   # 6 completed, 3 pruned
+    assert main(["report", "few", "--out", str(tmp_path)]) == 0
+    page = (run / "report.html").read_text()
+    assert ("Measured over the 9 trials with a score: only 6 completed, so the 3 pruned trials count too, "
+            "with their best score from fewer epochs") in page
 
 
 def test_hyperparameters_are_drawn_on_the_scale_they_were_searched_on(runs):
-    trials = pd.read_parquet(runs / "sweep" / "trials.parquet")
+    trials = pd.read_parquet(runs / "sweep" / "trials.parquet").assign(round=0)   # one colour for completed trials
 
     lr = plots.score_vs_param(trials, "learning_rate", "log", "val_accuracy", "max").axes[0]
     beta = plots.score_vs_param(trials, "beta1", "one_minus_log", "val_accuracy", "max").axes[0]
@@ -181,7 +256,27 @@ def test_a_real_sweep_shows_compares_and_reports(ray_session, tmp_path, capsys):
     assert compared[:6] == ["real", "sweep", "val_accuracy", "max", f"{best['score']:.4f}", str(best["trial_id"])]
     assert caviar_main("report", "real", "--out", out) == 0
     shown_figures = assert_offline_report(out / "real")
-    assert "report/score_vs_learning_rate.png" in shown_figures and "report/learning_curves.png" in shown_figures
+    assert "score_vs_learning_rate" in shown_figures and "learning_curves" in shown_figures
+    page = (out / "real" / "report.html").read_text()
+    started = run.trials["started_at"].min().strftime("%Y-%m-%d %H:%M:%S")
+    assert f"; started {started}, last result " in page   # when it ran, from the trials' moments
+
+
+def test_a_real_sweep_whose_every_trial_failed_reports_each_failure(ray_session, tmp_path, capsys):
+    out = tmp_path / "out"
+    job = write_job(tmp_path, "doomed", TOY_SWEEP, model={"trainer": "tests.toys:FlakyTrainer", "fail": "raise"},
+                    search={"trials": 4})
+    assert main(["parallel", str(job), "--out", str(out), "--address", ray_session, "--quiet"]) == 1
+    capsys.readouterr()
+
+    assert caviar_main("report", "doomed", "--out", out) == 0
+
+    page = (out / "doomed" / "report.html").read_text()
+    failures = page.split("<h2>Failures</h2>")[1].split("</table>")[0]
+    assert "<p>4 of 4 trials failed (every trial).</p>" in failures
+    assert re.findall(r"<tr>\s*<td>(\d+)</td>", failures) == ["0", "1", "2", "3"]
+    assert failures.count("RuntimeError: boom at epoch 2 (at ") == 4
+    assert {"score_vs_learning_rate", "score_by_trial"} <= set(assert_offline_report(out / "doomed"))
 
 
 def test_a_real_babysat_run_shows_compares_and_reports(tmp_path, capsys):
@@ -202,4 +297,25 @@ def test_a_real_babysat_run_shows_compares_and_reports(tmp_path, capsys):
     compared = printed.splitlines()[1].split()
     assert compared[:5] == ["panda", "babysit", "val_accuracy", "max", f"{best:.4f}"]
     assert caviar_main("report", "panda", "--out", out) == 0
-    assert assert_offline_report(out / "panda") == ["report/timeline.png"]
+    assert assert_offline_report(out / "panda") == ["timeline"]
+
+
+def test_a_run_written_before_the_time_columns_still_shows_and_reports(tmp_path, capsys):
+    run = make_sweep(tmp_path, "old", legacy=True)
+    assert "started_at" not in load(run).trials and "time" not in load(run).epochs
+
+    status, shown, _ = caviar_output(capsys, "show", "old", "--out", tmp_path)
+    assert status == 0 and "best: " in shown
+    assert main(["report", "old", "--out", str(tmp_path)]) == 0
+
+    assert_offline_report(run)
+    page = (run / "report.html").read_text()
+    assert "; started " not in page and "finished_at" not in page
+
+
+def test_the_report_says_when_a_run_ran_and_when_each_trial_finished(runs):
+    assert main(["report", "sweep", "--out", str(runs)]) == 0
+    page = (runs / "sweep" / "report.html").read_text()
+    assert "; started 2026-01-05 09:00:00, last result 2026-01-05 09:00:25 (UTC)" in page
+    best = page.split("<h2>Best trials</h2>")[1].split("</table>")[0]
+    assert "<th>finished_at</th>" in best and "<td>2026-01-05 09:00:" in best
