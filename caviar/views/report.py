@@ -251,9 +251,8 @@ def write_report(run: Any, *, top: int = 10) -> Path:
         _babysit(page, run, metric, mode)
     else:
         _sweep(page, run, metric, mode, top)
-from caviar.store.ranking import ranked
-from caviar.store.vocabulary import RunKind, Status
-from caviar.views import population, show
+    if population.is_population(run.job):
+        _population(page, run, metric)
     title = html.escape(f"caviar report: {run.name}")
     document = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
                 f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(page.parts) + "\n</body></html>\n")
