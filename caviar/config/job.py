@@ -66,7 +66,7 @@ class SearchSpec:
     scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
     mode: str = "max"  # max | min: whether a higher metric is better
-    concurrency: int = 0  # trials in flight; 0: one per CPU that Ray sees
+    concurrency: int = 0  # trials in flight; 0: as many as the cluster fits (one per CPU by default)
     seed: int = 0  # the same seed samples the same configurations with the same trial seeds
     grid_points: int = 3  # grid: points per searched continuous dimension
     rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last

@@ -43,8 +43,10 @@ def check_fits(nodes: Sequence[Mapping[str, float]], search: Any) -> None:
         most = max((node.get(key, 0.0) for node in nodes), default=0.0)
         if asked > most + _EPSILON:
             total = sum(node.get(key, 0.0) for node in nodes)
-            where = f"{total:g} {unit}" + (f" on {len(nodes)} nodes, at most {most:g} on one" if total > most else "")
-            raise ValueError(f"search.{field}: {asked:g} {unit} per trial is more than the cluster has ({where}); "
+            where = f"{total:g} {unit[:-1] if total == 1 else unit}" + \
+                (f" on {len(nodes)} nodes, at most {most:g} on one" if total > most else "")
+            raise ValueError(f"search.{field}: {asked:g} {unit[:-1] if asked == 1 else unit} per trial is more than "
+                             f"the cluster has ({where}); "
                              f"a trial runs on one node")
     if trial_slots(nodes, search) < 1:   # each fits somewhere, but not both on one node
         raise ValueError(f"search.gpus_per_trial: no node of the cluster has {search.cpus_per_trial:g} CPUs and "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import warnings
 from typing import Any, ClassVar, Iterator, Mapping
 
 import numpy as np
@@ -111,7 +112,11 @@ class TorchTrainer:
         self.epoch = 0
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.inputs(x).to(self.device), torch.as_tensor(np.asarray(y, dtype=np.int64)).to(self.device)
+        """The rows as tensors on the device. On the CPU they share memory with the arrays (in a sweep,
+        the read-only copy in Ray's object store, one per node): nothing here writes to them."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return self.inputs(x).to(self.device), torch.as_tensor(np.asarray(y, dtype=np.int64)).to(self.device)
 
     @contextlib.contextmanager
     def _own_rngs(self) -> Iterator[None]:

@@ -4,6 +4,9 @@ between epochs, and randomness that belongs to each trial."""
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +178,13 @@ def test_reshuffle_changes_the_data_order_only(digits):
     a, b = DigitsCNN(SMALL, digits, 0), DigitsCNN(SMALL, digits, 0)
     b.reshuffle(5)
     assert a.train_epoch() != b.train_epoch()
+
+
+def test_caviar_and_its_commands_never_import_torch():
+    code = ("import sys, caviar, caviar.cli, caviar.examples, caviar.sweep.command, caviar.babysit.command\n"
+            "from caviar.trainers import check_job\n"
+            "check_job(__import__('caviar.config.job', fromlist=['x']).load_job('jobs/digits.toml'))\n"
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert done.returncode == 0, done.stderr
