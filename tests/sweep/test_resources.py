@@ -31,7 +31,7 @@ def test_trials_at_once_are_counted_node_by_node():
 
 
 @pytest.mark.parametrize("asked, nodes, message", [
-    (search(gpus=1), [{"CPU": 2.0}], "search.gpus_per_trial: 1 GPUs per trial is more than the cluster has (0 GPUs)"),
+    (search(gpus=1), [{"CPU": 2.0}], "search.gpus_per_trial: 1 GPU per trial is more than the cluster has (0 GPUs)"),
     (search(gpus=2), [{"CPU": 2.0, "GPU": 1.0}], "(1 GPU)"),
     (search(cpus=4), [{"CPU": 2.0}, {"CPU": 2.0}],
      "search.cpus_per_trial: 4 CPUs per trial is more than the cluster has (4 CPUs on 2 nodes, at most 2 on one)"),
@@ -55,13 +55,13 @@ def test_more_gpus_or_cpus_than_the_cluster_has_is_exit_2_before_the_folder_is_t
     job = write_job(tmp_path, "placed", TINY)
     assert caviar_run("parallel", job, "--out", out, "--address", ray_address, "--quiet", timeout=240).returncode == 0
     before = snapshot(out)
-    for field, value, has in (("gpus_per_trial", 1, "(0 GPUs)"), ("cpus_per_trial", 3, "(2 CPUs)")):
+    for field, asked, has in (("gpus_per_trial", "1 GPU", "(0 GPUs)"), ("cpus_per_trial", "3 CPUs", "(2 CPUs)")):
         done = caviar_run("parallel", job, "--out", out, "--address", ray_address, "--overwrite",
-                          "--set", f"search.{field}={value}", timeout=120)
+                          "--set", f"search.{field}={asked.split()[0]}", timeout=120)
         assert done.returncode == 2, done.stderr
         assert done.stderr.strip().splitlines() == [
-            f"caviar parallel: error: search.{field}: {value} {has.split()[1][:-1]} per trial is more than the "
-            f"cluster has {has}; a trial runs on one node"]
+            f"caviar parallel: error: search.{field}: {asked} per trial is more than the cluster has {has}; "
+            "a trial runs on one node"]
     assert snapshot(out) == before   # --overwrite refused: the run is as it was
 
 
