@@ -614,3 +614,22 @@ def test_the_shipped_jobs_come_with_the_package_and_the_default_is_found_from_an
     monkeypatch.chdir(tmp_path)   # no jobs/ folder here
     default = resolve_job_path(None)
     assert default.parent == package_jobs and default.read_bytes() == (root / "jobs" / "digits.toml").read_bytes()
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("search.cpus_per_trial=0", "a number > 0, whole above 1 (as Ray allows)"),
+    ("search.cpus_per_trial=1.5", "got 1.5"),
+    ("search.gpus_per_trial=-1", "a number >= 0, whole above 1 (as Ray allows)"),
+    ("search.gpus_per_trial=2.5", "got 2.5"),
+    ("search.gpus_per_trial='one'", "got 'one'"),
+])
+def test_a_trial_share_ray_would_refuse_is_refused_with_the_job(override, fragment):
+    message = error(SMALL, [override])
+    assert_one_line_about(message, override.partition("=")[0])
+    assert fragment in message
+
+
+def test_a_trial_share_may_be_a_fraction_or_whole_units():
+    job = parse_job(SMALL, ["search.cpus_per_trial=0.5", "search.gpus_per_trial=2"])
+    assert (job.search.cpus_per_trial, job.search.gpus_per_trial) == (0.5, 2.0)
+    assert parse_job(job.to_toml()) == job
