@@ -61,6 +61,9 @@ LAYERS: tuple[Layer, ...] = (
     # the registry (caviar.trainers) may import the package caviar.nn, but none of its submodules.
     Layer("caviar", ("caviar.nn",), exempt=("caviar.nn", "caviar.trainers")),
     Layer("caviar.trainers", ("caviar.nn",), allowed=("caviar.nn",)),
+    # PyTorch is optional: only the examples import the adapter, and the adapter sees no driver.
+    Layer("caviar", ("caviar.torch", "caviar.examples"), exempt=("caviar.torch", "caviar.examples")),
+    Layer("caviar.torch", ("caviar.sweep", "caviar.babysit", "caviar.views", "caviar.cli", "caviar.lifecycle")),
 )
 
 

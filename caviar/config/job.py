@@ -67,7 +67,7 @@ class SearchSpec:
     scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early; pbt: [pbt]
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
     mode: str = "max"  # max | min: whether a higher metric is better
-    concurrency: int = 0  # trials in flight; 0: one per CPU that Ray sees
+    concurrency: int = 0  # trials in flight; 0: as many as the cluster fits (one per CPU by default)
     seed: int = 0  # the same seed samples the same configurations with the same trial seeds
     grid_points: int = 3  # grid: points per searched continuous dimension
     rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last
@@ -77,6 +77,8 @@ class SearchSpec:
     reduction_factor: float = 3.0  # asha: keep the top 1/reduction_factor at each rung
     max_retries: int = 2  # reruns of a trial whose worker crashed (not of one that raised)
     trial_timeout: float = 0.0  # seconds before a trial is stopped as failed; 0: no limit
+    cpus_per_trial: float = 1.0  # Ray CPUs each trial's worker holds (its threads); a fraction shares a CPU
+    gpus_per_trial: float = 0.0  # Ray GPUs each trial's worker holds; 0.5: two trials share one GPU
 
 
 @dataclass(frozen=True)
@@ -261,6 +263,11 @@ def _target(value: Any) -> float | None:
 
 _at_least_0 = number("a number >= 0", lambda v: v >= 0)
 
+
+def _ray_quantity(value: float) -> bool:
+    """Ray's rule for a task's resources: a fraction of one unit, or whole units (1.5 GPUs is refused)."""
+    return value <= 1 or float(value).is_integer()
+
 _DATA_CHECKS: dict[str, Check] = dict(
     source=_source, target=_text, seed=non_negative, options=_table,
     valid_fraction=number("a fraction in (0, 1)", lambda v: 0 < v < 1),
@@ -270,6 +277,8 @@ _SEARCH_CHECKS: dict[str, Check] = dict(
     sampler=one_of(SAMPLERS), trials=positive, scheduler=one_of((*SCHEDULERS, POPULATION)), metric=_text,
     mode=one_of(MODES), concurrency=non_negative, seed=non_negative, **SAMPLER_CHECKS, **SCHEDULER_CHECKS,
     max_retries=non_negative, trial_timeout=number("a number of seconds >= 0 (0: no limit)", lambda v: v >= 0),
+    cpus_per_trial=number("a number > 0, whole above 1 (as Ray allows)", lambda v: 0 < v and _ray_quantity(v)),
+    gpus_per_trial=number("a number >= 0, whole above 1 (as Ray allows)", lambda v: 0 <= v and _ray_quantity(v)),
 )
 _BABYSIT_CHECKS: dict[str, Check] = dict(
     epochs=positive, patience=positive, min_delta=_at_least_0, plateau_factor=fraction_closed,

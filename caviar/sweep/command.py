@@ -59,11 +59,13 @@ def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, s
     import ray
 
     from caviar.sweep.ray_session import connect_ray
+    from caviar.sweep.resources import check_cluster
     from caviar.sweep.run import run_sweep
 
     started = False
     try:
         started, startup = connect_ray(args.address)
+        check_cluster(job.search)   # a trial bigger than any node: exit 2, the folder untouched
         run = lifecycle.open_folder(request, job)
         status = run_sweep(job, trainer, run, request, sampler, scheduler, data, concurrency=args.concurrency or 0,
                            quiet=bool(args.quiet), startup=startup)

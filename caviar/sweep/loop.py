@@ -94,13 +94,15 @@ class Sweep:
         flush: called at most every FLUSH_SECONDS to make written rows durable.
         on_change: called after each batch of results, for the display.
         finished: trial ids already done (a resumed sweep): never run again.
+        resources: each worker actor's Ray options ({"num_cpus": 1.0, "num_gpus": 0.5}); threads: its
+            compute threads (BLAS; a PyTorch trainer reads its CPUs from Ray itself).
     """
 
     def __init__(self, *, sampler: Sampler, scheduler: Scheduler, base_config: dict[str, Any], job_seed: int,
                  metric: str, mode: str,
                  max_epochs: int, data_ref: Any, trainer_name: str, n_workers: int, max_retries: int,
                  trial_timeout: float, write_trial: Callable, flush: Callable, on_change: Callable,
-                 finished: set[int]) -> None:
+                 finished: set[int], resources: dict[str, float] | None = None, threads: int = 1) -> None:
         self.sampler, self.scheduler, self.base_config = sampler, scheduler, base_config
         self.job_seed, self.metric = job_seed, metric
         self.mode = Mode(mode)
@@ -109,6 +111,7 @@ class Sweep:
         self.max_retries, self.trial_timeout = max_retries, trial_timeout
         self.write_trial, self.flush, self.on_change = write_trial, flush, on_change
         self.data_ref, self.trainer_name, self.n_workers = data_ref, trainer_name, n_workers
+        self.resources, self.threads = resources or {"num_cpus": 1.0}, threads   # each worker's Ray share
         self.finished = set(finished)
         # What every trial row records of the job's fixed values, so runs compare by them (`load_all`).
         self.model_values = model_columns({"trainer": trainer_name, **base_config}, sampler.space.names)
@@ -128,7 +131,8 @@ class Sweep:
     # ---- workers -------------------------------------------------------------------------------
     def _start_actor(self, slot: Slot) -> None:
         sys_path = [p for p in [os.getcwd(), *sys.path] if p and os.path.isdir(p)]
-        slot.actor = trial_worker_class().remote(self.data_ref, self.trainer_name, sys_path, 1)
+        worker = trial_worker_class().options(**self.resources)
+        slot.actor = worker.remote(self.data_ref, self.trainer_name, sys_path, self.threads)
         slot.node_ref, slot.created = slot.actor.node.remote(), time.monotonic()
 
     def start_workers(self) -> None:

@@ -35,12 +35,13 @@ def build_scheduler(job: Any, trainer: type) -> Scheduler:
                           grace_period=job.search.grace_period, reduction_factor=job.search.reduction_factor)
 
 
-def worker_count(requested: int, cpus: int, trials_left: int, quiet: bool) -> int:
-    """Workers to start: as asked (default one per CPU), but no more than there are CPUs (a worker
-    holds one; more would wait forever) or trials left to run."""
+def worker_count(requested: int, cpus: int, trials_left: int, quiet: bool, what: str = "CPUs Ray has") -> int:
+    """Workers to start: as asked (default one per CPU, or per trial's share of the cluster: `cpus`
+    is then that count and `what` says so), but no more than there are (a worker holds its share;
+    more would wait forever) or trials left to run."""
     n = requested or cpus
     if n > cpus:
         if not quiet:
-            print(f"caviar: concurrency {n} is more than the {cpus} CPUs Ray has; using {cpus}", file=sys.stderr)
+            print(f"caviar: concurrency {n} is more than the {cpus} {what}; using {cpus}", file=sys.stderr)
         n = cpus
     return max(1, min(n, trials_left))

@@ -14,6 +14,7 @@ from typing import Any
 from caviar import lifecycle
 from caviar.store.vocabulary import Status
 from caviar.sweep.plan import max_epochs, worker_count
+from caviar.sweep.resources import actor_resources, cluster_nodes, trial_slots, trial_threads
 from caviar.sweep.restore import Restored, restore
 from caviar.views.progress import Progress
 
@@ -59,6 +60,7 @@ def build_sweep(job: Any, trainer: type, sampler: Any, scheduler: Any, data: Any
         trainer_name=job.trainer, n_workers=n_workers, max_retries=job.search.max_retries,
         trial_timeout=float(job.search.trial_timeout or 0), write_trial=writer.write_trial, flush=writer.flush,
         finished=done.finished, on_change=lambda s: show_progress(s, progress),
+        resources=actor_resources(job.search), threads=trial_threads(job.search),
     )
     sweep.counts.update(done.counts)
     sweep.best = done.best
@@ -72,7 +74,11 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
 
     done = restore(run, sampler, scheduler, job.search.metric) if request.resume else Restored()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    n_workers = worker_count(concurrency or job.search.concurrency, cpus, sampler.n_trials - len(done.finished), quiet)
+    slots, what = trial_slots(cluster_nodes(), job.search), "trials the cluster fits at once"
+    if actor_resources(job.search) == {"num_cpus": 1.0, "num_gpus": 0.0}:
+        slots, what = cpus, "CPUs Ray has"
+    n_workers = worker_count(concurrency or job.search.concurrency, max(1, slots),
+                             sampler.n_trials - len(done.finished), quiet, what=what)
     if not quiet:
         print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
               f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)

@@ -127,7 +127,7 @@ def _make_actor_class():
 
     @ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)
     class TrialWorker:
-        """A Ray actor that trains trials one after another on one CPU."""
+        """A Ray actor that trains trials one after another on the CPUs (and GPUs) the sweep gives each trial."""
 
         def __init__(self, data: Any, trainer_name: str, sys_path: list[str], blas_threads: int) -> None:
             for entry in reversed(sys_path):

@@ -47,7 +47,8 @@ def assert_one_line_about(message: str, field: str) -> None:
 # The defaults the issue asks for, written out independently of caviar/job.py.
 SEARCH_DEFAULTS = dict(sampler="random", trials=32, scheduler="asha", metric="val_accuracy", mode="max",
                        concurrency=0, seed=0, grid_points=3, rounds=3, keep_fraction=0.25, shrink=0.5,
-                       grace_period=2, reduction_factor=3, max_retries=2, trial_timeout=0)
+                       grace_period=2, reduction_factor=3, max_retries=2, trial_timeout=0,
+                       cpus_per_trial=1, gpus_per_trial=0)
 BABYSIT_DEFAULTS = dict(epochs=60, patience=3, min_delta=1e-4, plateau_factor=0.5, cooldown=2, tolerance=0.02,
                         rollback_factor=0.5, divergence_ratio=3.0, divergence_factor=0.1, min_lr=1e-6,
                         max_rollbacks=10, target=None, seed=0, keep_checkpoints=3, metric="val_accuracy",
@@ -511,8 +512,8 @@ def test_every_shipped_job_loads_validates_and_round_trips(path):
     job = load_job(path)
     assert job.name == path.stem
     assert parse_job(job.to_toml()) == job
-    # the merged config of every trial is one the built-in trainer accepts
-    MLPConfig.from_mapping(job.config(job.space.from_unit([0.5] * len(job.space))))
+    # every value a trial can draw is one its trainer accepts (the built-in one, or the example CNN)
+    check_job(job)
 
 
 def test_the_shipped_jobs_are_the_ones_the_issue_asks_for():
@@ -613,3 +614,22 @@ def test_the_shipped_jobs_come_with_the_package_and_the_default_is_found_from_an
     monkeypatch.chdir(tmp_path)   # no jobs/ folder here
     default = resolve_job_path(None)
     assert default.parent == package_jobs and default.read_bytes() == (root / "jobs" / "digits.toml").read_bytes()
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("search.cpus_per_trial=0", "a number > 0, whole above 1 (as Ray allows)"),
+    ("search.cpus_per_trial=1.5", "got 1.5"),
+    ("search.gpus_per_trial=-1", "a number >= 0, whole above 1 (as Ray allows)"),
+    ("search.gpus_per_trial=2.5", "got 2.5"),
+    ("search.gpus_per_trial='one'", "got 'one'"),
+])
+def test_a_trial_share_ray_would_refuse_is_refused_with_the_job(override, fragment):
+    message = error(SMALL, [override])
+    assert_one_line_about(message, override.partition("=")[0])
+    assert fragment in message
+
+
+def test_a_trial_share_may_be_a_fraction_or_whole_units():
+    job = parse_job(SMALL, ["search.cpus_per_trial=0.5", "search.gpus_per_trial=2"])
+    assert (job.search.cpus_per_trial, job.search.gpus_per_trial) == (0.5, 2.0)
+    assert parse_job(job.to_toml()) == job
