@@ -48,26 +48,38 @@ def command(args: argparse.Namespace) -> int:
 
 def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, scheduler: Any, data: Any,
          args: argparse.Namespace) -> int:
-    """Join Ray, open the folder, run the sweep, print the leaderboard (under the run's lock)."""
-    import ray
+    """Start or join Ray, open the folder, run the sweep, print the leaderboard (under the run's lock).
 
-    from caviar.sweep.ray_session import connect_ray
+    Without --address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
+    boots in a child process while this one trains (`caviar.sweep.head_start`)."""
+    from caviar.sweep.ray_session import connect_ray, stop_ray, wants_local_head
     from caviar.sweep.run import run_sweep
 
-    started = False
+    started, startup, head = False, 0.0, None
     try:
-        started, startup = connect_ray(args.address)
+        if wants_local_head(args.address):
+            from caviar.sweep.local_ray import LocalRay
+
+            head = LocalRay.start(local_cpus())
+        else:
+            started, startup = connect_ray(args.address)
         run = lifecycle.open_folder(request, job)
         status = run_sweep(job, trainer, run, request, sampler, scheduler, data, concurrency=args.concurrency or 0,
-                           quiet=bool(args.quiet), startup=startup)
+                           quiet=bool(args.quiet), startup=startup, head=head)
     except KeyboardInterrupt:   # while Ray starts, the folder opens or the end compacts: the same rule
         if request.resume or holds_results(request.path):
             return lifecycle.interrupted(request, "the finished trials are")
         raise
     finally:
-        if started or ray.is_initialized() and args.address is None:
-            ray.shutdown()
+        stop_ray(head, started, args.address)
     return print_summary(run, job) if status == 0 else status
+
+
+def local_cpus() -> int:
+    """The CPUs a local Ray gets: those this process may run on (as Ray counts them)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _resume_flags(args: argparse.Namespace) -> tuple[str, ...]:

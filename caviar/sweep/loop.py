@@ -19,9 +19,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import ray
-from ray.exceptions import RayError
-
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.search.schedulers import Scheduler
 from caviar.store.vocabulary import STATUSES, Mode, Status
@@ -136,6 +133,8 @@ class Sweep:
     @staticmethod
     def _started(slot: Slot) -> bool:
         """Whether the slot's worker has started (waiting for a CPU, it has not). Never blocks."""
+        import ray   # here, not above: the driver trains while Ray starts without importing it
+
         if isinstance(slot.node_ref, ray.ObjectRef) and not ray.wait([slot.node_ref], timeout=0, fetch_local=False)[0]:
             return False
         Sweep._node(slot)
@@ -145,6 +144,9 @@ class Sweep:
     def _node(slot: Slot) -> str:
         """The IP of the node a worker runs on (known by the time it has finished a trial)."""
         if not isinstance(slot.node_ref, str):
+            import ray
+            from ray.exceptions import RayError
+
             try:
                 slot.node_ref = ray.get(slot.node_ref, timeout=10)
             except RayError:
@@ -333,6 +335,9 @@ class Sweep:
                 self._lose_slot(index, f"timed out after {self.trial_timeout:g} s", timed_out=True)
 
     def _poll(self) -> None:
+        import ray
+        from ray.exceptions import RayError
+
         streams = {id(call.stream): (i, call) for i, slot in enumerate(self.slots) for call in slot.calls}
         if not streams:
             return
