@@ -97,7 +97,8 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
                         n_workers, progress)
     try:
         if head is not None:
-            head_start.train_while_ray_starts(sweep, head_start.SegmentRunner(data, job.trainer), head)
+            if not job.search.trial_timeout:   # only a worker can be stopped in the middle of an epoch
+                head_start.train_while_ray_starts(sweep, head_start.SegmentRunner(data, job.trainer), head)
             if head_start.work_left(sweep):
                 head_start.join(head, sweep, data)
         if head_start.work_left(sweep):
