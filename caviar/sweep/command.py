@@ -53,16 +53,17 @@ def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, s
     Without --address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
     boots in a child process while this one trains (`caviar.sweep.head_start`)."""
     from caviar.sweep.ray_session import connect_ray, stop_ray, wants_local_head
-    from caviar.sweep.run import run_sweep
 
     started, startup, head = False, 0.0, None
     try:
-        if wants_local_head(args.address):
+        if wants_local_head(args.address):   # first thing: Ray boots while this process does the rest
             from caviar.sweep.local_ray import LocalRay
 
             head = LocalRay.start(local_cpus())
         else:
             started, startup = connect_ray(args.address)
+        from caviar.sweep.run import run_sweep
+
         run = lifecycle.open_folder(request, job)
         status = run_sweep(job, trainer, run, request, sampler, scheduler, data, concurrency=args.concurrency or 0,
                            quiet=bool(args.quiet), startup=startup, head=head)

@@ -155,6 +155,8 @@ class Sweep:
 
     def stop_workers(self) -> None:
         started = [slot for slot in self.slots if slot.actor is not None]
+        if not started:
+            return   # nothing of Ray to stop (a sweep the driver finished alone never imports Ray)
         stop_actors([slot.actor for slot in started], [slot.node_ref for slot in started])
         self.slots = []
 
