@@ -14,6 +14,9 @@ result depends only on its config and seed, so either way it is the trial a work
 A trial trained here names as its `node` the address the local Ray gives this machine, as a
 worker's does; the child says it about a second after it starts, and a trial finished before that
 waits in memory for it (written as soon as it is known, and on any way out, Ctrl-C included).
+
+Once Ray is up, its worker actors take a second or more to start (each imports the trainer's
+modules); the driver goes on training until they have, by the same rule (`WorkersStarting`).
 """
 
 from __future__ import annotations
@@ -134,6 +137,36 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay) 
         limits.restore_original_limits()
         rows.close()
     sweep.flush(trials=True)
+
+
+class WorkersStarting:
+    """A started Ray's worker actors booting (a second or more: each imports the trainer's modules):
+    ready once every one of them has started, so the driver trains meanwhile too."""
+
+    def __init__(self, sweep: Sweep, head: LocalRay) -> None:
+        self.sweep, self.node = sweep, head.node
+
+    def ready(self) -> bool:
+        return all(self.sweep._started(slot) for slot in self.sweep.slots)
+
+    def node_ip(self, timeout: float = 0.0) -> str | None:
+        return self.node
+
+
+def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool) -> None:
+    """The whole sweep with a local Ray that is still booting: trials here until it is up, then
+    join it and start the workers, trials here until they have started, then the workers only."""
+    runner = SegmentRunner(data, trainer_name) if train_here else None
+    if runner is not None:
+        train_while_ray_starts(sweep, runner, head)
+    if not work_left(sweep):
+        return
+    join(head, sweep, data)
+    sweep.start_workers()
+    if runner is not None:
+        train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head))   # type: ignore[arg-type]
+    if work_left(sweep):
+        sweep.run()
 
 
 def join(head: LocalRay, sweep: Sweep, data: Any) -> None:

@@ -96,12 +96,9 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     sweep = build_sweep(job, trainer, sampler, scheduler, None if head is not None else _put(data), writer, done,
                         n_workers, progress)
     try:
-        if head is not None:
-            if not job.search.trial_timeout:   # only a worker can be stopped in the middle of an epoch
-                head_start.train_while_ray_starts(sweep, head_start.SegmentRunner(data, job.trainer), head)
-            if head_start.work_left(sweep):
-                head_start.join(head, sweep, data)
-        if head_start.work_left(sweep):
+        if head is not None:   # only a worker can be stopped in the middle of an epoch: no timeout here
+            head_start.run_with_head(sweep, head, data, job.trainer, train_here=not job.search.trial_timeout)
+        elif head_start.work_left(sweep):
             sweep.start_workers()
             sweep.run()
     except KeyboardInterrupt:
