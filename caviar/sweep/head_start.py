@@ -56,7 +56,7 @@ class HeldRows:
         if self.held and self.head.node is None and wait:
             try:
                 self.head.node_ip(timeout=wait)
-            except RuntimeError:
+            except OSError:
                 pass   # a trial is never lost for want of its node's name
         if self.head.node is None and not wait:
             return

@@ -20,12 +20,22 @@ from typing import Any
 STOP_WAIT_SECONDS = 15.0   # the child ends Ray in about a second; past this, it is killed
 
 
+class RayStartError(OSError):
+    """The local Ray did not start: the machine's problem, not the job's (exit status 1, one line)."""
+
+
 def _pythonpath() -> str:
     """PYTHONPATH for the child: this copy of caviar first, so it runs the same code as the driver."""
     import caviar
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(caviar.__file__)))
     return os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+
+
+def _auth_mode() -> str:
+    """A new local Ray uses token authentication, as ray.init's does (unless the user chose a mode);
+    the driver joins it in the same mode."""
+    return os.environ.get("RAY_AUTH_MODE", "token")
 
 
 class LocalRay:
@@ -47,16 +57,13 @@ class LocalRay:
     @classmethod
     def start(cls, cpus: int) -> LocalRay:
         """Start booting a Ray head with `cpus` CPUs in a child process; returns at once."""
-        # A new local Ray uses token authentication (as ray.init's does); the driver joining it
-        # must use it too, so both processes get the same mode (unless the user set one).
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         debug = bool(os.environ.get("CAVIAR_DEBUG"))
         process = subprocess.Popen(
             [sys.executable, "-m", "caviar.sweep.ray_head", str(cpus)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None if debug else subprocess.DEVNULL,
             # A session of its own: a Ctrl-C at the terminal reaches the driver alone, which then
             # stops this Ray in order (its processes would otherwise die half-way, at random).
-            start_new_session=True, env={**os.environ, "PYTHONPATH": _pythonpath()},
+            start_new_session=True, env={**os.environ, "PYTHONPATH": _pythonpath(), "RAY_AUTH_MODE": _auth_mode()},
         )
         return cls(process, cpus)
 
@@ -72,17 +79,17 @@ class LocalRay:
             line = stream.readline()
             if not line:   # the child is gone without a word: it died (killed, out of memory)
                 code = self.process.wait()
-                raise RuntimeError(f"the local Ray's process exited with status {code} before it was up")
+                raise RayStartError(f"the local Ray's process exited with status {code} before it was up")
             message = json.loads(line)
             if "error" in message:
-                raise RuntimeError(f"the local Ray did not start: {message['error']}")
+                raise RayStartError(f"the local Ray did not start: {message['error']}")
             self.node = message.get("node", self.node)
             if "address" in message:
                 self.address = message["address"]
                 self.boot_seconds = time.monotonic() - self.started
 
     def ready(self) -> bool:
-        """Whether the head is up (never waits). Raises RuntimeError when it failed to start."""
+        """Whether the head is up (never waits). Raises RayStartError when it failed to start."""
         if self.address is None:
             self._read(0.0)
         return self.address is not None
@@ -91,17 +98,18 @@ class LocalRay:
         """The node's IP as Ray reports it; the child says it within a second of starting."""
         self._read(timeout, want="node")
         if self.node is None:
-            raise RuntimeError("the local Ray did not say its node's address in time")
+            raise RayStartError("the local Ray did not say its node's address in time")
         return self.node
 
     def wait(self, timeout: float = 600.0) -> None:
-        """Block until the head is up; RuntimeError if it fails or takes longer than `timeout`."""
+        """Block until the head is up; RayStartError if it fails or takes longer than `timeout`."""
         self._read(timeout)
         if self.address is None:
-            raise RuntimeError(f"the local Ray was not up after {timeout:g} s")
+            raise RayStartError(f"the local Ray was not up after {timeout:g} s")
 
     def join(self) -> None:
         """Connect this process to the head as a driver (it must be up: see `ready` and `wait`)."""
+        os.environ["RAY_AUTH_MODE"] = _auth_mode()   # read by Ray as it is imported and joins
         import ray
 
         # Ray's own start-up chatter only with CAVIAR_DEBUG=1; its errors still show.

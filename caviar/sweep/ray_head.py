@@ -111,6 +111,8 @@ def start_head(num_cpus: int) -> object:
 def main(argv: list[str]) -> int:
     # Our stop is the driver's to order: Ctrl-C reaches the driver, never this process directly.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if os.getpgid(0) != os.getpid():
+        os.setpgid(0, 0)   # a group of our own: the stop ends this Ray's processes, never our parent's
     threading.Thread(target=_stop_when_stdin_closes, daemon=True).start()
     try:
         from ray._private.services import get_node_ip_address
@@ -122,7 +124,7 @@ def main(argv: list[str]) -> int:
         lines = [line for line in str(exc).splitlines() if line.strip()]
         _say(error=f"{type(exc).__name__}: {lines[0] if lines else ''}".strip(": "))
         stop_all()
-        return 1
+        os._exit(1)   # not a return: the thread reading stdin would hold up the interpreter's exit
     threading.Event().wait()   # until the driver closes stdin (the thread above then exits the process)
     return 0
 
