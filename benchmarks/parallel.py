@@ -237,7 +237,8 @@ def tune_whole_run(n_trials: int, epochs: int, hidden: str) -> None:
     configs, seeds, job = sweep_configs(n_trials, epochs, hidden)
     data = load_data(job)
     cores = os.cpu_count() or 1
-    ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
     run_tune(configs, seeds, data, cores)
     ray.shutdown()
 
@@ -314,7 +315,8 @@ def loop_methods(args, skip: set[str], cores: int) -> None:
         it, worker processes prestarted; returns the seconds it took, which no wall time counts."""
         ray.shutdown()
         start = time.perf_counter()
-        ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address="local", num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
         took = time.perf_counter() - start
         time.sleep(PRESTART_SECONDS)
         return took

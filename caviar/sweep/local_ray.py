@@ -57,6 +57,9 @@ class LocalRay:
     @classmethod
     def start(cls, cpus: int) -> LocalRay:
         """Start booting a Ray head with `cpus` CPUs in a child process; returns at once."""
+        # Set here, before anything imports Ray in this process (Ray reads it on import), as
+        # ray.init(address="local") sets it for the Ray it starts.
+        os.environ["RAY_AUTH_MODE"] = _auth_mode()
         debug = bool(os.environ.get("CAVIAR_DEBUG"))
         process = subprocess.Popen(
             [sys.executable, "-m", "caviar.sweep.ray_head", str(cpus)],
@@ -109,7 +112,6 @@ class LocalRay:
 
     def join(self) -> None:
         """Connect this process to the head as a driver (it must be up: see `ready` and `wait`)."""
-        os.environ["RAY_AUTH_MODE"] = _auth_mode()   # read by Ray as it is imported and joins
         import ray
 
         # Ray's own start-up chatter only with CAVIAR_DEBUG=1; its errors still show.

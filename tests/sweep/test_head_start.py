@@ -68,6 +68,19 @@ def test_a_sweep_done_before_its_ray_is_up_records_each_trial_once_and_leaves_no
     assert gone(mark), [p.name() for p in ray_processes(mark)]   # stopped before the command returned
 
 
+def test_a_sweep_joins_its_own_ray_when_it_is_up_and_ends_every_process_of_it(tmp_path):
+    """The real child, joined: a job with a trial_timeout trains on workers only, so its driver
+    always waits for its Ray, joins it (same token authentication) and trains there."""
+    job = write_job(tmp_path, "joined", TOY_SWEEP, search={"trials": 4, "trial_timeout": 120})
+    mark = uuid.uuid4().hex
+    driver = start_driver(["parallel", job, "--out", tmp_path / "out", "--quiet"], mark)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
+    trials = pd.read_parquet(tmp_path / "out" / "joined" / "trials.parquet")
+    assert sorted(trials.trial_id) == [0, 1, 2, 3] and set(trials.status) == {"completed"}
+    assert gone(mark), [p.name() for p in ray_processes(mark)]
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
 def test_an_end_while_ray_starts_keeps_finished_trials_and_leaves_no_ray_process(tmp_path, how):
     """Ctrl-C: exit 130 and the resume command; SIGKILL: the child sees the driver go and ends its
