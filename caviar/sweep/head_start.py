@@ -5,7 +5,8 @@ of digits is about a second of compute. So the driver does not wait: it trains t
 another, through the sweep's own decisions (`Sweep._take_work`, `Sweep._on_event`: the same
 sampler, scheduler, seeds and rows as a worker's) with a `SegmentRunner` of its own, the code every
 worker runs. When the head is up, the driver stops taking new trials and the sweep goes on on Ray's
-workers; a sweep that ends first never joins Ray at all.
+workers; a sweep that ends first never joins Ray at all, nor one whose work left is less than
+joining would cost (JOIN_SHARE of the time Ray took to boot, twice over).
 
 The driver's trial in progress when Ray comes up is finished here if little of it is left
 (HANDOVER_SECONDS), else handed to a worker, which trains it again from the start: a trial's
@@ -31,6 +32,10 @@ from caviar.sweep.worker import Segment, SegmentRunner
 # A trial of the driver's with more compute than this left when Ray is up goes to a worker (it
 # restarts there): the cores are Ray's from then on. Less than this, the driver finishes it.
 HANDOVER_SECONDS = 1.0
+# Joining the Ray costs the driver about this share of the Ray's boot time (importing Ray,
+# connecting, the workers' start: both grow alike with the machine's load); it joins only when the
+# work left would take it more than twice that alone.
+JOIN_SHARE = 0.5
 
 
 class HeldRows:
@@ -41,9 +46,11 @@ class HeldRows:
         self.sweep, self.head = sweep, head
         self.write = sweep.write_trial
         self.held: list[tuple[dict, list[dict]]] = []
+        self.trials, self.seconds = 0, 0.0   # trials finished here, and their compute
         sweep.write_trial = self
 
     def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
+        self.trials, self.seconds = self.trials + 1, self.seconds + float(row.get("seconds") or 0.0)
         if self.head.node is None:
             self.held.append((row, epoch_rows))
             return
@@ -74,6 +81,17 @@ def work_left(sweep: Sweep) -> bool:
     return len(sweep.finished) < sweep.sampler.n_trials
 
 
+def _hand_over(sweep: Sweep, head: LocalRay, rows: HeldRows) -> bool:
+    """Whether the workers should take over now: Ray is up, and the work left (the trials without a
+    row, at the mean compute of those trained here) is worth the cost of joining it."""
+    if not head.ready():
+        return False
+    if not rows.trials:
+        return True
+    left = (sweep.sampler.n_trials - len(sweep.finished)) * rows.seconds / rows.trials
+    return left > 2 * JOIN_SHARE * head.boot_seconds
+
+
 def _seconds_left(trial: TrialState) -> float:
     """The compute a trial still needs, from its epochs so far (0 before its first epoch)."""
     return (trial.max_epochs - trial.epochs) * trial.seconds / trial.epochs if trial.epochs else 0.0
@@ -87,14 +105,15 @@ def _move_to_workers(sweep: Sweep, runner: SegmentRunner, slot: Slot, trial: Tri
     sweep.retry_queue.appendleft(trial)
 
 
-def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: LocalRay) -> None:
+def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: LocalRay,
+           rows: HeldRows) -> None:
     """Run one segment here, each event through the sweep as if a worker had sent it; stop early
-    (and hand the trial over) when Ray is up and much of the trial is left."""
+    (and hand the trial over) when the workers take over and much of the trial is left."""
     trial = sweep.active[segment.trial_id]
     call = Call(stream=None, segments=[segment])
     started = time.perf_counter()
     for event in runner.run(segment):
-        if event[0] == "epoch" and head.ready():
+        if event[0] == "epoch" and _hand_over(sweep, head, rows):
             spent, epochs = trial.seconds + time.perf_counter() - started, event[2]
             if (trial.max_epochs - epochs) * spent / epochs > HANDOVER_SECONDS:
                 _move_to_workers(sweep, runner, slot, trial)
@@ -120,14 +139,14 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay) 
     try:
         while work_left(sweep):
             held = [sweep.active[t] for t in slot.held]
-            if head.ready() and not (held and _seconds_left(held[0]) <= HANDOVER_SECONDS):
+            if _hand_over(sweep, head, rows) and not (held and _seconds_left(held[0]) <= HANDOVER_SECONDS):
                 for trial in held:
                     _move_to_workers(sweep, runner, slot, trial)
                 break
             segments = sweep._take_work(slot, 1)
             if not segments:
                 break
-            _train(sweep, runner, slot, segments[0], head)
+            _train(sweep, runner, slot, segments[0], head, rows)
             rows.release()
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 sweep.flush(trials=True)
@@ -143,6 +162,8 @@ class WorkersStarting:
     """A started Ray's worker actors booting (a second or more: each imports the trainer's modules):
     ready once every one of them has started, so the driver trains meanwhile too."""
 
+    boot_seconds = 0.0   # joined already: handing over costs nothing more
+
     def __init__(self, sweep: Sweep, head: LocalRay) -> None:
         self.sweep, self.node = sweep, head.node
 
@@ -154,8 +175,9 @@ class WorkersStarting:
 
 
 def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool) -> None:
-    """The whole sweep with a local Ray that is still booting: trials here until it is up, then
-    join it and start the workers, trials here until they have started, then the workers only."""
+    """The whole sweep with a local Ray that is still booting: trials here until it is up (and on,
+    if what is left is not worth joining it), then join it and start the workers, trials here
+    until they have started, then the workers only."""
     runner = SegmentRunner(data, trainer_name) if train_here else None
     if runner is not None:
         train_while_ray_starts(sweep, runner, head)

@@ -119,8 +119,10 @@ class BootingHead:
     cpus = 2
     node = "the-driver"
 
-    def __init__(self, looks: int) -> None:
+    def __init__(self, looks: int, boot_seconds: float = 0.0) -> None:
         self.looks, self.left = 0, looks
+        self.boot_seconds = boot_seconds   # what joining costs is judged by it
+        self.joined = False
 
     def ready(self) -> bool:
         self.looks += 1
@@ -133,7 +135,7 @@ class BootingHead:
         pass
 
     def join(self) -> None:
-        pass   # this process is connected to the session's cluster already
+        self.joined = True   # this process is connected to the session's cluster already
 
     def stop(self) -> None:
         pass   # the session's cluster outlives the test
@@ -189,3 +191,19 @@ def test_a_job_with_a_trial_timeout_trains_on_workers_only(ray_session, tmp_path
     assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
     trials = pd.read_parquet(tmp_path / "out" / "timed" / "trials.parquet")
     assert sorted(trials.trial_id) == [0, 1, 2, 3] and "the-driver" not in set(trials.node)
+
+
+def test_a_ray_that_comes_up_too_late_to_pay_for_joining_is_never_joined(ray_session, tmp_path, monkeypatch):
+    """Ray up after the first trial, but having taken 1,000 s to boot: joining would cost about half
+    of that, more than the 11 trials left take here, so the driver trains them all."""
+    import caviar.sweep.local_ray as local_ray
+    import caviar.sweep.ray_session as ray_session_module
+
+    job = write_job(tmp_path, "late", TOY_SWEEP, search={"trials": 12})
+    head = BootingHead(looks=1, boot_seconds=1000.0)
+    monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
+    monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: head))
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
+    trials = pd.read_parquet(tmp_path / "out" / "late" / "trials.parquet")
+    assert sorted(trials.trial_id) == list(range(12)) and set(trials.node) == {"the-driver"}
+    assert head.looks > 1 and not head.joined
