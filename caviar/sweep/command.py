@@ -2,8 +2,9 @@
 
 Order matters for the promise that bad input changes nothing: the job, its fit to the trainer, the
 sampler and the data are all validated, and the folder checked (`caviar.lifecycle`), before the run
-is locked; then Ray starts, and only once it is up is the folder created, replaced or repaired: a
-cluster that cannot be joined costs nothing.
+is locked; then a cluster is joined, and only once that worked is the folder created, replaced or
+repaired: a cluster that cannot be joined costs nothing. A local Ray of the sweep's own instead
+boots in a child process while the folder opens and the driver trains (`caviar.sweep.head_start`).
 """
 
 from __future__ import annotations
