@@ -12,6 +12,17 @@ prestarted); Ray's start-up is reported apart and not counted in any wall time.
 
     python benchmarks/parallel.py [--trials 64] [--epochs 20] [--hidden 64] [--repeat 3] [--skip tune,optuna]
 
+Then the whole command, start-up included, as a user runs it: `python -m caviar parallel` in a
+fresh process with a Ray of its own, for the typical first sweep (48 trials x 10 epochs, fifo) and
+for the default job (jobs/digits.toml, ASHA), against
+
+    floor = the same trials' compute (each for the epochs it ran there) in one process / cores
+
+measured right after each caviar run, and against Ray Tune's whole run of the 48 x 10 sweep (a
+fresh process: import, ray.init, Tuner.fit, end). Targets: caviar within floor + 1.5 s, and at
+least 20x faster than Tune end to end. `--skip whole` leaves this part out, `--skip loop` the
+first; `--whole-trials 48 --whole-epochs 10` size the first sweep.
+
 Each method runs `--repeat` times, the methods taking turns (Ray Tune once: it is slow), and the
 median wall time is kept. Each Ray run starts after its Ray has booted its idle worker processes.
 `--hidden 256,256` makes every epoch heavier, to see efficiency once fixed costs (worker start-up)
@@ -27,6 +38,7 @@ import concurrent.futures as futures
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -176,16 +188,119 @@ def run_optuna(configs, seeds, data, cores) -> float:
     return time.perf_counter() - start
 
 
+# ---- the whole command, start-up included ---------------------------------------------------------------
+
+def whole_caviar(sets: list[str], out: str) -> float:
+    """`python -m caviar parallel` from the shell's point of view: process start to exit, its own Ray."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "caviar", "parallel", str(JOB), "--out", out, "--quiet", "--overwrite",
+                           *[arg for item in sets for arg in ("--set", item)]], capture_output=True, text=True, env=env,
+                          cwd=ROOT)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"caviar exited with {done.returncode}: {done.stderr.strip()[-500:]}")
+    return wall
+
+
+def floor_of(run_dir: Path, job, data, cores: int) -> float:
+    """The compute of a finished run's trials, each for the epochs it ran, in this process, / cores."""
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    base = {k: v for k, v in job.model.items() if k != "trainer"}
+    names = [c for c in trials.columns if c.startswith("params_")]
+    with threadpool_limits(1):
+        start = time.perf_counter()
+        for _, row in trials.iterrows():
+            config = {**base, **{n[len("params_"):]: _plain(row[n]) for n in names}, "epochs": int(row["epochs"])}
+            train(config, data, int(row["seed"]))
+        return (time.perf_counter() - start) / cores
+
+
+def _plain(value):
+    """A Parquet scalar as the trainer takes it (numpy int64 -> int)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def whole_tune(n_trials: int, epochs: int) -> float:
+    """Ray Tune's whole run of the same sweep in a fresh process (this script with --tune-whole)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--tune-whole", "--trials", str(n_trials), "--epochs", str(epochs)],
+                   check=True, capture_output=True, env=env)
+    return time.perf_counter() - start
+
+
+def tune_whole_run(n_trials: int, epochs: int, hidden: str) -> None:
+    """The body of --tune-whole: everything a Tune user's script does, start to end."""
+    import ray
+
+    configs, seeds, job = sweep_configs(n_trials, epochs, hidden)
+    data = load_data(job)
+    cores = os.cpu_count() or 1
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
+    run_tune(configs, seeds, data, cores)
+    ray.shutdown()
+
+
+def whole_commands(args, cores: int) -> None:
+    """Whole-command wall times of caviar (first sweep, default job) against the floor and Tune."""
+    from caviar.config.job import load_job
+
+    sweeps = {f"{args.whole_trials} x {args.whole_epochs} fifo": overrides(args.whole_trials, args.whole_epochs, "64"),
+              "default job (digits, asha)": []}
+    walls: dict[str, list[float]] = {name: [] for name in sweeps}
+    floors: dict[str, list[float]] = {name: [] for name in sweeps}
+    tune: list[float] = []
+    with tempfile.TemporaryDirectory() as out:
+        for repeat in range(args.repeat):
+            for name, sets in sweeps.items():   # interleaved, as above
+                walls[name].append(whole_caviar(sets, out))
+                job = load_job(JOB, sets)
+                floors[name].append(floor_of(Path(out) / job.name, job, load_data(job), cores))
+                print(f"  run {repeat + 1}: caviar {name:<28} {walls[name][-1]:6.2f} s   floor {floors[name][-1]:5.2f} s",
+                      flush=True)
+            if "tune" not in args.skip.split(",") and repeat == 0:
+                tune.append(whole_tune(args.whole_trials, args.whole_epochs))
+                print(f"  run {repeat + 1}: Ray Tune whole run             {tune[-1]:6.2f} s", flush=True)
+    print(f"\nwhole command (start-up included), median of {args.repeat}; floor = in-process compute / {cores}")
+    print("sweep                          caviar s   floor s   caviar - floor   target")
+    for name in sweeps:
+        wall, floor = statistics.median(walls[name]), statistics.median(floors[name])
+        print(f"{name:<30} {wall:8.2f}   {floor:7.2f}   {wall - floor:+10.2f} s    <= +1.50 s")
+    if tune:
+        first = statistics.median(walls[next(iter(sweeps))])
+        print(f"Ray Tune whole run of the first sweep: {tune[0]:.1f} s, caviar {tune[0] / first:.1f}x faster "
+              "end to end (target >= 20x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--hidden", default="64", help="hidden layer sizes, comma-separated (default 64)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per method; the median is kept")
-    parser.add_argument("--skip", default="", help="comma-separated: pool,ray,caviar,tune,optuna")
+    parser.add_argument("--skip", default="", help="comma-separated: pool,ray,caviar,tune,optuna; loop,whole")
+    parser.add_argument("--whole-trials", type=int, default=48)
+    parser.add_argument("--whole-epochs", type=int, default=10)
+    parser.add_argument("--tune-whole", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     cores = os.cpu_count() or 1
+    if args.tune_whole:
+        tune_whole_run(args.trials, args.epochs, args.hidden)
+        return
+    if "loop" not in skip:
+        loop_methods(args, skip, cores)
+    if "whole" not in skip:
+        whole_commands(args, cores)
+
+
+def loop_methods(args, skip: set[str], cores: int) -> None:
+    """The sweep through every method, Ray started beforehand (its start-up not counted)."""
 
     from threadpoolctl import threadpool_limits
 
@@ -203,7 +318,8 @@ def main() -> None:
         it, worker processes prestarted; returns the seconds it took, which no wall time counts."""
         ray.shutdown()
         start = time.perf_counter()
-        ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address="local", num_cpus=cores, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
         took = time.perf_counter() - start
         time.sleep(PRESTART_SECONDS)
         return took

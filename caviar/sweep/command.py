@@ -2,8 +2,9 @@
 
 Order matters for the promise that bad input changes nothing: the job, its fit to the trainer, the
 sampler and the data are all validated, and the folder checked (`caviar.lifecycle`), before the run
-is locked; then Ray starts, and only once it is up is the folder created, replaced or repaired: a
-cluster that cannot be joined costs nothing.
+is locked; then a cluster is joined, and only once that worked is the folder created, replaced or
+repaired: a cluster that cannot be joined costs nothing. A local Ray of the sweep's own instead
+boots in a child process while the folder opens and the driver trains (`caviar.sweep.head_start`).
 """
 
 from __future__ import annotations
@@ -55,28 +56,42 @@ def command(args: argparse.Namespace) -> int:
 
 def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, scheduler: Any, data: Any,
          args: argparse.Namespace) -> int:
-    """Join Ray, open the folder, run the sweep, print the leaderboard (under the run's lock)."""
-    import ray
+    """Start or join Ray, open the folder, run the sweep, print the leaderboard (under the run's lock).
 
-    from caviar.sweep.ray_session import connect_ray
-    from caviar.sweep.resources import check_cluster
-    from caviar.sweep.run import run_sweep
+    Without --address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
+    boots in a child process while this one trains (`caviar.sweep.head_start`) -- when each trial
+    asks for one CPU and no GPU, as the driver's own core can give; otherwise Ray starts first."""
+    from caviar.sweep.ray_session import connect_ray, stop_ray, wants_local_head
+    from caviar.sweep.resources import check_cluster, one_cpu_each
 
-    started = False
+    started, startup, head = False, 0.0, None
     try:
-        started, startup = connect_ray(args.address)
-        check_cluster(job.search)   # a trial bigger than any node: exit 2, the folder untouched
+        if wants_local_head(args.address) and one_cpu_each(job.search):   # first thing: Ray boots
+            from caviar.sweep.local_ray import LocalRay                    # while this process works
+
+            head = LocalRay.start(local_cpus())
+        else:
+            started, startup = connect_ray(args.address)
+            check_cluster(job.search)   # a trial bigger than any node: exit 2, the folder untouched
+        from caviar.sweep.run import run_sweep
+
         run = lifecycle.open_folder(request, job)
         status = run_sweep(job, trainer, run, request, sampler, scheduler, data, concurrency=args.concurrency or 0,
-                           quiet=bool(args.quiet), startup=startup)
+                           quiet=bool(args.quiet), startup=startup, head=head)
     except KeyboardInterrupt:   # while Ray starts, the folder opens or the end compacts: the same rule
         if request.resume or holds_results(request.path):
             return lifecycle.interrupted(request, "the finished trials are")
         raise
     finally:
-        if started or ray.is_initialized() and args.address is None:
-            ray.shutdown()
+        stop_ray(head, started, args.address)
     return print_summary(run, job) if status == 0 else status
+
+
+def local_cpus() -> int:
+    """The CPUs a local Ray gets: those this process may run on (as Ray counts them)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _resume_flags(args: argparse.Namespace) -> tuple[str, ...]:

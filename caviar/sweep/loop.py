@@ -19,9 +19,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import ray
-from ray.exceptions import RayError
-
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.search.schedulers import Scheduler
 from caviar.store.vocabulary import STATUSES, Mode, Status, model_columns, utc_at
@@ -143,6 +140,8 @@ class Sweep:
     @staticmethod
     def _started(slot: Slot) -> bool:
         """Whether the slot's worker has started (waiting for a CPU, it has not). Never blocks."""
+        import ray   # here, not above: the driver trains while Ray starts without importing it
+
         if isinstance(slot.node_ref, ray.ObjectRef) and not ray.wait([slot.node_ref], timeout=0, fetch_local=False)[0]:
             return False
         Sweep._node(slot)
@@ -152,6 +151,9 @@ class Sweep:
     def _node(slot: Slot) -> str:
         """The IP of the node a worker runs on (known by the time it has finished a trial)."""
         if not isinstance(slot.node_ref, str):
+            import ray
+            from ray.exceptions import RayError
+
             try:
                 slot.node_ref = ray.get(slot.node_ref, timeout=10)
             except RayError:
@@ -160,6 +162,8 @@ class Sweep:
 
     def stop_workers(self) -> None:
         started = [slot for slot in self.slots if slot.actor is not None]
+        if not started:
+            return   # nothing of Ray to stop (a sweep the driver finished alone never imports Ray)
         stop_actors([slot.actor for slot in started], [slot.node_ref for slot in started])
         self.slots = []
 
@@ -346,6 +350,9 @@ class Sweep:
                 self._lose_slot(index, f"timed out after {self.trial_timeout:g} s", timed_out=True)
 
     def _poll(self) -> None:
+        import ray
+        from ray.exceptions import RayError
+
         streams = {id(call.stream): (i, call) for i, slot in enumerate(self.slots) for call in slot.calls}
         if not streams:
             return

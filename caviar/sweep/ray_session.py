@@ -1,10 +1,18 @@
-"""Joining Ray: a cluster at an address, or a local Ray started for this sweep."""
+"""Joining Ray: a cluster at an address, or a local Ray started for this sweep.
+
+A sweep without an address boots its own Ray in a child process (`caviar.sweep.local_ray`) and
+trains meanwhile; `connect_ray` is the path of a cluster (--address, $RAY_ADDRESS) and of a process
+already connected to a Ray (a script, a test), where nothing needs to start.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from typing import Any
+
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast on a cluster address nothing answers at (ray.init would retry for minutes)."""
@@ -50,3 +58,22 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
     return True, time.monotonic() - start
 
 
+
+
+def wants_local_head(address: str | None) -> bool:
+    """Whether this sweep starts a Ray of its own: no address given or in $RAY_ADDRESS, and this
+    process not connected to a Ray already. Never imports Ray."""
+    if address or os.environ.get("RAY_ADDRESS"):
+        return False
+    ray = sys.modules.get("ray")
+    return ray is None or not ray.is_initialized()
+
+
+def stop_ray(head: Any, started: bool, address: str | None) -> None:
+    """End what this sweep started: its local Ray (every process of it), or its connection."""
+    if head is not None:
+        head.stop()
+        return
+    ray = sys.modules.get("ray")
+    if ray is not None and (started or ray.is_initialized() and address is None):
+        ray.shutdown()

@@ -20,6 +20,12 @@ def actor_resources(search: Any) -> dict[str, float]:
     return {"num_cpus": float(search.cpus_per_trial), "num_gpus": float(search.gpus_per_trial)}
 
 
+def one_cpu_each(search: Any) -> bool:
+    """Whether a trial asks for one CPU and no GPU: what the driver's own core can train while a
+    local Ray boots, and what lets the worker count follow the CPUs alone."""
+    return actor_resources(search) == {"num_cpus": 1.0, "num_gpus": 0.0}
+
+
 def trial_threads(search: Any) -> int:
     """Compute threads of a trial (BLAS, PyTorch): one per whole CPU it holds, at least one."""
     return max(1, math.floor(search.cpus_per_trial + _EPSILON))

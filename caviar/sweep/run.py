@@ -14,7 +14,7 @@ from typing import Any
 from caviar import lifecycle
 from caviar.store.vocabulary import Status
 from caviar.sweep.plan import max_epochs, worker_count
-from caviar.sweep.resources import actor_resources, cluster_nodes, trial_slots, trial_threads
+from caviar.sweep.resources import actor_resources, cluster_nodes, one_cpu_each, trial_slots, trial_threads
 from caviar.sweep.restore import Restored, restore
 from caviar.views.progress import Progress
 
@@ -47,16 +47,15 @@ def show_progress(sweep: Any, progress: Progress) -> None:
     progress.update(len(sweep.finished), sweep.running, sweep.counts[Status.PRUNED], sweep.counts[Status.FAILED], sweep.best)
 
 
-def build_sweep(job: Any, trainer: type, sampler: Any, scheduler: Any, data: Any, writer: Writer,
+def build_sweep(job: Any, trainer: type, sampler: Any, scheduler: Any, data_ref: Any, writer: Writer,
                 done: Restored, n_workers: int, progress: Progress) -> Any:
-    """The driver loop of this sweep, told what a resumed run already did."""
-    import ray
-
+    """The driver loop of this sweep, told what a resumed run already did. `data_ref`: the dataset in
+    Ray's object store (None until the sweep joins its local Ray)."""
     from caviar.sweep.loop import Sweep
 
     sweep = Sweep(
         sampler=sampler, scheduler=scheduler, base_config=job.config(), job_seed=job.search.seed,
-        metric=job.search.metric, mode=job.search.mode, max_epochs=max_epochs(job, trainer), data_ref=ray.put(data),
+        metric=job.search.metric, mode=job.search.mode, max_epochs=max_epochs(job, trainer), data_ref=data_ref,
         trainer_name=job.trainer, n_workers=n_workers, max_retries=job.search.max_retries,
         trial_timeout=float(job.search.trial_timeout or 0), write_trial=writer.write_trial, flush=writer.flush,
         finished=done.finished, on_change=lambda s: show_progress(s, progress),
@@ -67,28 +66,49 @@ def build_sweep(job: Any, trainer: type, sampler: Any, scheduler: Any, data: Any
     return sweep
 
 
-def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, sampler: Any, scheduler: Any,
-              data: Any, *, concurrency: int, quiet: bool, startup: float) -> int:
-    """Run the sweep into `run` on the connected Ray. Returns the exit status (0, or 130 on Ctrl-C)."""
+def _cluster_cpus() -> int:
     import ray
 
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _put(data: Any) -> Any:
+    import ray
+
+    return ray.put(data)
+
+
+def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, sampler: Any, scheduler: Any,
+              data: Any, *, concurrency: int, quiet: bool, startup: float, head: Any = None) -> int:
+    """Run the sweep into `run`: on the connected Ray, or with `head` (a `LocalRay` still booting),
+    on this process until that Ray is up and on its workers after. Returns the exit status (0, or
+    130 on Ctrl-C)."""
+    from caviar.sweep import head_start
+
     done = restore(run, sampler, scheduler, job.search.metric) if request.resume else Restored()
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    slots, what = trial_slots(cluster_nodes(), job.search), "trials the cluster fits at once"
-    if actor_resources(job.search) == {"num_cpus": 1.0, "num_gpus": 0.0}:
-        slots, what = cpus, "CPUs Ray has"
+    if head is not None:
+        cpus = slots = head.cpus
+    else:
+        cpus = _cluster_cpus()
+        slots = cpus if one_cpu_each(job.search) else trial_slots(cluster_nodes(), job.search)
+    what = "CPUs Ray has" if head is not None or one_cpu_each(job.search) else "trials the cluster fits at once"
     n_workers = worker_count(concurrency or job.search.concurrency, max(1, slots),
                              sampler.n_trials - len(done.finished), quiet, what=what)
     if not quiet:
+        ray_state = "training here while Ray starts" if head is not None else f"Ray ready in {startup:.1f} s"
         print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
-              f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)
+              f"({cpus} CPUs; {ray_state}); results in {run.path}", file=sys.stderr)
     writer = Writer(run)
     progress = Progress(sampler.n_trials, job.search.metric, already_done=len(done.finished),
                         stream=open(os.devnull, "w") if quiet else None)
-    sweep = build_sweep(job, trainer, sampler, scheduler, data, writer, done, n_workers, progress)
+    sweep = build_sweep(job, trainer, sampler, scheduler, None if head is not None else _put(data), writer, done,
+                        n_workers, progress)
     try:
-        sweep.start_workers()
-        sweep.run()
+        if head is not None:   # only a worker can be stopped in the middle of an epoch: no timeout here
+            head_start.run_with_head(sweep, head, data, job.trainer, train_here=not job.search.trial_timeout)
+        elif head_start.work_left(sweep):
+            sweep.start_workers()
+            sweep.run()
     except KeyboardInterrupt:
         writer.flush()
         progress.close()

@@ -1,0 +1,200 @@
+"""Work starts at once: the driver trains trials itself while its local Ray boots.
+
+A local Ray takes seconds to start (3.7-5.5 s on a laptop, more on a loaded machine); a first sweep
+of digits is about a second of compute. So the driver does not wait: it trains trials, one after
+another, through the sweep's own decisions (`Sweep._take_work`, `Sweep._on_event`: the same
+sampler, scheduler, seeds and rows as a worker's) with a `SegmentRunner` of its own, the code every
+worker runs. When the head is up, the driver stops taking new trials and the sweep goes on on Ray's
+workers; a sweep that ends first never joins Ray at all, nor one whose work left is less than
+joining would cost (JOIN_SHARE of the time Ray took to boot, twice over).
+
+The driver's trial in progress when Ray comes up is finished here if little of it is left
+(HANDOVER_SECONDS), else handed to a worker, which trains it again from the start: a trial's
+result depends only on its config and seed, so either way it is the trial a worker alone gives.
+
+A trial trained here names as its `node` the address the local Ray gives this machine, as a
+worker's does; the child says it about a second after it starts, and a trial finished before that
+waits in memory for it (written as soon as it is known, and on any way out, Ctrl-C included).
+
+Once Ray is up, its worker actors take a second or more to start (each imports the trainer's
+modules); the driver goes on training until they have, by the same rule (`WorkersStarting`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from caviar.sweep.local_ray import LocalRay
+from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
+from caviar.sweep.worker import Segment, SegmentRunner
+
+# A trial of the driver's with more compute than this left when Ray is up goes to a worker (it
+# restarts there): the cores are Ray's from then on. Less than this, the driver finishes it.
+HANDOVER_SECONDS = 1.0
+# Joining the Ray costs the driver about this share of the Ray's boot time (importing Ray,
+# connecting, the workers' start: both grow alike with the machine's load); it joins only when the
+# work left would take it more than twice that alone.
+JOIN_SHARE = 0.5
+
+
+class HeldRows:
+    """The trial rows the driver finished before the local Ray named its node: kept in order, then
+    written with the node filled in. Wraps `sweep.write_trial` while the driver trains."""
+
+    def __init__(self, sweep: Sweep, head: LocalRay) -> None:
+        self.sweep, self.head = sweep, head
+        self.write = sweep.write_trial
+        self.held: list[tuple[dict, list[dict]]] = []
+        self.trials, self.seconds = 0, 0.0   # trials finished here, and their compute
+        sweep.write_trial = self
+
+    def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
+        self.trials, self.seconds = self.trials + 1, self.seconds + float(row.get("seconds") or 0.0)
+        if self.head.node is None:
+            self.held.append((row, epoch_rows))
+            return
+        self.release()
+        self.write({**row, "node": self.head.node}, epoch_rows)
+
+    def release(self, wait: float = 0.0) -> None:
+        """Write the rows held so far if the node's name is known (waiting up to `wait` seconds
+        for it); with `wait`, written in any case (node empty if the child never said it)."""
+        if self.held and self.head.node is None and wait:
+            try:
+                self.head.node_ip(timeout=wait)
+            except OSError:
+                pass   # a trial is never lost for want of its node's name
+        if self.head.node is None and not wait:
+            return
+        rows, self.held = self.held, []
+        for row, epoch_rows in rows:
+            self.write({**row, "node": self.head.node or ""}, epoch_rows)
+
+    def close(self) -> None:
+        self.release(wait=10.0)
+        self.sweep.write_trial = self.write
+
+
+def work_left(sweep: Sweep) -> bool:
+    """Whether some trial of the sweep has no row yet."""
+    return len(sweep.finished) < sweep.sampler.n_trials
+
+
+def _hand_over(sweep: Sweep, head: LocalRay, rows: HeldRows) -> bool:
+    """Whether the workers should take over now: Ray is up, and the work left (the trials without a
+    row, at the mean compute of those trained here) is worth the cost of joining it."""
+    if not head.ready():
+        return False
+    if not rows.trials:
+        return True
+    left = (sweep.sampler.n_trials - len(sweep.finished)) * rows.seconds / rows.trials
+    return left > 2 * JOIN_SHARE * head.boot_seconds
+
+
+def _seconds_left(trial: TrialState) -> float:
+    """The compute a trial still needs, from its epochs so far (0 before its first epoch)."""
+    return (trial.max_epochs - trial.epochs) * trial.seconds / trial.epochs if trial.epochs else 0.0
+
+
+def _move_to_workers(sweep: Sweep, runner: SegmentRunner, slot: Slot, trial: TrialState) -> None:
+    """Hand a trial the driver started to the workers: it reruns there from its first epoch."""
+    runner.drop([trial.trial_id])
+    slot.held.pop(trial.trial_id, None)
+    trial.restart()
+    sweep.retry_queue.appendleft(trial)
+
+
+def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: LocalRay,
+           rows: HeldRows) -> None:
+    """Run one segment here, each event through the sweep as if a worker had sent it; stop early
+    (and hand the trial over) when the workers take over and much of the trial is left."""
+    trial = sweep.active[segment.trial_id]
+    call = Call(stream=None, segments=[segment])
+    started = time.perf_counter()
+    for event in runner.run(segment):
+        if event[0] == "epoch" and _hand_over(sweep, head, rows):
+            spent, epochs = trial.seconds + time.perf_counter() - started, event[2]
+            if (trial.max_epochs - epochs) * spent / epochs > HANDOVER_SECONDS:
+                _move_to_workers(sweep, runner, slot, trial)
+                return
+        sweep._on_event(slot, call, event)
+    runner.drop(slot.drop)
+    slot.drop = []
+
+
+def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay) -> None:
+    """Train the sweep's trials here, one at a time, until the local Ray is up or none is left.
+
+    Returns with every trial the driver started either finished or queued for the workers.
+    """
+    from threadpoolctl import threadpool_limits
+
+    slot = Slot(node_ref="")
+    rows = HeldRows(sweep, head)
+    last_flush = time.monotonic()
+    # One BLAS thread, as on a worker: the other cores are booting Ray (and threads fighting over
+    # them made a trial here ten times slower than on a worker).
+    limits = threadpool_limits(limits=1)
+    try:
+        while work_left(sweep):
+            held = [sweep.active[t] for t in slot.held]
+            if _hand_over(sweep, head, rows) and not (held and _seconds_left(held[0]) <= HANDOVER_SECONDS):
+                for trial in held:
+                    _move_to_workers(sweep, runner, slot, trial)
+                break
+            segments = sweep._take_work(slot, 1)
+            if not segments:
+                break
+            _train(sweep, runner, slot, segments[0], head, rows)
+            rows.release()
+            if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                sweep.flush(trials=True)
+                last_flush = time.monotonic()
+            sweep.on_change(sweep)
+    finally:
+        limits.restore_original_limits()
+        rows.close()
+    sweep.flush(trials=True)
+
+
+class WorkersStarting:
+    """A started Ray's worker actors booting (a second or more: each imports the trainer's modules):
+    ready once every one of them has started, so the driver trains meanwhile too."""
+
+    boot_seconds = 0.0   # joined already: handing over costs nothing more
+
+    def __init__(self, sweep: Sweep, head: LocalRay) -> None:
+        self.sweep, self.node = sweep, head.node
+
+    def ready(self) -> bool:
+        return all(self.sweep._started(slot) for slot in self.sweep.slots)
+
+    def node_ip(self, timeout: float = 0.0) -> str | None:
+        return self.node
+
+
+def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool) -> None:
+    """The whole sweep with a local Ray that is still booting: trials here until it is up (and on,
+    if what is left is not worth joining it), then join it and start the workers, trials here
+    until they have started, then the workers only."""
+    runner = SegmentRunner(data, trainer_name) if train_here else None
+    if runner is not None:
+        train_while_ray_starts(sweep, runner, head)
+    if not work_left(sweep):
+        return
+    join(head, sweep, data)
+    sweep.start_workers()
+    if runner is not None:
+        train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head))   # type: ignore[arg-type]
+    if work_left(sweep):
+        sweep.run()
+
+
+def join(head: LocalRay, sweep: Sweep, data: Any) -> None:
+    """Wait for the local Ray, join it, and give the sweep its dataset there (for its workers)."""
+    import ray
+
+    head.wait()
+    head.join()
+    sweep.data_ref = ray.put(data)
