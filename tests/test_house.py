@@ -50,7 +50,8 @@ LAYERS: tuple[Layer, ...] = (
                            "caviar.lifecycle")),
     Layer("caviar.sweep", ("caviar.babysit", "caviar.views.report", "caviar.cli")),
     Layer("caviar.babysit", ("caviar.sweep", "caviar.cli")),
-    Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values")),
+    Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values", "caviar.datafiles")),
+    Layer("caviar.datafiles", ("caviar",), allowed=("caviar.config.messages",)),
     # The built-in trainer is reached by name through the trainer registry, never imported directly;
     # the registry (caviar.trainers) may import the package caviar.nn, but none of its submodules.
     Layer("caviar", ("caviar.nn",), exempt=("caviar.nn", "caviar.trainers")),

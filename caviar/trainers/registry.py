@@ -67,13 +67,13 @@ def module_origin(name: str) -> Path | None:
     return None
 
 
-def refuse_code_from(name: str, folder: Path) -> Path | None:
-    """Refuse (ValueError) a trainer whose module would be imported from inside `folder` (the results
-    folder: a received run must never choose code). Returns where it would come from (None: built-in
-    or not found)."""
+def refuse_code_from(name: str, folder: Path, field: str = "model.trainer") -> Path | None:
+    """Refuse (ValueError) a trainer (or a data function: `field` "data.source") whose module would be
+    imported from inside `folder` (the results folder: a received run must never choose code).
+    Returns where it would come from (None: built-in, not code, or not found)."""
     origin = module_origin(name)
     folder = Path(folder).resolve()
     if origin is not None and (origin == folder or folder in origin.parents):
-        raise ValueError(f"model.trainer: {name!r} would be imported from {origin}, inside --out {folder}; "
+        raise ValueError(f"{field}: {name!r} would be imported from {origin}, inside --out {folder}; "
                          "caviar never runs code from a results folder (move the module elsewhere)")
     return origin
