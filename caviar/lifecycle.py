@@ -113,9 +113,13 @@ def _override_texts(overrides: Any) -> list[str]:
 
 
 def _toml_value(value: Any) -> str:
-    """`value` as the TOML text of an override's right-hand side."""
+    """`value` as the TOML text of an override's right-hand side (a table inline)."""
+    import json
+
     import tomli_w
 
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
     try:
         return tomli_w.dumps({"v": value}).partition("=")[2].strip()
     except TypeError as exc:
