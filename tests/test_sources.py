@@ -98,7 +98,7 @@ def test_from_the_command_line_a_bad_data_function_is_exit_2_and_one_line_before
 
 
 def test_a_job_checks_a_function_source_as_a_name_and_passes_it_options():
-    with pytest.raises(ValueError, match=r"^data.source: expected one of .*'package.module:function'"):
+    with pytest.raises(ValueError, match=r"^data.source: expected one of .*, or 'package.module:function'"):
         parse_job({"data": {"source": "not a name:"}})
     assert parse_job({"data": {"source": "m.n:f", "options": {"k": 1}}}).data.options == {"k": 1}
     with pytest.raises(ValueError, match=r"^model.task: expected one of classification, regression"):

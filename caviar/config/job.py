@@ -255,7 +255,7 @@ def _space(table: Mapping[str, Any]) -> SearchSpace:
 
 _text = string("a non-empty string")
 _trainer = string("a built-in trainer's name or 'package.module:ClassName'", _TRAINER.fullmatch)
-_source = string(f"one of {', '.join(BUILTINS)}, a path to a {', '.join(FILE_TYPES)} file or 'package.module:function'",
+_source = string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file, or 'package.module:function'",
                  lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES or is_import_name(text),
                  BUILTINS)
 

@@ -113,3 +113,18 @@ def test_bad_input_from_python_is_a_value_error_with_the_commands_line(ray_sessi
     grown = caviar.sweep(None, name="toy", resume=True, overrides=["search.trials=2"], out=tmp_path / "results",
                          address=ray_session, quiet=True)
     assert sorted(grown.trials["trial_id"]) == [0, 1]
+
+
+def test_the_readme_gives_the_signatures_of_both_entry_points():
+    import inspect
+    import re
+
+    import caviar.babysit.command
+    import caviar.sweep.command
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").split("## From Python", 1)[1]
+    shown = re.search(r"`caviar.sweep\((.*?)\)`", readme, re.S).group(1)
+    names = [part.split("=")[0].strip() for part in shown.replace("\n", " ").split(",") if part.strip() != "*"]
+    assert names == list(inspect.signature(caviar.sweep.command.sweep).parameters)
+    babysit = set(inspect.signature(caviar.babysit.command.babysit).parameters)
+    assert babysit == set(names) - {"address", "concurrency"} | {"from_run"}
