@@ -12,9 +12,8 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+import types
 from typing import Any
-
-from caviar.config.messages import one_line
 
 # "package.module:name": a dotted module path, a colon, an attribute name (no dots: a top-level name).
 IMPORT_NAME = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -33,6 +32,8 @@ def resolve(name: str, field: str, what: str) -> Any:
     """
     if not is_import_name(name):
         raise ValueError(f"{field}: expected 'package.module:{what}', got {name!r}")
+    from caviar.config.messages import one_line   # here: `import caviar.sweep` (make_callable) stays light
+
     module_name, _, attr = name.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -67,3 +68,21 @@ def import_name(obj: Any, field: str, what: str) -> str:
         raise ValueError(f"{field}: {shown} is not what module {module!r} holds under that name, so it cannot be "
                          f"imported by name; {move}")
     return f"{module}:{qualname}"
+
+
+def make_callable(package: str, entry: str) -> None:
+    """Let the package `package` be called as the function "module:function" `entry`.
+
+    `caviar.sweep(...)` is an entry point and `caviar.sweep` the driver package that holds it: Python
+    binds a package to its parent's attribute when it is first imported, so a plain function of the
+    same name would be replaced by the package. The package itself answers the call instead (its
+    module class gains a `__call__`); `caviar.sweep.loop` and the rest stay as they are.
+    """
+    module_name, _, function = entry.partition(":")
+
+    class CallablePackage(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return getattr(importlib.import_module(module_name), function)(*args, **kwargs)
+
+    CallablePackage.__call__.__doc__ = f"{package}(...) is {module_name}.{function}(...)."
+    sys.modules[package].__class__ = CallablePackage

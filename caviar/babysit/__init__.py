@@ -10,20 +10,6 @@ when it goes wrong.
     from_sweep.py  `--from SWEEP`: the best trial of a sweep as the starting point
 """
 
-import sys
-import types
-from typing import Any
+from caviar.importing import make_callable
 
-
-class _Callable(types.ModuleType):
-    """This package, callable: `caviar.babysit(...)` is `caviar.babysit.command.babysit(...)`. The entry point
-    and the package share the name `caviar.babysit`, and Python binds a package to its parent's
-    attribute when it is first imported, so the package itself is what answers the call."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from caviar.babysit.command import babysit
-
-        return babysit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _Callable
+make_callable(__name__, "caviar.babysit.command:babysit")   # caviar.babysit(...): the Python entry point

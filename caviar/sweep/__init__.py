@@ -9,20 +9,6 @@
     restore.py      what a resumed sweep already did
 """
 
-import sys
-import types
-from typing import Any
+from caviar.importing import make_callable
 
-
-class _Callable(types.ModuleType):
-    """This package, callable: `caviar.sweep(...)` is `caviar.sweep.command.sweep(...)`. The entry point
-    and the package share the name `caviar.sweep`, and Python binds a package to its parent's
-    attribute when it is first imported, so the package itself is what answers the call."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from caviar.sweep.command import sweep
-
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _Callable
+make_callable(__name__, "caviar.sweep.command:sweep")   # caviar.sweep(...): the Python entry point
