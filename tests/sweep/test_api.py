@@ -7,16 +7,19 @@ and is refused in one line when they cannot; bad input is a ValueError with the 
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 import caviar
 from caviar.config.job import parse_job
 from caviar.store.reader import load
-from tests.support import ROOT, TOY_SWEEP, caviar_output, run_sweep, write_job
+from tests.support import ROOT, TOY_SWEEP, caviar_output, hold_lock, run_sweep, write_job
 from tests.toys import ToyTrainer
 
 VOLATILE = ["seconds", "node"]   # what differs between two runs of the same trials
@@ -128,3 +131,39 @@ def test_the_readme_gives_the_signatures_of_both_entry_points():
     assert names == list(inspect.signature(caviar.sweep.command.sweep).parameters)
     babysit = set(inspect.signature(caviar.babysit.command.babysit).parameters)
     assert babysit == set(names) - {"address", "concurrency"} | {"from_run"}
+
+
+def test_ctrl_c_in_python_keeps_the_finished_trials_raises_keyboard_interrupt_and_resumes(ray_session, tmp_path):
+    out = tmp_path / "out"
+    job = {"name": "sweep", **TOY_SWEEP, "model": {"epochs": 10, "sleep": 0.1}, "search": {**TOY_SWEEP["search"],
+                                                                                          "trials": 16}}
+    code = ("import caviar\nfrom tests.toys import ToyTrainer\n"
+            f"try:\n    caviar.sweep({job!r}, trainer=ToyTrainer, out={str(out)!r}, address={ray_session!r}, quiet=True)\n"
+            "except KeyboardInterrupt as e:\n    print('interrupted:', e, flush=True)\n")
+    trials_dir = out / "sweep" / "trials.parquet"
+    driver = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (trials_dir.is_dir() and sum(pq.read_metadata(p).num_rows for p in trials_dir.glob("part-*.parquet")) >= 2):
+        assert time.monotonic() < deadline and driver.poll() is None, driver.stderr.read()
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    stdout, stderr = driver.communicate(timeout=60)
+    assert driver.returncode == 0 and stdout.startswith("interrupted: sweep interrupted; the finished trials are saved")
+    assert "Resume with: " in stderr and "--resume" in stderr
+    kept = load(out / "sweep").trials
+    assert 2 <= len(kept) < 16 and kept.status.eq("completed").all()
+    run = caviar.sweep(None, name="sweep", resume=True, out=out, address=ray_session, quiet=True)
+    assert sorted(run.trials.trial_id) == list(range(16)) and set(kept.trial_id) <= set(run.trials.trial_id)
+    assert run.job["model"]["trainer"] == "tests.toys:ToyTrainer"
+
+
+def test_a_run_another_driver_holds_is_refused_from_python(ray_session, tmp_path):
+    holder = hold_lock(tmp_path / "toy", "sweep")
+    try:
+        with pytest.raises(ValueError, match=r"^name: 'toy' is being run by "):
+            caviar.sweep({"name": "toy", **TOY_SWEEP}, out=tmp_path, address=ray_session, quiet=True)
+    finally:
+        holder.kill()
+        holder.wait()
