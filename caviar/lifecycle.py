@@ -193,16 +193,27 @@ def _resumed(path: Path, overrides: list[str]) -> Any:
     change how it is run: a new metric, mode, space, model value or seed would score the trials
     (epochs) still to come differently from those already done."""
     from caviar.config.job import load_job, parse_job
+    from caviar.config.overrides import apply_overrides
 
     before = load_job(path)
-    after = parse_job(before.to_raw(), overrides)   # the saved job, read once, with the --set on top
-    old, new = _dotted(before.to_raw()), _dotted(after.to_raw())
+    raw = apply_overrides(before.to_raw(), overrides)   # the saved job, read once, with the --set on top
+    try:
+        after = parse_job(raw)
+    except ValueError:   # a change a resume may not make is the news, even when it is bad besides
+        _refuse_changes(before.to_raw(), raw)
+        raise
+    _refuse_changes(before.to_raw(), after.to_raw())
+    return after
+
+
+def _refuse_changes(saved: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse a resume's job table that differs from the saved one in a field a resume may not change."""
+    old, new = _dotted(saved), _dotted(given)
     refused = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key) and key not in RESUMABLE)
     if refused:
         raise ValueError(f"--set: {refused[0]} cannot change on --resume (the work already saved was done with "
                          f"the saved value; a resume may change only {', '.join(sorted(RESUMABLE))}); "
                          "run it under a new --name instead")
-    return after
 
 
 def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:

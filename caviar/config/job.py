@@ -73,7 +73,7 @@ class SearchSpec:
     trials: int = 32  # configurations to train (grid may give fewer)
     scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
-    mode: str = "max"  # max | min: whether a higher metric is better
+    mode: str = "max"  # max | min: whether a higher metric is better; left out, what the metric's name tells
     concurrency: int = 0  # trials in flight; 0: one per CPU that Ray sees
     seed: int = 0  # the same seed samples the same configurations with the same trial seeds
     grid_points: int = 3  # grid: points per searched continuous dimension
@@ -189,13 +189,36 @@ def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *,
     data = _data(tables["data"])
     model = _model(tables["model"])
     space = _space(tables["space"])
-    search = _section(SearchSpec, tables["search"], "search", _SEARCH_CHECKS)
+    search = _section(SearchSpec, tables["search"], "search", _SEARCH_CHECKS, _implied_mode(tables["search"], {}))
     if search.sampler == "coarse_to_fine" and search.rounds > search.trials:
         raise ValueError(f"search.rounds: coarse_to_fine needs at least one trial per round, got {search.rounds} "
                          f"rounds for {search.trials} trials")
     inherited = {"metric": search.metric, "mode": search.mode}
-    babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS, inherited)
+    babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS,
+                       _implied_mode(tables["babysit"], inherited))
+    for section, spec in (("search", search), ("babysit", babysit)):
+        if (better := direction(spec.metric)) is not None and spec.mode != better:
+            raise ValueError(f"{section}.mode: a {spec.metric} is better {'lower' if better == 'min' else 'higher'}, "
+                             f"so mode must be {better!r}, got {spec.mode!r} (leave mode out: it follows the metric)")
     return Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit)
+
+
+# Metrics whose better direction their name tells, by its last word (val_mse -> mse). A section's
+# mode left out follows it (`metric = "val_mse"` alone is minimized, where the default, max, would
+# pick the worst trial); a mode given against it is refused. Other names: max, or [search]'s mode.
+DIRECTIONS = {"loss": "min", "mse": "min", "rmse": "min", "mae": "min", "error": "min",
+              "accuracy": "max", "r2": "max", "auc": "max", "f1": "max"}
+
+
+def direction(metric: Any) -> str | None:
+    """"min" or "max" when the metric's name tells which is better, else None."""
+    return DIRECTIONS.get(metric.rpartition("_")[2]) if isinstance(metric, str) else None
+
+
+def _implied_mode(table: Mapping[str, Any], inherited: Mapping[str, Any]) -> dict[str, Any]:
+    """A section's defaults: `inherited`, its mode replaced by what its metric's name tells."""
+    better = direction(table.get("metric", inherited.get("metric", SearchSpec.metric)))
+    return {**inherited, "mode": better} if better is not None else dict(inherited)
 
 
 # --- sections ------------------------------------------------------------------------------------

@@ -25,11 +25,6 @@ from caviar.trainers.registry import resolve_trainer
 
 
 DRIVER_KEYS = ("epochs",)  # read by the drivers from [model] / [space]: how many epochs a trial trains
-# Metrics whose better direction their name tells (by its last word: val_mse -> mse). Optimizing one
-# the other way is a mistake, and an easy one: mode defaults to max, so `metric = "val_mse"` alone
-# would pick the worst trial. Other names are taken as the job says.
-DIRECTIONS = {"loss": "min", "mse": "min", "rmse": "min", "mae": "min", "error": "min",
-              "accuracy": "max", "r2": "max", "auc": "max", "f1": "max"}
 
 
 def check_job(job: Any) -> type:
@@ -42,7 +37,6 @@ def check_job(job: Any) -> type:
             if metric not in metrics:
                 raise ValueError(f"{section}.metric: the {job.trainer} trainer reports {', '.join(metrics)}{given}, "
                                  f"got {show_value(metric)}{did_you_mean(metric, metrics)}")
-    _check_modes(job)
     hyper = getattr(cls, "hyperparameters", None)
     if hyper is not None:
         what = f"hyperparameter of the {job.trainer} trainer"
@@ -53,17 +47,6 @@ def check_job(job: Any) -> type:
     _check_integers(job, [*integers, *(k for k in DRIVER_KEYS if k not in integers)])
     _probe(job, _checker(cls))
     return cls
-
-
-def _check_modes(job: Any) -> None:
-    """A metric whose name tells its direction (DIRECTIONS) optimized that way, in both sections."""
-    for section in ("search", "babysit"):
-        spec = getattr(job, section)
-        expected = DIRECTIONS.get(spec.metric.rpartition("_")[2])
-        if expected is not None and spec.mode != expected:
-            better = "lower" if expected == "min" else "higher"
-            raise ValueError(f"{section}.mode: a {spec.metric} is better {better}, so mode must be {expected!r} "
-                             f"(got {spec.mode!r}, which would pick the worst)")
 
 
 def _reported(cls: type, job: Any) -> tuple[tuple[str, ...], str]:

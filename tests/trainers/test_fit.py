@@ -196,18 +196,6 @@ def test_any_metric_the_trainer_declares_passes(trainers):
     check_job(parse_job(job_text(DECLARED, search="metric = 'loss'\nmode = 'min'")))
 
 
-def test_a_metric_whose_name_tells_its_direction_must_be_optimized_that_way(trainers):
-    # mode defaults to max: a loss scored alone would pick the worst trial
-    message = refusal(job_text(DECLARED, search="metric = 'loss'"), "search.mode")
-    assert message == "search.mode: a loss is better lower, so mode must be 'min' (got 'max', which would pick the worst)"
-    message = refusal(job_text("mlp", search="metric = 'val_accuracy'\nmode = 'min'"), "search.mode")
-    assert "a val_accuracy is better higher, so mode must be 'max'" in message
-    regression = "task = 'regression'"
-    message = refusal(job_text("mlp", model=regression, search="metric = 'val_r2'",
-                               babysit="metric = 'val_mse'"), "babysit.mode")
-    assert "a val_mse is better lower" in message
-    check_job(parse_job(job_text("mlp", model=regression, search="metric = 'val_mse'\nmode = 'min'")))
-
 
 # --- whole numbers --------------------------------------------------------------------------------------
 
