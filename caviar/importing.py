@@ -57,7 +57,8 @@ def import_name(obj: Any, field: str, what: str) -> str:
     shown = qualname or repr(obj)
     move = "move it into a module (a .py file beside your script or notebook) and import it from there"
     if not isinstance(module, str) or not isinstance(qualname, str):
-        raise ValueError(f"{field}: expected a {what} (or 'package.module:{what}'), got {obj!r}")
+        given = repr(obj) if len(repr(obj)) <= 60 and "\n" not in repr(obj) else f"a {type(obj).__name__}"
+        raise ValueError(f"{field}: expected a {what} (or 'package.module:{what}'), got {given}")
     if module == "__main__":
         raise ValueError(f"{field}: {shown} is defined in __main__ (a script or a notebook), which Ray's workers "
                          f"and a resume cannot import; {move}")

@@ -34,6 +34,8 @@ def test_a_lambda_and_a_non_function_are_refused():
         import_name(lambda: None, "data", "function")
     with pytest.raises(ValueError, match=r"^data: expected a function"):
         import_name(3, "data", "function")
+    with pytest.raises(ValueError, match=r"^data: expected a function \(or 'package.module:function'\), got a Dataset$"):
+        import_name(data_functions.dataset(), "data", "function")   # its repr would be many lines of arrays
 
 
 def test_a_class_defined_in_main_is_refused_naming_main():

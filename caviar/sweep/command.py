@@ -122,7 +122,7 @@ def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) ->
     from caviar.sweep.ray_session import connect_ray
     from caviar.sweep.run import run_sweep
 
-    started = False
+    started, joined = False, ray.is_initialized()   # a Ray the caller had connected stays connected
     try:
         started, startup = connect_ray(options.address)
         run = lifecycle.open_folder(request, prepared.job)
@@ -133,7 +133,7 @@ def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) ->
             return lifecycle.interrupted(request, "the finished trials are")
         raise
     finally:
-        if started or ray.is_initialized() and options.address is None:
+        if started or not joined and ray.is_initialized() and options.address is None:
             ray.shutdown()
 
 

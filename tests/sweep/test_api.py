@@ -167,3 +167,12 @@ def test_a_run_another_driver_holds_is_refused_from_python(ray_session, tmp_path
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_ray_the_caller_connected_stays_connected(ray_session, tmp_path):
+    import ray
+
+    assert ray.is_initialized()
+    run = caviar.sweep({"name": "toy", **TOY_SWEEP, "search": {**TOY_SWEEP["search"], "trials": 2}}, out=tmp_path,
+                       quiet=True)   # no address: the Ray this process is connected to
+    assert len(run.trials) == 2 and ray.is_initialized() and ray.cluster_resources().get("CPU") == 2
