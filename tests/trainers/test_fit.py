@@ -196,7 +196,6 @@ def test_any_metric_the_trainer_declares_passes(trainers):
     check_job(parse_job(job_text(DECLARED, search="metric = 'loss'\nmode = 'min'")))
 
 
-
 # --- whole numbers --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec, fix", [
