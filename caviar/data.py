@@ -1,24 +1,24 @@
 """Data sets: the built-in ones (digits, spiral, blobs) and the user's files, split and standardized.
 
-`load_dataset(source, ...)` returns a `Dataset`: stratified, seeded train / valid / test splits with the
-features standardized by the training split's mean and standard deviation (float32, C order) and the
-classes as int64 indices 0..K-1. The same arguments always give the same arrays.
+`load_dataset(source, ...)` returns a `Dataset`: seeded train / valid / test splits (stratified by
+class) with the features standardized by the training split's mean and standard deviation (float32,
+C order) and the classes as int64 indices 0..K-1, or, for `task="regression"`, the target as float32
+numbers. The same arguments always give the same arrays. Sources:
 
-Sources:
-
-- ``"digits"``: the real 8x8 handwritten digits, 1,797 images of 10 classes, pixels 0..16. This is the
-  test set of the UCI "Optical Recognition of Handwritten Digits" data set (optdigits; E. Alpaydin and
-  C. Kaynak, 1998; https://archive.ics.uci.edu/dataset/80, licensed CC BY 4.0), taken from the copy
-  bundled with scikit-learn (BSD-3-Clause), so that caviar needs neither scikit-learn nor a network:
-  caviar/datasets/digits.npz (``x``: uint8 (1797, 64), ``y``: uint8 (1797,)) was made once by
-  ``d = load_digits(); np.savez_compressed(path, x=d.data.astype(uint8), y=d.target.astype(uint8))``.
+- ``"digits"``: the real 8x8 handwritten digits, 1,797 images of 10 classes, pixels 0..16: the test set
+  of the UCI "Optical Recognition of Handwritten Digits" data set (optdigits; E. Alpaydin and C.
+  Kaynak, 1998; https://archive.ics.uci.edu/dataset/80, CC BY 4.0), from the copy bundled with
+  scikit-learn (BSD-3-Clause), so caviar needs neither scikit-learn nor a network: caviar/datasets/
+  digits.npz (``x``: uint8 (1797, 64), ``y``: uint8 (1797,)) was made once by ``d = load_digits();
+  np.savez_compressed(path, x=d.data.astype(uint8), y=d.target.astype(uint8))``.
 - ``"spiral"``: the classic K-arm spiral in 2-D, which no linear classifier separates (see OPTIONS).
 - ``"blobs"``: Gaussian clusters of any size (20,000 x 784 in well under a second), for scale tests.
-- a path to a ``.csv`` or ``.parquet`` file (or folder of Parquet parts): feature columns plus the target
-  column, whose classes (strings or integers) become 0..K-1 in sorted order; or an ``.npz`` file with
-  arrays ``x`` (n, d...) and ``y`` (n,), read without pickle (``target`` is not used).
+- a ``.csv`` or ``.parquet`` file (or folder of Parquet parts): feature columns plus the target column,
+  whose classes (strings or integers) become 0..K-1 in sorted order; or an ``.npz`` file with arrays
+  ``x`` (n, d...) and ``y`` (n,), read without pickle (``target`` is not used).
 
-Spiral and blobs are drawn from ``seed`` too, on a stream independent of the split's.
+Spiral and blobs are drawn from ``seed`` too, on a stream independent of the split's. (A data
+function, "module:function", is `caviar.sources`', which then splits its arrays with `split_arrays`.)
 
 Every problem with the input is one ``ValueError`` line that starts with the job field at fault and
 names the file, the column and the bad value: ``data.source: d.csv: column 'age' is not numeric (found
@@ -29,8 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +39,7 @@ import numpy as np
 
 from caviar.config.messages import one_line, show_value
 from caviar.config.values import is_number
+from caviar.datafiles import read_npz, read_table
 
 BUILTINS = ("blobs", "digits", "spiral")
 FILE_TYPES = (".csv", ".npz", ".parquet")
@@ -56,10 +56,11 @@ DIGITS_FEATURES = tuple(f"pixel_{row}_{col}" for row in range(8) for col in rang
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A classification data set, split and ready to train on.
+    """A data set, split and ready to train on.
 
     x_*: (n, d) float32, standardized with the training split's mean and standard deviation.
-    y_*: (n,) int64 class indices in [0, n_classes). The test split may have 0 rows.
+    y_*: (n,) int64 class indices in [0, n_classes); for regression (n_classes == 0) float32 targets,
+    as given (not standardized). The test split may have 0 rows.
     """
 
     x_train: np.ndarray
@@ -72,28 +73,46 @@ class Dataset:
     name: str
     feature_names: tuple[str, ...] = ()
 
+    @property
+    def task(self) -> str:
+        return "regression" if self.n_classes == 0 else "classification"
+
 
 def load_dataset(source: str | os.PathLike[str], *, target: str = "label", valid_fraction: float = 0.2,
-                 test_fraction: float = 0.0, seed: int = 0,
-                 options: Mapping[str, Any] | None = None) -> Dataset:
+                 test_fraction: float = 0.0, seed: int = 0, options: Mapping[str, Any] | None = None,
+                 task: str = "classification") -> Dataset:
     """Load a built-in data set or a user's file, split it by class and standardize it.
 
     source: "digits", "spiral", "blobs", or a path to a .csv, .parquet or .npz file.
-    target: the class column of a .csv or .parquet file.
+    target: the target column of a .csv or .parquet file.
     valid_fraction: in (0, 1); test_fraction: in [0, 1); their sum < 1. A split with a positive
         fraction holds one row of every class that has enough rows for it, then round(fraction * n).
     seed: non-negative integer; the split (and the points of spiral and blobs) depend only on it.
     options: sizes of spiral / blobs (see OPTIONS); files and digits take none.
+    task: "classification" (the target holds classes) or "regression" (numbers; a file source only).
     Raises ValueError "data.<field>: <problem>" for any bad argument or file.
     """
     _check_arguments(target, valid_fraction, test_fraction, seed, options)
     make_seed, split_seed = np.random.SeedSequence(int(seed)).spawn(2)
-    x, y, n_classes, names, name = _read_source(source, target, options or {}, np.random.default_rng(make_seed))
-    splits = stratified_split(y, valid_fraction, test_fraction, np.random.default_rng(split_seed))
+    if task == "regression" and isinstance(source, str) and source in BUILTINS:
+        raise ValueError(f"data.source: {source} is a classification data set; model.task = 'regression' needs "
+                         "numeric targets (a file, or a data function)")
+    x, y, names, name = _read_source(source, target, options or {}, np.random.default_rng(make_seed), task)
+    return split_arrays(x, y, names, name, str(source), valid_fraction, test_fraction, split_seed)
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], name: str, label: str, valid_fraction: float,
+                 test_fraction: float, split_seed: Any) -> Dataset:
+    """The Dataset of checked arrays: x (n, d) finite numbers; y (n,) int64 classes 0..K-1 (stratified
+    splits) or float32 regression targets (random splits). split_seed: a SeedSequence or an int."""
+    regression = y.dtype.kind == "f"
+    groups = np.zeros(len(y), dtype=np.int64) if regression else y
+    splits = stratified_split(groups, valid_fraction, test_fraction, np.random.default_rng(split_seed))
     if len(splits[1]) == 0:
-        raise ValueError(f"data.source: {source}: no class has the 2 rows needed to fill the validation split")
+        raise ValueError(f"data.source: {label}: no class has the 2 rows needed to fill the validation split")
     x_train, x_valid, x_test = standardize(x, splits)
     y_train, y_valid, y_test = (y[rows] for rows in splits)
+    n_classes = 0 if regression else int(y.max()) + 1
     return Dataset(x_train, y_train, x_valid, y_valid, x_test, y_test, n_classes, name, names)
 
 
@@ -215,9 +234,9 @@ def _check_arguments(target: Any, valid_fraction: Any, test_fraction: Any, seed:
         raise ValueError(f"data.options: must be a table of option = value, got {options!r}")
 
 
-def _read_source(source: Any, target: str, options: Mapping[str, Any], rng: np.random.Generator
-                 ) -> tuple[np.ndarray, np.ndarray, int, tuple[str, ...], str]:
-    """(x (n, d), y (n,) int64 in [0, K), K, feature names, name) of a built-in or a file."""
+def _read_source(source: Any, target: str, options: Mapping[str, Any], rng: np.random.Generator, task: str
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
+    """(x (n, d), y (n,): int64 in [0, K), or float32 for regression, feature names, name) of a built-in or a file."""
     if isinstance(source, str) and source in BUILTINS:
         return _builtin(source, options, rng)
     if not isinstance(source, (str, os.PathLike)) or not str(source):
@@ -238,13 +257,14 @@ def _read_source(source: Any, target: str, options: Mapping[str, Any], rng: np.r
         raise ValueError(f"data.source: {label}: no such file{where}")
     if path.is_file() and path.stat().st_size == 0:
         raise ValueError(f"data.source: {label}: the file is empty")
-    x, y, names = _read_npz(path, label) if suffix == ".npz" else _read_table(path, label, target)
-    codes, n_classes = _encode_classes(y, label, f"column {target!r}" if suffix != ".npz" else "array 'y'")
-    return x, codes, n_classes, names, path.name
+    x, y, names = read_npz(path, label) if suffix == ".npz" else read_table(path, label, target)
+    what = f"column {target!r}" if suffix != ".npz" else "array 'y'"
+    encode = regression_target if task == "regression" else encode_classes
+    return x, encode(y, label, what), names, path.name
 
 
 def _builtin(name: str, options: Mapping[str, Any], rng: np.random.Generator
-             ) -> tuple[np.ndarray, np.ndarray, int, tuple[str, ...], str]:
+             ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], str]:
     valid = OPTIONS[name]
     if unknown := [key for key in options if key not in valid]:
         raise ValueError(f"data.options: unknown option {unknown[0]!r} for {name} "
@@ -253,7 +273,7 @@ def _builtin(name: str, options: Mapping[str, Any], rng: np.random.Generator
     if name == "digits":
         with resources.files("caviar").joinpath("datasets").joinpath("digits.npz").open("rb") as file, \
                 np.load(file, allow_pickle=False) as archive:
-            return archive["x"], archive["y"].astype(np.int64), 10, DIGITS_FEATURES, name
+            return archive["x"], archive["y"].astype(np.int64), DIGITS_FEATURES, name
     n_classes = _int_option(opts, "n_classes", 2)
     if name == "spiral":
         x, y = make_spiral(_int_option(opts, "n_per_class", 2), n_classes,
@@ -264,7 +284,7 @@ def _builtin(name: str, options: Mapping[str, Any], rng: np.random.Generator
             raise ValueError(f"data.options: n_samples x n_features = {n_samples * n_features:,} values is more "
                              f"than the {MAX_GENERATED_VALUES:,} blobs makes")
         x, y = make_blobs(n_samples, n_features, n_classes, _float_option(opts, "spread", positive=True), rng)
-    return x, y, n_classes, tuple(f"x{j}" for j in range(x.shape[1])), name
+    return x, y, tuple(f"x{j}" for j in range(x.shape[1])), name
 
 
 def _int_option(options: Mapping[str, Any], key: str, low: int) -> int:
@@ -279,95 +299,17 @@ def _float_option(options: Mapping[str, Any], key: str, *, positive: bool) -> fl
     return float(value)
 
 
-def _parses_as_number(value: Any) -> bool:
-    try:
-        float(value)  # "2.5" too: a CSV column that mixes numbers and text is read as strings
-    except (TypeError, ValueError):
-        return False
-    return True
+def regression_target(y: np.ndarray, label: str, what: str) -> np.ndarray:
+    """Regression targets y (n,), finite numbers, as float32."""
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"data.source: {label}: {what} is not numeric (dtype {y.dtype}); model.task = 'regression' "
+                         "needs numbers")
+    if len(bad := np.flatnonzero(~np.isfinite(y.astype(np.float64)))):
+        raise ValueError(f"data.source: {label}: {what} has {show_value(y[bad[0]])} at row {bad[0]}")
+    return y.astype(np.float32)
 
 
-def _read_table(path: Path, label: str, target: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """x (n, d) float64 and the raw target column (n,) of a .csv or .parquet file, checked."""
-    import pandas as pd  # here, not at the top: built-in data sets load without paying for pandas
-
-    kind = "CSV" if path.suffix.lower() == ".csv" else "Parquet"
-    try:
-        frame = pd.read_csv(path) if kind == "CSV" else pd.read_parquet(path)
-        # pandas renames a repeated CSV name ("a", "a" -> "a", "a.1"): the header as written, to refuse it.
-        header = pd.read_csv(path, header=None, nrows=1, dtype=str).iloc[0] if kind == "CSV" else frame.columns
-    except pd.errors.EmptyDataError as error:
-        raise ValueError(f"data.source: {label}: the file is empty") from error
-    # pandas and pyarrow raise many types on a malformed file (OSError, ValueError, TypeError, and
-    # "not implemented" for unsupported encodings); every one is a problem with the input.
-    except (OSError, ValueError, TypeError, RuntimeError) as error:
-        raise ValueError(f"data.source: {label}: cannot read as {kind}: {one_line(error)}") from error
-    columns = [str(column) for column in frame.columns]
-    frame.columns = columns
-    written = [str(name) for name in header if kind != "CSV" or isinstance(name, str)]   # (an empty name: NaN)
-    if twice := next((name for i, name in enumerate(written) if name in written[:i]), None):
-        raise ValueError(f"data.source: {label}: column {twice!r} appears more than once (columns need distinct names)")
-    if target not in columns:
-        shown = ", ".join(map(repr, columns[:20])) + (", ..." if len(columns) > 20 else "")
-        raise ValueError(f"data.target: {label}: no column {target!r} (columns: {shown})")
-    features = [column for column in columns if column != target]
-    if len(frame) == 0:
-        raise ValueError(f"data.source: {label}: has no rows")
-    if not features:
-        raise ValueError(f"data.source: {label}: has no feature columns besides the target {target!r}")
-    for name in features:
-        column = frame[name]
-        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_complex_dtype(column):
-            row = next((i for i, value in enumerate(column) if not _parses_as_number(value)), 0)
-            raise ValueError(f"data.source: {label}: column {name!r} is not numeric "
-                             f"(found {show_value(column.iloc[row])} at row {row})")
-    x = frame[features].to_numpy(dtype=np.float64, na_value=np.nan)
-    _check_finite(x, label, lambda j: f"column {features[j]!r}")
-    y = frame[target]
-    if len(missing := np.flatnonzero(y.isna().to_numpy())):
-        raise ValueError(f"data.source: {label}: column {target!r} has a missing value at row {missing[0]}")
-    return x, y.to_numpy(), tuple(features)
-
-
-def _read_npz(path: Path, label: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """x (n, d) (float64, or float32 kept as is) and the raw labels y (n,) of an .npz file, checked."""
-    # numpy's own message for an object array advises enabling pickle, which is not the user's to set.
-    refused = "needs pickle to load; caviar never unpickles"
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        reason = f"it {refused}" if "pickle" in str(error) else one_line(error)
-        raise ValueError(f"data.source: {label}: not an .npz archive ({reason})") from error
-    except (OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"data.source: {label}: cannot read as .npz: {one_line(error)}") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"data.source: {label}: holds one .npy array, not an .npz archive of 'x' and 'y'")
-    with archive:
-        if missing := [key for key in ("x", "y") if key not in archive.files]:
-            raise ValueError(f"data.source: {label}: no array {missing[0]!r} (found: "
-                             f"{', '.join(map(repr, archive.files)) or 'none'}; save with np.savez(path, x=..., y=...))")
-        arrays = {}
-        for key in ("x", "y"):
-            try:
-                arrays[key] = archive[key]
-            except ValueError as error:  # an object array
-                raise ValueError(f"data.source: {label}: array {key!r} holds Python objects (that {refused}); "
-                                 "save numbers, or strings for y") from error
-    x, y = arrays["x"], arrays["y"]
-    if x.ndim < 2 or len(x) == 0 or x[0].size == 0:
-        raise ValueError(f"data.source: {label}: array 'x' has shape {x.shape}; expected (n_samples, "
-                         "n_features) with at least one of each")
-    if x.dtype.kind not in "biuf":
-        raise ValueError(f"data.source: {label}: array 'x' is not numeric (dtype {x.dtype})")
-    if y.shape != (len(x),):
-        raise ValueError(f"data.source: {label}: array 'y' has shape {y.shape}; expected ({len(x)},) to match 'x'")
-    x = x.reshape(len(x), -1)
-    x = x if x.dtype == np.float32 else x.astype(np.float64)
-    _check_finite(x, label, lambda j: f"array 'x' (column {j})")
-    return x, y, ()
-
-
-def _encode_classes(y: np.ndarray, label: str, what: str) -> tuple[np.ndarray, int]:
+def encode_classes(y: np.ndarray, label: str, what: str) -> np.ndarray:
     """Class labels y (n,), numbers or strings, as int64 indices into their sorted distinct values."""
     problem = f"data.source: {label}: {what}"
     if y.dtype.kind == "f":
@@ -383,17 +325,4 @@ def _encode_classes(y: np.ndarray, label: str, what: str) -> tuple[np.ndarray, i
         raise ValueError(f"{problem} mixes kinds of class labels ({one_line(error)})") from error
     if len(classes) < 2:
         raise ValueError(f"{problem} has a single class ({show_value(classes[0])}); classification needs at least 2")
-    return codes.astype(np.int64), len(classes)
-
-
-def _check_finite(x: np.ndarray, label: str, column: Callable[[int], str]) -> None:
-    """Raise naming the first NaN, infinite or too large value of x (n, d) (float32 or float64), by column and
-    row. Too large: past what `standardize` squares without overflow, a deviation being at most twice the largest
-    value: the sum of n squares in float64 (1.6e152 for n = 1,797), each square in float32 (9.2e18)."""
-    n = len(x) if x.dtype == np.float64 else 1
-    limit = math.sqrt(float(np.finfo(x.dtype).max) / (4 * max(n, 1)))
-    if not (bad := ~(np.abs(x) <= limit)).any():   # (NaN compares False)
-        return
-    row, col = np.argwhere(bad)[0]  # the first in reading order
-    large = f", beyond the ±{limit:.2g} that standardizing can take" if np.isfinite(x[row, col]) else ""
-    raise ValueError(f"data.source: {label}: {column(int(col))} has {show_value(x[row, col])} at row {row}{large}")
+    return codes.astype(np.int64)

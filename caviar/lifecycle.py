@@ -3,8 +3,9 @@
 Both drivers (`caviar.sweep`, `caviar.babysit`) go through the same steps, in this order, so a rule
 about run folders is written once and holds for both:
 
-1. `job_for(args)`: the job file with its overrides, or, for `--resume`, the job.toml saved in the
-   run's folder (plus any new --set): a resume needs no job file.
+1. `job_for(args)`: the job (a file, or from Python a dict or a Job) with its overrides, or, for
+   `--resume`, the job.toml saved in the run's folder (plus any new --set): a resume needs no job
+   file. `Invocation` is what a command was asked, from the command line or from Python.
 2. `check_folder(request)`: every refusal that needs no change on disk: --resume with --overwrite,
    a resume of a run that is not there, a name that already holds results (neither flag), a folder
    of the other kind (not even with --overwrite), a run another driver is running now.
@@ -24,6 +25,7 @@ import contextlib
 import os
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -53,6 +55,77 @@ _OTHER_KIND = {
 }
 
 
+class RunExists(FileExistsError, ValueError):
+    """A refusal to write over a run: a FileExistsError for the command line (exit status 2, one
+    line), and a ValueError, as every bad input is, for a caller in Python."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a driver command is asked to run, from the command line or from Python (`caviar.sweep`).
+
+    job: a job file's path or name in jobs/ (None: the default job, or with a resume by `name` the
+    run's saved job), a dict of the job's tables, or a parsed Job. `set`: overrides as --set gives
+    them ("search.trials=8"); `name` and `seed` are folded into them (`caviar.config.files`).
+    """
+
+    job: Any = None
+    set: tuple[str, ...] = ()
+    name: str | None = None
+    seed: int | None = None
+    out: str = "results"
+    quiet: bool = False
+
+    @classmethod
+    def of(cls, job: Any = None, *, trainer: Any = None, data: Any = None, out: str | os.PathLike[str] = "results",
+           name: str | None = None, seed: int | None = None, overrides: Any = None, quiet: bool = False) -> Invocation:
+        """The Python entry points' arguments: a trainer class and a data function become the
+        "module:name" a job gives (refused, one line, when no worker could import them), `overrides`
+        a list of "key=value" or a dict {"search.trials": 8}; bad ones raise ValueError."""
+        from caviar.importing import import_name
+
+        given = []
+        if trainer is not None:
+            text = trainer if isinstance(trainer, str) else import_name(trainer, "trainer", "class")
+            given.append(f"model.trainer={_toml_value(text)}")
+        if data is not None:
+            text = data if isinstance(data, (str, os.PathLike)) else import_name(data, "data", "function")
+            given.append(f"data.source={_toml_value(os.fspath(text))}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed: expected an integer, got {seed!r}")
+        if name is not None and not isinstance(name, str):
+            raise ValueError(f"name: expected a run name (text), got {name!r}")
+        return cls(job, tuple(given + _override_texts(overrides)), name, seed, os.fspath(out), quiet)
+
+
+def _override_texts(overrides: Any) -> list[str]:
+    """Overrides as --set texts: a list of "key=value" kept, a dict's values written as TOML."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        if bad := next((key for key in overrides if not isinstance(key, str)), None):
+            raise ValueError(f"overrides: keys are dotted field names ('search.trials'), got {bad!r}")
+        return [f"{key}={_toml_value(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, str) or not isinstance(overrides, Sequence) or \
+            not all(isinstance(item, str) for item in overrides):
+        raise ValueError(f"overrides: expected a dict or a list of 'section.key=value' texts, got {overrides!r}")
+    return list(overrides)
+
+
+def _toml_value(value: Any) -> str:
+    """`value` as the TOML text of an override's right-hand side (a table inline)."""
+    import json
+
+    import tomli_w
+
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    try:
+        return tomli_w.dumps({"v": value}).partition("=")[2].strip()
+    except TypeError as exc:
+        raise ValueError(f"overrides: {value!r} has no TOML form ({exc})") from None
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """What a command asks of a run folder. `resume_flags`: flags the resume command repeats
@@ -74,12 +147,11 @@ class RunRequest:
         return COMMANDS[self.kind]
 
 
-def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
-    """The validated Job a command runs: its job file with every override applied; with `resume`,
+def job_for(args: argparse.Namespace | Invocation, *, resume: bool) -> Any:
+    """The validated Job a command runs: its job (file, dict or Job) with every override applied; with `resume`,
     the job as the run was first run (its folder's job.toml) plus any new --set. A resume by --name
     reads no job file at all: it may have been edited or deleted since."""
-    from caviar.config.files import job_overrides, resolve_job_path
-    from caviar.config.job import load_job
+    from caviar.config.files import job_overrides
 
     def saved(name: str) -> Path:
         path = Path(args.out) / name / JOB_FILE
@@ -96,10 +168,24 @@ def job_for(args: argparse.Namespace, *, resume: bool) -> Any:
             if not folder.is_dir():
                 raise ValueError(f"--resume: there is no run {args.name!r} in {args.out} to resume")
             raise ValueError(f"--resume: {folder} has no {JOB_FILE}; pass the job file it was run with")
-    job = load_job(resolve_job_path(getattr(args, "job", None)), job_overrides(args))
+    job = _fresh_job(getattr(args, "job", None), job_overrides(args))
     if resume and saved(job.name).is_file():
         return _trusted(_resumed(saved(job.name), job_overrides(args)), args, saved=True)
     return _trusted(job, args, saved=False)
+
+
+def _fresh_job(job: Any, overrides: list[str]) -> Any:
+    """The job a command names (a path or a name in jobs/, a dict of tables, a Job), overrides applied."""
+    from caviar.config.files import resolve_job_path
+    from caviar.config.job import Job, load_job, parse_job
+
+    if isinstance(job, Job):
+        return parse_job(job.to_raw(), overrides)
+    if isinstance(job, Mapping):
+        return parse_job(job, overrides)
+    if job is not None and not isinstance(job, (str, os.PathLike)):
+        raise ValueError(f"job: expected a job file's path or name, a dict or a caviar Job, got {job!r}")
+    return load_job(resolve_job_path(None if job is None else os.fspath(job)), overrides)
 
 
 def _resumed(path: Path, overrides: list[str]) -> Any:
@@ -107,16 +193,27 @@ def _resumed(path: Path, overrides: list[str]) -> Any:
     change how it is run: a new metric, mode, space, model value or seed would score the trials
     (epochs) still to come differently from those already done."""
     from caviar.config.job import load_job, parse_job
+    from caviar.config.overrides import apply_overrides
 
     before = load_job(path)
-    after = parse_job(before.to_raw(), overrides)   # the saved job, read once, with the --set on top
-    old, new = _dotted(before.to_raw()), _dotted(after.to_raw())
+    raw = apply_overrides(before.to_raw(), overrides)   # the saved job, read once, with the --set on top
+    try:
+        after = parse_job(raw)
+    except ValueError:   # a change a resume may not make is the news, even when it is bad besides
+        _refuse_changes(before.to_raw(), raw)
+        raise
+    _refuse_changes(before.to_raw(), after.to_raw())
+    return after
+
+
+def _refuse_changes(saved: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse a resume's job table that differs from the saved one in a field a resume may not change."""
+    old, new = _dotted(saved), _dotted(given)
     refused = sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key) and key not in RESUMABLE)
     if refused:
         raise ValueError(f"--set: {refused[0]} cannot change on --resume (the work already saved was done with "
                          f"the saved value; a resume may change only {', '.join(sorted(RESUMABLE))}); "
                          "run it under a new --name instead")
-    return after
 
 
 def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -131,14 +228,17 @@ def _dotted(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _trusted(job: Any, args: argparse.Namespace, *, saved: bool) -> Any:
-    """`job`, once its trainer is known not to come from inside --out (nothing in a results folder
+    """`job`, once its trainer and data function are known not to come from inside --out (nothing in a results folder
     chooses code). A job read from a run's job.toml says, before anything is imported, which code
     it will run (unless --quiet)."""
     from caviar.trainers.registry import refuse_code_from
 
     origin = refuse_code_from(job.trainer, Path(args.out))
-    if saved and origin is not None and not getattr(args, "quiet", False):
-        print(f"caviar: the saved job runs the trainer {job.trainer} from {origin}", file=sys.stderr, flush=True)
+    data_origin = refuse_code_from(job.data.source, Path(args.out), "data.source")
+    if saved and not getattr(args, "quiet", False):
+        for what, name, where in (("trainer", job.trainer, origin), ("data function", job.data.source, data_origin)):
+            if where is not None:
+                print(f"caviar: the saved job runs the {what} {name} from {where}", file=sys.stderr, flush=True)
     return job
 
 
@@ -156,7 +256,7 @@ def check_folder(request: RunRequest) -> None:
     if kind is not None and kind != request.kind:
         raise ValueError(_OTHER_KIND[request.kind, request.resume].format(name=request.name))
     if not request.resume and not request.overwrite and run.is_dir() and holds_results(run):
-        raise FileExistsError(f"{run} already holds results: pass --resume to continue it "
+        raise RunExists(f"{run} already holds results: pass --resume to continue it "
                               "or --overwrite to replace it")
     holder = lock.holder(run)
     if holder is not None and holder.pid != os.getpid():

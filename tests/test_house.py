@@ -56,7 +56,8 @@ LAYERS: tuple[Layer, ...] = (
     # The web app is a view that may also send a nudge, through the nudge channel's one entry.
     Layer("caviar.serve", ("caviar.sweep", "caviar.babysit", "caviar.nn", "caviar.trainers", "caviar.cli",
                            "caviar.lifecycle"), allowed=("caviar.babysit.nudges",)),
-    Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values")),
+    Layer("caviar.data", ("caviar",), allowed=("caviar.config.messages", "caviar.config.values", "caviar.datafiles")),
+    Layer("caviar.datafiles", ("caviar",), allowed=("caviar.config.messages",)),
     # The built-in trainer is reached by name through the trainer registry, never imported directly;
     # the registry (caviar.trainers) may import the package caviar.nn, but none of its submodules.
     Layer("caviar", ("caviar.nn",), exempt=("caviar.nn", "caviar.trainers")),

@@ -1,4 +1,6 @@
-"""`python -m caviar babysit`: everything checked before the results folder is touched, then the loop.
+"""`python -m caviar babysit` and `caviar.babysit()`: everything checked before the results folder is
+touched, then the loop. `babysit(...)` is the Python entry point (returns the run as `caviar.load`
+reads it); `command(args)` the command line's thin shell; both run `run_babysit`.
 
 The order matters, because `--overwrite` deletes the old run the moment the folder is opened: the
 names (`--from SWEEP` babysits into SWEEP-babysit, never into the sweep itself), the job against its
@@ -19,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from caviar import lifecycle
 from caviar.babysit.loop import Sitter
@@ -33,31 +36,59 @@ from caviar.store import lock
 from caviar.store.vocabulary import RunKind, validate_run_name
 
 
+def babysit(job: Any = None, *, trainer: Any = None, data: Any = None, out: str | os.PathLike[str] = "results",
+            name: str | None = None, seed: int | None = None, overrides: Any = None, from_run: str | None = None,
+            resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Any:
+    """Babysit one model (panda mode) as `caviar babysit` does, and return its run (`caviar.load`'s Run).
+
+    job, trainer, data, out, name, seed, overrides: as `caviar.sweep` takes them. from_run: a finished
+    sweep under `out` whose best trial to start from (into FROM-babysit unless `name`). quiet: no
+    line per epoch. Bad input raises ValueError with the command's one-line message, before anything
+    is written; Ctrl-C stops at the end of the epoch in progress (persisted) and raises KeyboardInterrupt.
+    """
+    invocation = lifecycle.Invocation.of(job, trainer=trainer, data=data, out=out, name=name, seed=seed,
+                                         overrides=overrides, quiet=quiet)
+    echo = (lambda line: None) if quiet else (lambda line: print(line, flush=True))
+    status, path = run_babysit(invocation, from_run=from_run, resume=bool(resume), overwrite=bool(overwrite), echo=echo)
+    if status == lifecycle.EXIT_INTERRUPTED:
+        raise KeyboardInterrupt(f"babysit interrupted; its epochs are saved in {path}")
+    from caviar.store.reader import load
+
+    return load(path)
+
+
 def command(args: argparse.Namespace) -> int:
     """`caviar babysit [JOB] [--from RUN] [--resume | --overwrite]`: 0 when the run finished, 130
     when Ctrl-C stopped it. Raises ValueError / FileExistsError (exit 2) before writing anything."""
+    invocation = lifecycle.Invocation(args.job, tuple(args.set), args.name, args.seed, args.out)
+    return run_babysit(invocation, from_run=args.from_run, resume=args.resume, overwrite=args.overwrite,
+                       echo=lambda line: print(line, flush=True))[0]
+
+
+def run_babysit(invocation: lifecycle.Invocation, *, from_run: str | None, resume: bool, overwrite: bool,
+                echo: Callable[[str], None]) -> tuple[int, Path]:
+    """Check everything, lock, train the first epoch, open the folder, babysit: (exit status, folder)."""
     from caviar.trainers import check_job
 
-    args = _named_after_from(args)
-    job = lifecycle.job_for(args, resume=args.resume)
-    request = lifecycle.RunRequest(RunKind.BABYSIT, Path(args.out), job.name, resume=args.resume,
-                                   overwrite=args.overwrite)
-    if args.from_run is not None and job.name == args.from_run:
+    invocation = _named_after_from(invocation, from_run, resume)
+    job = lifecycle.job_for(invocation, resume=resume)
+    request = lifecycle.RunRequest(RunKind.BABYSIT, Path(invocation.out), job.name, resume=resume, overwrite=overwrite)
+    if from_run is not None and job.name == from_run:
         raise ValueError(f"--name: {job.name!r} is the sweep given to --from; babysit into another run "
-                         f"(by default {args.from_run}-babysit)")
+                         f"(by default {from_run}-babysit)")
     trainer = check_job(job)   # the job's own mistakes first, then the folder's
     lifecycle.check_folder(request)
-    if args.from_run is not None:
+    if from_run is not None:
         from caviar.babysit.from_sweep import with_best_trial
 
-        job = with_best_trial(job, request.out / args.from_run, lambda line: print(line, flush=True))
+        job = with_best_trial(job, request.out / from_run, echo)
         trainer = check_job(job)   # the sweep's values, through the same checks
-    data = job.data.load()
+    data = job.load_data()
     with lifecycle.locked(request):
-        if not args.overwrite and request.path.is_dir():  # a folder kept as it is: nothing read through a link
+        if not overwrite and request.path.is_dir():  # a folder kept as it is: nothing read through a link
             refuse_links(request.path)
-        last = resume_point(request.path) if args.resume else None
-        sitter = Sitter(job, trainer, data, lambda line: print(line, flush=True), request.path)
+        last = resume_point(request.path) if resume else None
+        sitter = Sitter(job, trainer, data, echo, request.path)
         if last is not None:
             sitter.resume(last)
         else:
@@ -69,9 +100,9 @@ def command(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside the epochs: the run stays resumable
             summary = None
         if summary is None:
-            return lifecycle.interrupted(request, f"epochs up to {sitter.saved_epoch} are")
-    print(summary.line(), flush=True)
-    return 0
+            return lifecycle.interrupted(request, f"epochs up to {sitter.saved_epoch} are"), request.path
+    echo(summary.line())
+    return 0, request.path
 
 
 def _babysit(sitter: Sitter, run: Any) -> Any:
@@ -84,17 +115,18 @@ def _babysit(sitter: Sitter, run: Any) -> Any:
     return sitter.finish() if finished else None
 
 
-def _named_after_from(args: argparse.Namespace) -> argparse.Namespace:
+def _named_after_from(invocation: lifecycle.Invocation, from_run: str | None,
+                      resume: bool) -> lifecycle.Invocation:
     """`--from SWEEP` without --name babysits into SWEEP-babysit, never into the sweep's own folder."""
-    if args.from_run is None:
-        return args
-    validate_run_name(args.from_run, "--from")
-    if args.resume:
+    if from_run is None:
+        return invocation
+    validate_run_name(from_run, "--from")
+    if resume:
         raise ValueError(f"--from: not with --resume (a resumed run goes on with the model it started "
-                         f"with), got --from {args.from_run}")
-    if args.name is not None:
-        return args
-    return argparse.Namespace(**{**vars(args), "name": f"{args.from_run}-babysit"})
+                         f"with), got --from {from_run}")
+    if invocation.name is not None:
+        return invocation
+    return dataclasses.replace(invocation, name=f"{from_run}-babysit")
 
 
 @contextlib.contextmanager

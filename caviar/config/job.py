@@ -29,12 +29,15 @@ from caviar.config.overrides import apply_overrides
 from caviar.config.pbt import PBT_CHECKS, PbtSpec, check_pbt_job
 from caviar.config.space import SearchSpace, parse_dimension
 from caviar.data import BUILTINS, FILE_TYPES, OPTIONS as DATA_OPTIONS
+from caviar.importing import is_import_name
 from caviar.store.vocabulary import MODES, validate_run_name
 from caviar.config.values import (Check, Expected, above_one, checked, fraction_closed, non_negative, number, one_of,
                                   plain, positive, string)
 
 SECTIONS = ("data", "model", "space", "search", "babysit", "pbt")
 DEFAULT_TRAINER = "mlp"  # the built-in network's short name (caviar.nn lists the built-ins)
+TASKS = ("classification", "regression")  # [model] task: what the target is (the data reads it too)
+DEFAULT_TASK = "classification"
 # A built-in's short name, or "package.module:ClassName"; which names exist is the registry's call.
 _TRAINER = re.compile(r"[A-Za-z_][\w-]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -43,19 +46,24 @@ _TRAINER = re.compile(r"[A-Za-z_][\w-]*|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 class DataSpec:
     """[data]: where the examples come from and how they are split."""
 
-    source: str = "digits"  # built-in digits | spiral | blobs, or a .parquet, .csv or .npz path
-    target: str = "label"  # the class column of a tabular file
+    source: str = "digits"  # built-in digits | spiral | blobs, a .parquet, .csv or .npz path, or "module:function"
+    target: str = "label"  # the target column of a tabular file (or of a data function's DataFrame)
     valid_fraction: float = 0.2  # share of rows held out to score trials, in (0, 1)
     test_fraction: float = 0.0  # share held out for a final test, in [0, 1); 0: no test split
     seed: int = 0  # the shuffle before splitting: the same seed gives the same split
-    options: dict[str, Any] = field(default_factory=dict)  # sizes of built-ins, e.g. spiral noise
+    options: dict[str, Any] = field(default_factory=dict)  # sizes of built-ins; a data function's keyword arguments
 
-    def load(self) -> Any:
-        """The Dataset this section describes (caviar.data.load_dataset; ValueError on a bad file)."""
+    def load(self, task: str = "classification") -> Any:
+        """The Dataset this section describes for `task` (classification | regression): a built-in or
+        a file (caviar.data.load_dataset), or what a data function returns (caviar.sources).
+        ValueError "data.<field>: problem" on bad data."""
         from caviar.data import load_dataset
+        from caviar.sources import is_function_source, load_function_source
 
+        if is_function_source(self.source):
+            return load_function_source(self, task)
         return load_dataset(self.source, target=self.target, valid_fraction=self.valid_fraction,
-                            test_fraction=self.test_fraction, seed=self.seed, options=self.options)
+                            test_fraction=self.test_fraction, seed=self.seed, options=self.options, task=task)
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ class SearchSpec:
     trials: int = 32  # configurations to train (grid may give fewer)
     scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early; pbt: [pbt]
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
-    mode: str = "max"  # max | min: whether a higher metric is better
+    mode: str = "max"  # max | min: whether a higher metric is better; left out, what the metric's name tells
     concurrency: int = 0  # trials in flight; 0: as many as the cluster fits (one per CPU by default)
     seed: int = 0  # the same seed samples the same configurations with the same trial seeds
     grid_points: int = 3  # grid: points per searched continuous dimension
@@ -119,6 +127,15 @@ class Job:
     def trainer(self) -> str:
         """A built-in trainer's short name ("mlp") or "package.module:ClassName"."""
         return self.model["trainer"]
+
+    @property
+    def task(self) -> str:
+        """[model] task: "classification" (the default) or "regression"; it says what the data's target is."""
+        return self.model.get("task", DEFAULT_TASK)
+
+    def load_data(self) -> Any:
+        """The Dataset of [data], its target read as the task needs (class labels, or numbers)."""
+        return self.data.load(self.task)
 
     def config(self, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The hyperparameters a trainer gets: [model] (without "trainer"), [space]'s fixed values,
@@ -179,16 +196,39 @@ def parse_job(source: str | Mapping[str, Any], overrides: Sequence[str] = (), *,
     data = _data(tables["data"])
     model = _model(tables["model"])
     space = _space(tables["space"])
-    search = _section(SearchSpec, tables["search"], "search", _SEARCH_CHECKS)
+    search = _section(SearchSpec, tables["search"], "search", _SEARCH_CHECKS, _implied_mode(tables["search"], {}))
     if search.sampler == "coarse_to_fine" and search.rounds > search.trials:
         raise ValueError(f"search.rounds: coarse_to_fine needs at least one trial per round, got {search.rounds} "
                          f"rounds for {search.trials} trials")
     inherited = {"metric": search.metric, "mode": search.mode}
-    babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS, inherited)
+    babysit = _section(BabysitSpec, tables["babysit"], "babysit", _BABYSIT_CHECKS,
+                       _implied_mode(tables["babysit"], inherited))
+    for section, spec in (("search", search), ("babysit", babysit)):
+        if (better := direction(spec.metric)) is not None and spec.mode != better:
+            raise ValueError(f"{section}.mode: a {spec.metric} is better {'lower' if better == 'min' else 'higher'}, "
+                             f"so mode must be {better!r}, got {spec.mode!r} (leave mode out: it follows the metric)")
     pbt = _section(PbtSpec, tables["pbt"], "pbt", PBT_CHECKS)
     if search.scheduler == POPULATION:
         check_pbt_job(pbt, space, search)
     return Job(name=name, data=data, model=model, space=space, search=search, babysit=babysit, pbt=pbt)
+
+
+# Metrics whose better direction their name tells, by its last word (val_mse -> mse). A section's
+# mode left out follows it (`metric = "val_mse"` alone is minimized, where the default, max, would
+# pick the worst trial); a mode given against it is refused. Other names: max, or [search]'s mode.
+DIRECTIONS = {"loss": "min", "mse": "min", "rmse": "min", "mae": "min", "error": "min",
+              "accuracy": "max", "r2": "max", "auc": "max", "f1": "max"}
+
+
+def direction(metric: Any) -> str | None:
+    """"min" or "max" when the metric's name tells which is better, else None."""
+    return DIRECTIONS.get(metric.rpartition("_")[2]) if isinstance(metric, str) else None
+
+
+def _implied_mode(table: Mapping[str, Any], inherited: Mapping[str, Any]) -> dict[str, Any]:
+    """A section's defaults: `inherited`, its mode replaced by what its metric's name tells."""
+    better = direction(table.get("metric", inherited.get("metric", SearchSpec.metric)))
+    return {**inherited, "mode": better} if better is not None else dict(inherited)
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -217,7 +257,7 @@ def _data(table: Mapping[str, Any]) -> DataSpec:
     if data.source in BUILTINS:  # option values are checked by load_dataset; names can be checked now
         reject_unknown(data.options, tuple(DATA_OPTIONS[data.source]), ("data", "options"),
                        what=f"option of {data.source}", list_valid=True)
-    elif data.options:
+    elif data.options and not is_import_name(data.source):  # a data function's are its keyword arguments
         raise ValueError(f"data.options: a file takes no options, got {show_value(data.options)}")
     return data
 
@@ -226,12 +266,15 @@ def _model(table: Mapping[str, Any]) -> dict[str, Any]:
     # Which keys and values the trainer takes is checked against the trainer itself, when a job is
     # about to run (`caviar.trainers.check_job`): reading a job imports no trainer.
     trainer = checked("model.trainer", table.get("trainer", DEFAULT_TRAINER), _trainer)
+    if "task" in table:
+        checked("model.task", table["task"], one_of(TASKS))
     return {"trainer": trainer, **{k: v for k, v in table.items() if k != "trainer"}}
 
 
 def _space(table: Mapping[str, Any]) -> SearchSpace:
-    if "trainer" in table:
-        raise ValueError("space.trainer: the trainer cannot be searched; set it in [model]")
+    for key in ("trainer", "task"):
+        if key in table:
+            raise ValueError(f"space.{key}: the {key} cannot be searched; set it in [model]")
     dimensions = {}
     for name, spec in table.items():
         try:
@@ -245,8 +288,9 @@ def _space(table: Mapping[str, Any]) -> SearchSpace:
 
 _text = string("a non-empty string")
 _trainer = string("a built-in trainer's name or 'package.module:ClassName'", _TRAINER.fullmatch)
-_source = string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file",
-                 lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES, BUILTINS)
+_source = string(f"one of {', '.join(BUILTINS)} or a path to a {', '.join(FILE_TYPES)} file, or 'package.module:function'",
+                 lambda text: text in BUILTINS or Path(text).suffix.lower() in FILE_TYPES or is_import_name(text),
+                 BUILTINS)
 
 
 def _table(value: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from caviar.nn.optim import SLOTS
 
-_CHOICES = {"activation": ("relu", "tanh"), "optimizer": tuple(SLOTS)}
+_CHOICES = {"activation": ("relu", "tanh"), "optimizer": tuple(SLOTS), "task": ("classification", "regression")}
 _UNIT = "a number in [0, 1)"
 _FLOAT_CHECKS = {  # field: (condition text, test)
     "learning_rate": ("a number > 0", lambda v: v > 0),
@@ -58,6 +58,7 @@ class MLPConfig:
     epochs: int = 20  # read by the drivers, not by the trainer
     lr_decay: float = 0.0  # learning rate in epoch e (from 0): learning_rate / (1 + lr_decay * e)
     bn_momentum: float = 0.9  # running mean/variance: new = bn_momentum * old + (1 - bn_momentum) * batch
+    task: str = "classification"  # classification: softmax cross-entropy | regression: one output, squared error
 
     mutable: ClassVar[tuple[str, ...]] = (
         "learning_rate", "beta1", "beta2", "momentum", "epsilon", "l2", "lr_decay", "batch_size",

@@ -147,6 +147,16 @@ def softmax_cross_entropy(scores: np.ndarray, y: np.ndarray) -> tuple[float, np.
     return loss, dscores
 
 
+def squared_error(predictions: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """Mean squared error of a regression output and its gradient.
+
+    predictions: (N, 1); y: (N,) targets. Returns (loss, dpredictions (N, 1)) with loss =
+    mean((predictions - y)^2) and dpredictions = 2 (predictions - y) / N.
+    """
+    diff = predictions - y.reshape(-1, 1)
+    return float(np.mean(np.square(diff))), 2.0 * diff / predictions.shape[0]
+
+
 def l2_penalty(weights: list[np.ndarray], l2: float) -> tuple[float, list[np.ndarray]]:
     """L2 regularization `l2 / 2 * sum(||W||^2)` over the weight matrices (not biases, gamma or beta)
     and its gradients `l2 * W`. The course's lambda / (2 m) term is this with l2 = lambda / m."""

@@ -30,7 +30,11 @@ class MLPTrainer:
 
     # The protocol's optional parts (caviar.trainers.protocol.TrainerExtras): what a job on this
     # trainer can optimize, which keys it takes (and which are whole numbers), what a nudge may change.
-    metrics: ClassVar[tuple[str, ...]] = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+    # Regression (task = "regression") reports mean squared errors and R^2 instead of accuracies.
+    CLASSIFICATION_METRICS: ClassVar[tuple[str, ...]] = ("val_accuracy", "val_loss", "train_accuracy", "train_loss")
+    REGRESSION_METRICS: ClassVar[tuple[str, ...]] = ("val_mse", "val_r2", "val_loss", "train_mse", "train_r2",
+                                                     "train_loss")
+    metrics: ClassVar[tuple[str, ...]] = CLASSIFICATION_METRICS + REGRESSION_METRICS[:2] + REGRESSION_METRICS[3:5]
     hyperparameters: ClassVar[Mapping[str, type]] = {f.name: type(f.default) for f in fields(MLPConfig)}
     mutable: ClassVar[tuple[str, ...]] = MLPConfig.mutable
 
@@ -39,13 +43,30 @@ class MLPTrainer:
         """Every hyperparameter with its default filled in; ValueError "key: problem" on a bad one."""
         return asdict(MLPConfig.from_mapping(config))
 
+    @classmethod
+    def metrics_for(cls, config: Mapping[str, Any]) -> tuple[str, ...]:
+        """The metrics `train_epoch` reports with this config (they depend on its task)."""
+        regression = config.get("task") == "regression"
+        return cls.REGRESSION_METRICS if regression else cls.CLASSIFICATION_METRICS
+
     def __init__(self, config: Mapping[str, Any] | MLPConfig, data: Dataset, seed: int) -> None:
         self.config = config if isinstance(config, MLPConfig) else MLPConfig.from_mapping(config)
-        self._x_train, self._y_train = _checked(data.x_train, data.y_train, data.n_classes, "x_train")
-        self._x_valid, self._y_valid = _checked(data.x_valid, data.y_valid, data.n_classes, "x_valid")
+        self.regression = self.config.task == "regression"
+        if self.regression != (data.n_classes == 0):
+            raise ValueError(f"task: {self.config.task!r} does not fit the data set, which has "
+                             + ("numeric targets (set task = 'regression')" if data.n_classes == 0 else
+                                f"{data.n_classes} classes (regression needs numeric targets)"))
+        self._n_out = 1 if self.regression else int(data.n_classes)
+        # Regression trains on the targets standardized by the training split (the loss is then on a
+        # fixed scale whatever the units); mse and r2 are reported in the targets' own units.
+        y_train = np.asarray(data.y_train, dtype=np.float64)
+        self._y_mean = float(y_train.mean()) if self.regression and y_train.size else 0.0
+        self._y_std = float(y_train.std()) if self.regression and y_train.size and y_train.std() > 0 else 1.0
+        self._x_train, self._y_train = self._prepared(data.x_train, data.y_train, "x_train")
+        self._x_valid, self._y_valid = self._prepared(data.x_valid, data.y_valid, "x_valid")
         # One stream for the initial weights, one for the data order (which `reshuffle` replaces).
-        self.config.check_size(self._x_train.shape[1], int(data.n_classes))   # before allocating anything
-        self.network = Network(self._x_train.shape[1], self.config, int(data.n_classes), _generator(seed, 0))
+        self.config.check_size(self._x_train.shape[1], self._n_out)   # before allocating anything
+        self.network = Network(self._x_train.shape[1], self.config, self._n_out, _generator(seed, 0))
         self._order = _generator(seed, 1)
         self._moments = {slot: np.zeros_like(self.network.params) for slot in SLOTS[self.config.optimizer]}
         self._scratch = np.zeros_like(self.network.params)
@@ -86,7 +107,11 @@ class MLPTrainer:
                 update_inplace(cfg.optimizer, net.params, net.grads, self._moments, self._step, hp, self._scratch)
                 loss_sum, correct, seen = loss_sum + batch_loss, correct + batch_correct, seen + hi - lo
             self._epoch += 1
-            val = self.evaluate(self._x_valid, self._y_valid)
+            val = self._evaluate(self._x_valid, self._y_valid)
+        if self.regression:
+            train = loss_sum / seen if seen else math.nan   # on standardized targets: 1 - r2 of the batches
+            return {"train_loss": train, "train_mse": train * self._y_std ** 2, "train_r2": 1.0 - train,
+                    "val_loss": val["loss"], "val_mse": val["mse"], "val_r2": val["r2"], "learning_rate": lr}
         return {
             "train_loss": loss_sum / seen if seen else math.nan,
             "train_accuracy": correct / seen if seen else math.nan,
@@ -97,16 +122,36 @@ class MLPTrainer:
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
         """Mean cross-entropy and accuracy on (x (N, D), y (N,)) in evaluation mode (running batch
-        statistics, so each row's prediction depends on that row alone). NaN for N = 0."""
-        x, y = _checked(x, y, self.network.n_classes, "x")
+        statistics, so each row's prediction depends on that row alone). NaN for N = 0.
+        Regression: y (N,) targets in their own units; loss (mean squared error of the standardized
+        targets, what training minimizes), mse (in the targets' units) and r2 (1 - SSE / SST)."""
+        return self._evaluate(*self._prepared(x, y, "x"))
+
+    def _evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        """`evaluate` of arrays already `_prepared`."""
         if y.shape[0] == 0:
-            return {"loss": math.nan, "accuracy": math.nan}
+            return {"loss": math.nan, "mse": math.nan, "r2": math.nan} if self.regression else \
+                {"loss": math.nan, "accuracy": math.nan}
         with np.errstate(all="ignore"):
             loss_sum, correct = self.network.evaluate(x, y)
-        return {"loss": loss_sum / y.shape[0], "accuracy": correct / y.shape[0]}
+        loss = loss_sum / y.shape[0]
+        if not self.regression:
+            return {"loss": loss, "accuracy": correct / y.shape[0]}
+        sst = float(np.square(y - y.mean(dtype=np.float64)).sum(dtype=np.float64))   # (standardized units)
+        return {"loss": loss, "mse": loss * self._y_std ** 2, "r2": 1.0 - loss_sum / sst if sst > 0 else math.nan}
+
+    def _prepared(self, x: np.ndarray, y: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """x as C float32 (N, D) and y as the network takes it: class indices, or standardized targets."""
+        if not self.regression:
+            return _checked(x, y, self._n_out, name)
+        x, y64 = np.ascontiguousarray(x, dtype=DTYPE), np.asarray(y, dtype=np.float64)
+        if x.ndim != 2 or y64.shape != (x.shape[0],):
+            raise ValueError(f"{name}: expected x (N, D) and y (N,), got {x.shape} and {y64.shape}")
+        return x, ((y64 - self._y_mean) / self._y_std).astype(DTYPE)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """Evaluation-mode class scores (pre-softmax) for x (N, D): (N, C) float32."""
+        """Evaluation-mode class scores (pre-softmax) for x (N, D): (N, C) float32 (regression: (N, 1),
+        the prediction of the standardized target)."""
         x = np.ascontiguousarray(x, dtype=DTYPE)
         out = np.empty((x.shape[0], self.network.n_classes), DTYPE)
         self.network.evaluate(x, None, scores_out=out)

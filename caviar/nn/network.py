@@ -49,6 +49,8 @@ class Network:
 
     def __init__(self, n_in: int, config: MLPConfig, n_classes: int, rng: np.random.Generator) -> None:
         self.widths, self.batch_norm = config.hidden_layers, config.batch_norm
+        # Regression: one output (n_classes 1) scored by squared error instead of softmax cross-entropy.
+        self.regression = config.task == "regression"
         self.relu, self.bn_momentum, self.n_classes = config.activation == "relu", config.bn_momentum, n_classes
         shapes: dict[str, tuple[int, ...]] = {}
         for i, (d, h) in enumerate(zip((n_in, *self.widths), self.widths), start=1):
@@ -95,12 +97,13 @@ class Network:
     def train_batch(self, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         """Forward and backward over one batch in training mode: fills `grads` with the gradient of
         the mean cross-entropy (L2 is `add_l2`) and moves the running statistics.
-        x: (N, D) float32 C-contiguous, y: (N,) int. Returns (summed cross-entropy, rows right)."""
+        x: (N, D) float32 C-contiguous, y: (N,) int. Returns (summed cross-entropy, rows right).
+        Regression: y (N,) float32 targets; returns (summed squared error, 0)."""
         buf = self._buf(x.shape[0], True)
         a_last = self._forward_train(x, buf)
         np.dot(a_last, self.param["output.W"], out=buf.probs)
         np.add(buf.probs, self.param["output.b"], out=buf.probs)
-        loss_sum, correct = self._softmax_cross_entropy(buf, y, grad=True)
+        loss_sum, correct = self._loss(buf, y, grad=True)
         self._backward(x, buf, a_last)
         return loss_sum, correct
 
@@ -184,6 +187,20 @@ class Network:
             np.multiply(batch, 1.0 - self.bn_momentum, out=batch)
             np.add(stat, batch, out=stat)
 
+    def _loss(self, buf: _Buffers, y: np.ndarray, grad: bool) -> tuple[float, int]:
+        return self._squared_error(buf, y, grad) if self.regression else self._softmax_cross_entropy(buf, y, grad)
+
+    @staticmethod
+    def _squared_error(buf: _Buffers, y: np.ndarray, grad: bool) -> tuple[float, int]:
+        """layers.squared_error on the predictions in buf.probs (N, 1) against y (N,): returns (summed
+        squared error, 0) and, with grad, leaves dscores = 2 (prediction - y) / N in buf.probs."""
+        s, diff = buf.probs, buf.exp
+        np.subtract(s, y[:, None], out=diff)
+        loss_sum = float(np.square(diff, out=s).sum(dtype=np.float64))
+        if grad:
+            np.multiply(diff, 2.0 / s.shape[0], out=s)
+        return loss_sum, 0
+
     def _softmax_cross_entropy(self, buf: _Buffers, y: np.ndarray, grad: bool) -> tuple[float, int]:
         """layers.softmax_cross_entropy on the scores in buf.probs: returns (summed loss, rows
         right) and, with grad, leaves dscores = (softmax - onehot) / N in buf.probs."""
@@ -240,6 +257,6 @@ class Network:
             if scores_out is not None:
                 scores_out[lo:lo + EVAL_ROWS] = buf.probs
             if y is not None:
-                chunk_loss, chunk_correct = self._softmax_cross_entropy(buf, y[lo:lo + EVAL_ROWS], grad=False)
+                chunk_loss, chunk_correct = self._loss(buf, y[lo:lo + EVAL_ROWS], grad=False)
                 loss_sum, correct = loss_sum + chunk_loss, correct + chunk_correct
         return loss_sum, correct

@@ -1,6 +1,6 @@
-"""Caviar mode (`caviar parallel`): many configurations trained in parallel on Ray.
+"""Caviar mode (`caviar parallel`, `caviar.sweep(...)`): many configurations trained in parallel on Ray.
 
-    command.py      the command: check, lock, join Ray, open the folder, run, print the leaderboard
+    command.py      caviar.sweep() and the command: check, lock, join Ray, open the folder, run
     plan.py         sampler, scheduler, epochs and workers from the job
     ray_session.py  join a cluster, or say that this sweep starts a Ray of its own
     local_ray.py    the driver's handle on its own Ray, booting in a child process
@@ -12,3 +12,7 @@
     worker.py       the Ray actor that trains trial after trial
     restore.py      what a resumed sweep already did
 """
+
+from caviar.importing import make_callable
+
+make_callable(__name__, "caviar.sweep.command:sweep")   # caviar.sweep(...): the Python entry point

@@ -1,16 +1,23 @@
-"""`caviar parallel`: caviar mode from the command line.
+"""`caviar parallel` and `caviar.sweep()`: caviar mode from the command line and from Python.
+
+`sweep(...)` is the entry point (returns the run as `caviar.load` reads it); `command(args)` is the
+command line's thin shell over the same two steps, `prepare` and `execute`, adding --dry-run, the
+leaderboard and the exit status.
 
 Order matters for the promise that bad input changes nothing: the job, its fit to the trainer, the
 sampler and the data are all validated, and the folder checked (`caviar.lifecycle`), before the run
 is locked; then a cluster is joined, and only once that worked is the folder created, replaced or
 repaired: a cluster that cannot be joined costs nothing. A local Ray of the sweep's own instead
 boots in a child process while the folder opens and the driver trains (`caviar.sweep.head_start`).
+A pbt job is handed to `caviar.population` after the same checks.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,81 +31,141 @@ from caviar.sweep.plan import build_sampler, build_scheduler
 EXIT_ALL_FAILED = 1   # the sweep ran, and no trial of it trained: not bad input, not a success
 
 
+@dataclass(frozen=True)
+class Options:
+    """How a sweep runs (the flags of `parallel` beyond the job's own)."""
+
+    address: str | None = None       # a Ray cluster to join; None: $RAY_ADDRESS, else a local Ray
+    resume: bool = False
+    overwrite: bool = False
+    concurrency: int | None = None   # trials in flight; None: the job's, else one per CPU
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A sweep checked and ready to run: nothing on disk touched yet."""
+
+    job: Any
+    trainer: type
+    sampler: Any
+    scheduler: Any
+    data: Any
+
+
+def sweep(job: Any = None, *, trainer: Any = None, data: Any = None, out: str | os.PathLike[str] = "results",
+          name: str | None = None, seed: int | None = None, overrides: Any = None, address: str | None = None,
+          resume: bool = False, overwrite: bool = False, concurrency: int | None = None, quiet: bool = False) -> Any:
+    """Run a sweep (caviar mode) as `caviar parallel` does, and return its run (`caviar.load`'s Run).
+
+    job: a job file's path or its name in jobs/, a dict of its tables ({"search": {"trials": 8}, ...}),
+        or a parsed Job; None: the default job (or, with `resume` and `name`, the run's saved job).
+    trainer: a trainer class, or "package.module:Class" ([model] trainer); data: a data function, or
+        any [data] source. A class or function passed itself must be importable by Ray's workers
+        (defined in a module, not in __main__, a notebook or a function), else ValueError at once.
+    overrides: as --set: ["search.trials=8"] or {"search.trials": 8}. The rest as the command's flags.
+    Bad input raises ValueError with the command's one-line message, before anything is written;
+    Ctrl-C stops the sweep cleanly (every finished trial kept) and raises KeyboardInterrupt.
+    """
+    invocation = lifecycle.Invocation.of(job, trainer=trainer, data=data, out=out, name=name, seed=seed,
+                                         overrides=overrides, quiet=quiet)
+    options = Options(address, bool(resume), bool(overwrite), concurrency, bool(quiet))
+    status, path = execute(prepare(invocation, options), invocation, options)
+    if status == lifecycle.EXIT_INTERRUPTED:
+        raise KeyboardInterrupt(f"sweep interrupted; the finished trials are saved in {path}")
+    from caviar.store.reader import load
+
+    return load(path)
+
+
 def command(args: argparse.Namespace) -> int:
     """`caviar parallel [JOB] [--dry-run] [--resume | --overwrite]`: 0 when every trial finished, 130
     when Ctrl-C stopped it. Raises ValueError / FileExistsError (exit 2) before writing anything."""
+    invocation = lifecycle.Invocation(args.job, tuple(args.set), args.name, args.seed, args.out, bool(args.quiet))
+    options = Options(args.address, args.resume, args.overwrite, args.concurrency, bool(args.quiet))
+    prepared = prepare(invocation, options)
+    if args.dry_run:
+        print(dry_run_table(prepared.job, prepared.sampler))
+        return 0
+    status, path = execute(prepared, invocation, options)
+    return print_summary(path, prepared.job) if status == 0 else status
+
+
+def prepare(invocation: lifecycle.Invocation, options: Options) -> Prepared:
+    """Everything a sweep needs, checked before any work: the job, its fit to the trainer, the
+    sampler and scheduler, the data. Raises ValueError (one line) on bad input."""
     from caviar.trainers import check_job
 
-    job = lifecycle.job_for(args, resume=args.resume)
-    if args.concurrency is not None and args.concurrency < 1:
-        raise ValueError(f"--concurrency: must be at least 1, got {args.concurrency}")
+    job = lifecycle.job_for(invocation, resume=options.resume)
+    concurrency = options.concurrency
+    if concurrency is not None and (isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1):
+        raise ValueError(f"--concurrency: must be at least 1, got {concurrency}")
     trainer = check_job(job)
     population = job.search.scheduler == POPULATION   # a pbt job: caviar.population drives it
     sampler = build_sampler(job)
     scheduler = None if population else build_scheduler(job, trainer)
-    data = job.data.load()
-    if args.dry_run:
-        print(dry_run_table(job, sampler))
-        return 0
-    request = lifecycle.RunRequest(RunKind.SWEEP, Path(args.out), job.name, resume=args.resume,
-                                   overwrite=args.overwrite, resume_flags=_resume_flags(args))
-    if population:
+    return Prepared(job, trainer, sampler, scheduler, job.load_data())
+
+
+def execute(prepared: Prepared, invocation: lifecycle.Invocation, options: Options) -> tuple[int, Path]:
+    """Lock the run, join Ray, open the folder and run the sweep: (exit status, the run's folder)."""
+    job = prepared.job
+    request = lifecycle.RunRequest(RunKind.SWEEP, Path(invocation.out), job.name, resume=options.resume,
+                                   overwrite=options.overwrite, resume_flags=_resume_flags(options))
+    if job.search.scheduler == POPULATION:
         from caviar.population.command import run_command
 
-        return run_command(job, trainer, request, sampler, data, args)
+        return run_command(job, prepared.trainer, request, prepared.sampler, prepared.data, options), request.path
     with lifecycle.locked(request):
-        if args.resume:   # under the lock: a resume that ran a moment ago may have grown the run
+        if options.resume:   # under the lock: a resume that ran a moment ago may have grown the run
             from caviar.sweep.restore import check_growth
 
-            check_growth(request.path, sampler.n_trials)
-        return _run(job, trainer, request, sampler, scheduler, data, args)
+            check_growth(request.path, prepared.sampler.n_trials)
+        return _run(prepared, request, options), request.path
 
 
-def _run(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, scheduler: Any, data: Any,
-         args: argparse.Namespace) -> int:
-    """Start or join Ray, open the folder, run the sweep, print the leaderboard (under the run's lock).
+def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) -> int:
+    """Start or join Ray, open the folder, run the sweep (under the run's lock): the exit status.
 
-    Without --address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
+    Without an address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
     boots in a child process while this one trains (`caviar.sweep.head_start`) -- when each trial
     asks for one CPU and no GPU, as the driver's own core can give; otherwise Ray starts first."""
-    from caviar.sweep.ray_session import connect_ray, stop_ray, wants_local_head
+    from caviar.sweep.ray_session import connect_ray, joined_already, stop_ray, wants_local_head
     from caviar.sweep.resources import check_cluster, one_cpu_each
 
-    started, startup, head = False, 0.0, None
+    job = prepared.job
+    started, startup, head, joined = False, 0.0, None, joined_already()   # a caller's Ray stays connected
     try:
-        if wants_local_head(args.address) and one_cpu_each(job.search):   # first thing: Ray boots
-            from caviar.sweep.local_ray import LocalRay                    # while this process works
+        if wants_local_head(options.address) and one_cpu_each(job.search):   # first thing: Ray boots
+            from caviar.sweep.local_ray import LocalRay                       # while this process works
 
             head = LocalRay.start(local_cpus())
         else:
-            started, startup = connect_ray(args.address)
+            started, startup = connect_ray(options.address)
             check_cluster(job.search)   # a trial bigger than any node: exit 2, the folder untouched
         from caviar.sweep.run import run_sweep
 
         run = lifecycle.open_folder(request, job)
-        status = run_sweep(job, trainer, run, request, sampler, scheduler, data, concurrency=args.concurrency or 0,
-                           quiet=bool(args.quiet), startup=startup, head=head)
+        return run_sweep(job, prepared.trainer, run, request, prepared.sampler, prepared.scheduler, prepared.data,
+                         concurrency=options.concurrency or 0, quiet=options.quiet, startup=startup, head=head)
     except KeyboardInterrupt:   # while Ray starts, the folder opens or the end compacts: the same rule
         if request.resume or holds_results(request.path):
             return lifecycle.interrupted(request, "the finished trials are")
         raise
     finally:
-        stop_ray(head, started, args.address)
-    return print_summary(run, job) if status == 0 else status
+        stop_ray(head, started, options.address, joined)
 
 
 def local_cpus() -> int:
     """The CPUs a local Ray gets: those this process may run on (as Ray counts them)."""
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _resume_flags(args: argparse.Namespace) -> tuple[str, ...]:
+def _resume_flags(options: Options) -> tuple[str, ...]:
     """The flags of this command that its resume command repeats."""
-    flags = ["--address", args.address] if args.address else []
-    flags += ["--concurrency", str(args.concurrency)] if args.concurrency else []
-    return tuple(flags + (["--quiet"] if args.quiet else []))
+    flags = ["--address", options.address] if options.address else []
+    flags += ["--concurrency", str(options.concurrency)] if options.concurrency else []
+    return tuple(flags + (["--quiet"] if options.quiet else []))
 
 
 # A dry run prints the first configurations only: a job of a million trials answers in a second.
@@ -134,16 +201,16 @@ def dry_run_table(job: Any, sampler: Sampler) -> str:
     return "\n".join(lines)
 
 
-def print_summary(run: Any, job: Any) -> int:
+def print_summary(path: Path, job: Any) -> int:
     """The top 10 trials and where the results are; the exit status: 0, or 1 when every trial failed
     (a script must not take a sweep that learned nothing for a success), with the first error."""
     from caviar.store.reader import load
     from caviar.store.vocabulary import Status
     from caviar.views.show import leaderboard, scales_of
 
-    trials = load(run.path).trials
+    trials = load(path).trials
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
-    print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
+    print(f"\nresults: {path}  (python -m caviar show {job.name} --out {path.parent})")
     if len(trials) and (trials["status"] == Status.FAILED).all():
         first = trials.sort_values("trial_id")["error"].iloc[0]
         print(f"caviar parallel: error: every trial failed; trial {trials['trial_id'].min()}: "

@@ -69,11 +69,20 @@ def wants_local_head(address: str | None) -> bool:
     return ray is None or not ray.is_initialized()
 
 
-def stop_ray(head: Any, started: bool, address: str | None) -> None:
-    """End what this sweep started: its local Ray (every process of it), or its connection."""
+def joined_already() -> bool:
+    """Whether this process is connected to a Ray before the sweep starts (a caller of
+    `caviar.sweep()` that ran `ray.init` itself): that connection is the caller's to end. Never
+    imports Ray."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
+
+
+def stop_ray(head: Any, started: bool, address: str | None, joined: bool = False) -> None:
+    """End what this sweep started: its local Ray (every process of it), or its connection; never a
+    connection the process had before the sweep (`joined`)."""
     if head is not None:
         head.stop()
         return
     ray = sys.modules.get("ray")
-    if ray is not None and (started or ray.is_initialized() and address is None):
+    if ray is not None and (started or not joined and ray.is_initialized() and address is None):
         ray.shutdown()

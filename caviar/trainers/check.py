@@ -35,9 +35,10 @@ def trainer_problems(trainer: Any) -> list[str]:
         problems.append("cannot be built as Trainer(config, data, seed)")
     problems += [f"{name} is not callable" for name in OPTIONAL_METHODS
                  if hasattr(cls, name) and not callable(getattr(cls, name))]
-    if callable(getattr(cls, "check_config", None)) and \
-            not isinstance(inspect.getattr_static(cls, "check_config"), (classmethod, staticmethod)):
-        problems.append("check_config must be a classmethod (it checks a config before any trainer is built)")
+    for name, does in (("check_config", "checks a config"), ("metrics_for", "names the metrics")):
+        if callable(getattr(cls, name, None)) and \
+                not isinstance(inspect.getattr_static(cls, name), (classmethod, staticmethod)):
+            problems.append(f"{name} must be a classmethod (it {does} before any trainer is built)")
     problems += _declared_problems(cls)
     if not isinstance(trainer, type) and not problems:
         problems += _state_problems(trainer)

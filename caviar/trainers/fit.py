@@ -30,13 +30,13 @@ DRIVER_KEYS = ("epochs",)  # read by the drivers from [model] / [space]: how man
 def check_job(job: Any) -> type:
     """The job's trainer class, once the job is known to fit it; ValueError "field: problem" if not."""
     cls = check_trainer(resolve_trainer(job.trainer), job.trainer)
-    metrics = getattr(cls, "metrics", None)
+    metrics, given = _reported(cls, job)
     if metrics:
         for section in ("search", "babysit"):
             metric = getattr(job, section).metric
             if metric not in metrics:
-                raise ValueError(f"{section}.metric: the {job.trainer} trainer reports {', '.join(metrics)}, got "
-                                 f"{show_value(metric)}{did_you_mean(metric, metrics)}")
+                raise ValueError(f"{section}.metric: the {job.trainer} trainer reports {', '.join(metrics)}{given}, "
+                                 f"got {show_value(metric)}{did_you_mean(metric, metrics)}")
     hyper = getattr(cls, "hyperparameters", None)
     if hyper is not None:
         what = f"hyperparameter of the {job.trainer} trainer"
@@ -47,6 +47,20 @@ def check_job(job: Any) -> type:
     _check_integers(job, [*integers, *(k for k in DRIVER_KEYS if k not in integers)])
     _probe(job, _checker(cls))
     return cls
+
+
+def _reported(cls: type, job: Any) -> tuple[tuple[str, ...], str]:
+    """The metrics the trainer reports for this job, and what they depend on (for the message): its
+    `metrics_for` of the job's config where it has one (a task changes them), else its `metrics`."""
+    metrics_for = getattr(cls, "metrics_for", None)
+    if not callable(metrics_for):
+        return tuple(getattr(cls, "metrics", None) or ()), ""
+    config = job.config()
+    try:
+        names = tuple(metrics_for(config))
+    except Exception as exc:  # the user's code: a finding about the job, in one line
+        raise ValueError(f"model.trainer: metrics_for raised {type(exc).__name__}: {one_line(exc)}") from exc
+    return names, f" for model.task = {show_value(config['task'])}" if "task" in config else " for this [model]"
 
 
 def full_config(cls: type, config: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,8 @@ class TrainerExtras(Protocol):
 
     metrics: the names `train_epoch` reports (learning_rate aside). Declared, a job's metric and the
         reserved column names are checked against them before any training.
+    metrics_for(config): the names it reports with this config, where they depend on it (the built-in
+        network's on its task); a job's metric is then checked against these.
     hyperparameters: name -> type (int, float, bool, str, tuple) of every config key it takes.
         Declared, an unknown key in [model] or [space] is refused when the job is read, and a
         fractional range for an int is refused.
@@ -63,11 +65,14 @@ class TrainerExtras(Protocol):
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]: ...
 
+    @classmethod
+    def metrics_for(cls, config: Mapping[str, Any]) -> tuple[str, ...]: ...
+
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> dict[str, float]: ...
 
     def reshuffle(self, seed: int) -> None: ...
 
 
 REQUIRED = ("train_epoch", "state_dict", "load_state_dict", "set_hyperparameters")
-OPTIONAL_METHODS = ("check_config", "evaluate", "reshuffle")
+OPTIONAL_METHODS = ("check_config", "metrics_for", "evaluate", "reshuffle")
 OPTIONAL_ATTRIBUTES = ("metrics", "hyperparameters", "mutable")

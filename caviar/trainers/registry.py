@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from caviar.config.messages import one_line
+from caviar.importing import is_import_name, resolve
 
 
 def builtin_trainers() -> dict[str, str]:
@@ -33,19 +33,10 @@ def resolve_trainer(name: str) -> type:
     """
     builtins = builtin_trainers()
     target = builtins.get(name, name)
-    module_name, sep, class_name = target.partition(":")
-    if not sep or not module_name or not class_name:
+    if not is_import_name(target):
         raise ValueError(f"model.trainer: expected one of {sorted(builtins)} or 'package.module:ClassName', "
                          f"got {name!r}")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module itself failing (a SyntaxError, ...)
-        raise ValueError(f"model.trainer: cannot import module {module_name!r} ({type(exc).__name__}: "
-                         f"{one_line(exc)})") from None
-    cls: Any = getattr(module, class_name, None)
-    if cls is None:
-        raise ValueError(f"model.trainer: module {module_name!r} has no class {class_name!r}")
-    return cls
+    return resolve(target, "model.trainer", "class")
 
 
 def module_origin(name: str) -> Path | None:
@@ -67,13 +58,13 @@ def module_origin(name: str) -> Path | None:
     return None
 
 
-def refuse_code_from(name: str, folder: Path) -> Path | None:
-    """Refuse (ValueError) a trainer whose module would be imported from inside `folder` (the results
-    folder: a received run must never choose code). Returns where it would come from (None: built-in
-    or not found)."""
+def refuse_code_from(name: str, folder: Path, field: str = "model.trainer") -> Path | None:
+    """Refuse (ValueError) a trainer (or a data function: `field` "data.source") whose module would be
+    imported from inside `folder` (the results folder: a received run must never choose code).
+    Returns where it would come from (None: built-in, not code, or not found)."""
     origin = module_origin(name)
     folder = Path(folder).resolve()
     if origin is not None and (origin == folder or folder in origin.parents):
-        raise ValueError(f"model.trainer: {name!r} would be imported from {origin}, inside --out {folder}; "
+        raise ValueError(f"{field}: {name!r} would be imported from {origin}, inside --out {folder}; "
                          "caviar never runs code from a results folder (move the module elsewhere)")
     return origin

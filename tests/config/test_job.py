@@ -84,6 +84,22 @@ def test_babysit_metric_and_mode_default_to_the_search_ones_unless_set():
     assert (job.babysit.metric, job.babysit.mode) == ("train_accuracy", "max")
 
 
+def test_a_mode_left_out_follows_the_metrics_name_and_one_against_it_is_refused():
+    job = parse_job("[search]\nmetric = 'val_mse'\n")   # the default, max, would pick the worst trial
+    assert (job.search.mode, job.babysit.metric, job.babysit.mode) == ("min", "val_mse", "min")
+    job = parse_job("[search]\nmetric = 'val_r2'\n[babysit]\nmetric = 'train_loss'\n")
+    assert (job.search.mode, job.babysit.mode) == ("max", "min")
+    job = parse_job("[search]\nmetric = 'score'\nmode = 'min'\n")   # a name that tells nothing: as given
+    assert (job.search.mode, job.babysit.mode) == ("min", "min")
+    assert parse_job(job.to_toml()) == job
+    with pytest.raises(ValueError) as error:
+        parse_job("[search]\nmetric = 'val_loss'\nmode = 'max'\n")
+    assert str(error.value) == ("search.mode: a val_loss is better lower, so mode must be 'min', got 'max' "
+                                "(leave mode out: it follows the metric)")
+    with pytest.raises(ValueError, match=r"^babysit.mode: a val_accuracy is better higher"):
+        parse_job("[babysit]\nmode = 'min'\n")
+
+
 def test_the_name_defaults_to_the_file_stem(tmp_path):
     path = tmp_path / "my-sweep.v2.toml"
     path.write_text("[search]\ntrials = 4\n")

@@ -287,8 +287,9 @@ def test_config_defaults_and_keys_follow_the_contract():
     config = MLPConfig()
     assert MLP_HYPERPARAMETERS == (
         "hidden_layers", "batch_norm", "activation", "optimizer", "learning_rate", "beta1", "beta2",
-        "momentum", "epsilon", "batch_size", "l2", "epochs", "lr_decay", "bn_momentum",
+        "momentum", "epsilon", "batch_size", "l2", "epochs", "lr_decay", "bn_momentum", "task",
     )
+    assert config.task == "classification"
     assert (config.hidden_layers, config.batch_norm, config.activation, config.optimizer) == ((64, 64), True, "relu", "adam")
     assert (config.learning_rate, config.beta1, config.beta2, config.momentum, config.epsilon) == (1e-3, 0.9, 0.999, 0.9, 1e-8)
     assert (config.batch_size, config.l2, config.epochs, config.lr_decay, config.bn_momentum) == (64, 0.0, 20, 0.0, 0.9)

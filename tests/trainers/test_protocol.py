@@ -23,7 +23,7 @@ from tests.toys import ToyTrainer
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 # What the docs promise, written out here rather than read from the code under test.
-DOCUMENTED_OPTIONAL_METHODS = {"check_config", "evaluate", "reshuffle"}
+DOCUMENTED_OPTIONAL_METHODS = {"check_config", "metrics_for", "evaluate", "reshuffle"}
 DOCUMENTED_OPTIONAL_ATTRIBUTES = {"metrics", "hyperparameters", "mutable"}
 
 
@@ -120,9 +120,17 @@ def test_the_built_in_trainer_has_every_optional_part():
 
 
 def test_what_the_built_in_trainer_reports_is_what_it_declares():
-    trainer = MLPTrainer({"hidden_layers": [4], "batch_size": 4}, tiny_data(), 0)
-    reported = trainer.train_epoch()
-    assert set(reported) - {"learning_rate"} == set(MLPTrainer.metrics)
+    config = {"hidden_layers": [4], "batch_size": 4}
+    reported = MLPTrainer(config, tiny_data(), 0).train_epoch()
+    assert set(reported) - {"learning_rate"} == set(MLPTrainer.metrics_for(config))
+    data = tiny_data()
+    numeric = Dataset(data.x_train, data.y_train * 1.5, data.x_valid, data.y_valid * 1.5, data.x_test,
+                      data.y_test.astype(np.float32), n_classes=0, name="tiny")
+    regression = {**config, "task": "regression"}
+    reported_r = MLPTrainer(regression, numeric, 0).train_epoch()
+    assert set(reported_r) - {"learning_rate"} == set(MLPTrainer.metrics_for(regression))
+    assert set(MLPTrainer.metrics) == (set(reported) | set(reported_r)) - {"learning_rate", "train_loss", "val_loss"} \
+        | {"train_loss", "val_loss"}
 
 
 @pytest.mark.parametrize("missing", list(REQUIRED))
