@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import tomli_w
 
 from caviar.config.choices import SAMPLER_CHECKS, SAMPLERS, SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.conditions import split_when
 from caviar.config.messages import field_path, one_line, reject_unknown, show_value
 from caviar.config.overrides import apply_overrides
 from caviar.config.space import SearchSpace, parse_dimension
@@ -61,7 +62,7 @@ class DataSpec:
 class SearchSpec:
     """[search]: caviar mode, many trials in parallel."""
 
-    sampler: str = "random"  # random | grid | sobol | coarse_to_fine; random wins on few budgets
+    sampler: str = "random"  # random | grid | sobol | coarse_to_fine | tpe | gp | cmaes
     trials: int = 32  # configurations to train (grid may give fewer)
     scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
@@ -72,6 +73,7 @@ class SearchSpec:
     rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last
     keep_fraction: float = 0.25  # coarse_to_fine: share of a round's best trials to zoom around
     shrink: float = 0.5  # coarse_to_fine: each round's region, as a fraction of the last one's
+    lag: int | str = "auto"  # tpe, gp, cmaes: trial k learns from trials 0 .. k-lag-1 (auto: 2 x workers)
     grace_period: int = 2  # asha: epochs every trial gets before it can be stopped
     reduction_factor: float = 3.0  # asha: keep the top 1/reduction_factor at each rung
     max_retries: int = 2  # reruns of a trial whose worker crashed (not of one that raised)
@@ -131,7 +133,7 @@ class Job:
             del data["options"]
         if babysit["target"] is None:  # TOML has no null: a missing key means none
             del babysit["target"]
-        space = {name: dim.spec() for name, dim in self.space.dimensions.items()}
+        space = self.space.spec()
         return plain({"name": self.name, "data": data, "model": dict(self.model), "space": space,
                       "search": asdict(self.search), "babysit": babysit})
 
@@ -222,13 +224,16 @@ def _model(table: Mapping[str, Any]) -> dict[str, Any]:
 def _space(table: Mapping[str, Any]) -> SearchSpace:
     if "trainer" in table:
         raise ValueError("space.trainer: the trainer cannot be searched; set it in [model]")
-    dimensions = {}
+    dimensions, whens = {}, {}
     for name, spec in table.items():
+        spec, when = split_when(spec)   # a conditional dimension: its scale, and when it exists
+        if when is not None:
+            whens[name] = when
         try:
             dimensions[name] = parse_dimension(spec)
         except ValueError as exc:
             raise ValueError(f"{field_path(('space', name))}: {one_line(exc)}") from None
-    return SearchSpace(dimensions)
+    return SearchSpace(dimensions, whens)
 
 
 # --- checks: the rules of each field (the samplers' and schedulers' own ones for their options) ----

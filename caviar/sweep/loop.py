@@ -187,9 +187,13 @@ class Sweep:
             return None
         trial_id = self.next_new
         self.next_new += 1
-        config = {**self.base_config, **self.sampler.ask(trial_id)}
+        # Every [space] name comes from the sampler: a conditional one it leaves out (inactive) reaches
+        # the trainer neither from [space] nor from [model], and its params_<name> is null.
+        space = self.sampler.space
+        config = {**{k: v for k, v in self.base_config.items() if k not in space.dimensions},
+                  **self.sampler.ask(trial_id)}
         trial = TrialState(
-            trial_id=trial_id, config=config, params={n: config[n] for n in self.sampler.space.names},
+            trial_id=trial_id, config=config, params={n: config.get(n) for n in space.names},
             seed=trial_seed(self.job_seed, trial_id), round=self.sampler.round_of(trial_id),
             max_epochs=int(config.get("epochs", self.max_epochs)),
         )

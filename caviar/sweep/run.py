@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from caviar import lifecycle
-from caviar.store.vocabulary import Status
-from caviar.sweep.plan import max_epochs, worker_count
+from caviar.store.vocabulary import JOB_FILE, Status
+from caviar.sweep.plan import max_epochs, settle_lag, worker_count
 from caviar.sweep.restore import Restored, restore
 from caviar.views.progress import Progress
 
@@ -73,6 +73,8 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     done = restore(run, sampler, scheduler, job.search.metric) if request.resume else Restored()
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     n_workers = worker_count(concurrency or job.search.concurrency, cpus, sampler.n_trials - len(done.finished), quiet)
+    job = settle_lag(job, sampler, n_workers)   # tpe/gp/cmaes: lag "auto" becomes a number, recorded
+    lifecycle.record_job(run.path / JOB_FILE, job.to_toml())
     if not quiet:
         print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
               f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)
