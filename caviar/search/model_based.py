@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
+import importlib
 import math
 import warnings
 from abc import abstractmethod
@@ -44,11 +44,16 @@ _ENGINE_STREAM = 1  # second spawn_key element of trial k's engine seed (0 is it
 def check_engine(engine: str, needs: tuple[str, str] | None = None) -> None:
     """ValueError "search.sampler: ..." saying what to install when `engine` cannot run here: Optuna,
     and `needs` = (module, what to install) beyond it."""
-    if importlib.util.find_spec("optuna") is None:
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
         raise ValueError(f"search.sampler: {engine} runs on Optuna, which is not installed; "
-                         "pip install 'caviar[optuna]' (or pip install optuna cmaes)")
-    if needs is not None and importlib.util.find_spec(needs[0]) is None:
-        raise ValueError(f"search.sampler: {engine} needs {needs[1]}")
+                         "pip install 'caviar[optuna]' (or pip install optuna cmaes)") from None
+    if needs is not None:
+        try:
+            importlib.import_module(needs[0])
+        except ImportError:
+            raise ValueError(f"search.sampler: {engine} needs {needs[1]}") from None
 
 
 def engine_seed(job_seed: int, trial_id: int) -> int:
