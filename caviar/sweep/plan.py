@@ -42,6 +42,22 @@ def settle_lag(job: Any, sampler: Sampler, n_workers: int) -> Any:
     return replace(job, search=replace(job.search, lag=lag))
 
 
+def param_types(space: Any) -> dict[str, Any]:
+    """Arrow types of the params_<name> columns of conditional dimensions: a column whose first rows
+    are all null (inactive) would otherwise be typed as a float when first written, and refuse a
+    choice of strings later."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {}
+    for name in space.conditions:
+        values = [space.dimensions[name].from_unit(u) for u in (0.0, 0.5, 0.999)]
+        kind = pa.string() if any(isinstance(v, (str, list)) for v in values) else pa.bool_() \
+            if all(isinstance(v, bool) for v in values) else pa.int64() \
+            if all(isinstance(v, int) for v in values) else pa.float64()
+        types[f"params_{name}"] = kind
+    return types
+
+
 def max_epochs(job: Any, trainer: type) -> int:
     """Epochs of a trial that is never stopped early: the job's `epochs`, else the trainer's default."""
     from caviar.trainers import full_config

@@ -13,7 +13,7 @@ from typing import Any
 
 from caviar import lifecycle
 from caviar.store.vocabulary import JOB_FILE, Status
-from caviar.sweep.plan import max_epochs, settle_lag, worker_count
+from caviar.sweep.plan import max_epochs, param_types, settle_lag, worker_count
 from caviar.sweep.restore import Restored, restore
 from caviar.views.progress import Progress
 
@@ -21,8 +21,8 @@ from caviar.views.progress import Progress
 class Writer:
     """A finished trial's rows into the run's tables; flushes epochs before trials."""
 
-    def __init__(self, run: Any) -> None:
-        self.trials, self.epochs = run.table("trials"), run.table("epochs")
+    def __init__(self, run: Any, types: dict[str, Any] | None = None) -> None:
+        self.trials, self.epochs = run.table("trials", types=types), run.table("epochs")
 
     def write_trial(self, row: dict, epoch_rows: list[dict]) -> None:
         self.epochs.append(epoch_rows)
@@ -78,7 +78,7 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     if not quiet:
         print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
               f"({cpus} CPUs; Ray ready in {startup:.1f} s); results in {run.path}", file=sys.stderr)
-    writer = Writer(run)
+    writer = Writer(run, param_types(job.space))
     progress = Progress(sampler.n_trials, job.search.metric, already_done=len(done.finished),
                         stream=open(os.devnull, "w") if quiet else None)
     sweep = build_sweep(job, trainer, sampler, scheduler, data, writer, done, n_workers, progress)

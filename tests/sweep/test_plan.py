@@ -147,3 +147,42 @@ def test_never_more_workers_than_trials_left(capsys):
 
 def test_at_least_one_worker_even_with_no_trial_left():
     assert worker_count(0, cpus=2, trials_left=0, quiet=True) == 1
+
+
+# --- model-based samplers and conditional dimensions ------------------------------------------------
+
+
+def test_a_model_based_sampler_gets_its_lag_fixed_from_the_workers_and_recorded_in_the_job():
+    from caviar.search.model_based import TPESampler
+    from caviar.sweep.plan import settle_lag
+
+    job = sweep_job(sampler="tpe")
+    sampler = build_sampler(job)
+    assert isinstance(sampler, TPESampler) and job.search.lag == "auto" and sampler.lag is None
+    settled = settle_lag(job, sampler, n_workers=3)
+    assert settled.search.lag == 6 == sampler.lag and parse_job(settled.to_toml()).search.lag == 6
+    fixed = sweep_job(sampler="tpe", lag=1)
+    assert settle_lag(fixed, build_sampler(fixed), n_workers=3).search.lag == 1
+    random = sweep_job()
+    assert settle_lag(random, build_sampler(random), n_workers=3) is random
+
+
+def test_a_conditional_choice_of_text_keeps_its_column_type_when_its_first_rows_are_null(tmp_path):
+    import pandas as pd
+
+    from caviar.store.writer import TableWriter
+    from caviar.sweep.plan import param_types
+
+    job = sweep_job(space={**SPACE, "optimizer": {"choice": ["sgd", "momentum"]},
+                           "kind": {"choice": ["nesterov", "plain"], "when": {"optimizer": "momentum"}},
+                           "width": {"int_uniform": [8, 64], "when": {"optimizer": "momentum"}}})
+    types = param_types(job.space)
+    assert set(types) == {"params_kind", "params_width"}
+    writer = TableWriter(tmp_path, "trials", types=types)
+    writer.append([{"trial_id": 0, "params_kind": None, "params_width": None}])
+    writer.flush()
+    writer.append([{"trial_id": 1, "params_kind": "nesterov", "params_width": 16}])
+    writer.flush()
+    trials = pd.read_parquet(tmp_path / "trials.parquet").sort_values("trial_id")
+    assert trials["params_kind"].isna().tolist() == [True, False] and trials["params_kind"].iloc[1] == "nesterov"
+    assert trials["params_width"].iloc[1] == 16
