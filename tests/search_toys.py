@@ -55,3 +55,13 @@ class JitterTrainer:
 
     def set_hyperparameters(self, **changes: Any) -> None:
         self.config.update(changes)
+
+
+class PickyTrainer(JitterTrainer):
+    """Declares that beta2 belongs to adam and rmsprop alone: its check_config refuses it otherwise."""
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        if "beta2" in config and config.get("optimizer", "adam") not in _USED_BY["beta2"]:
+            raise ValueError(f"beta2: only adam and rmsprop take it, got optimizer {config.get('optimizer')!r}")
+        return dict(config)

@@ -116,6 +116,16 @@ def is_active(name: str, values: Mapping[str, Any], conditions: Mapping[str, Con
                for parent, allowed in conditions.get(name, {}).items())
 
 
+def enabling(name: str, conditions: Mapping[str, Condition]) -> dict[str, Any]:
+    """Parent values under which `name` is active: each parent's first listed value, and so on up its
+    ancestors (so that a check of one of its values sees it as a trial would)."""
+    values: dict[str, Any] = {}
+    for parent, allowed in conditions.get(name, {}).items():
+        values.update(enabling(parent, conditions))
+        values[parent] = allowed[0]
+    return values
+
+
 def active_only(config: Mapping[str, Any], order: Sequence[str], conditions: Mapping[str, Condition]) -> dict[str, Any]:
     """`config` without its inactive dimensions, in the config's own order. `order`: every
     dimension name, parents first."""
