@@ -8,6 +8,7 @@ import tomllib
 
 import pandas as pd
 
+from caviar.cli import main
 from tests.support import run_sweep, write_job
 
 SPACE = {
@@ -55,6 +56,9 @@ def test_an_inactive_dimension_is_null_and_never_reaches_the_trainer(ray_session
     assert trials.loc[~uses_beta2, "params_beta2"].isna().all()
     assert trials.loc[trials["params_optimizer"] != "momentum", "params_momentum"].isna().all()
     assert uses_beta2.any() and (~uses_beta2).any()
+    for command in ("show", "report"):   # the views read a run with null params
+        assert main([command, "jitter", "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "jitter" / "report.html").is_file()
 
 
 def test_a_resume_with_other_workers_proposes_what_an_unbroken_run_did(ray_session, tmp_path):
