@@ -5,8 +5,9 @@ A tpe sweep proposes trial k from the results of trials 0 .. k-lag-1 and waits f
 not in yet; random proposes every trial at once. Here both run the same trials: each one sleeps a
 time drawn from its own trial seed (log-normal, so long and short ones mix and finish out of order),
 whatever its configuration, so any difference in wall time is waiting (and the driver's TPE
-proposals). Prints each method's median wall time over `--repeat` runs, methods taking turns, and its
-ratio to random's, measured in the same run on one Ray started here.
+proposals). Prints each method's median span (first trial's start to last trial's end, so Ray's and
+the workers' start-up are left out) over `--repeat` runs, methods taking turns, its ratio to random's,
+measured in the same run on one Ray started here, and the share of the workers' time left idle.
 
     python benchmarks/waiting.py [--trials 48] [--workers 2] [--mean 0.4] [--repeat 3] [--lags 1,2,4]
 
@@ -33,7 +34,7 @@ class SleepTrainer:
     """One epoch of sleep, its length drawn from the trial's seed (log-normal around config["mean"]);
     val_accuracy a fixed function of the learning rate, so tpe has something to learn."""
 
-    metrics = ("val_accuracy",)
+    metrics = ("val_accuracy", "started", "ended")   # started/ended: wall clock (s), to time the sweep
 
     def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
         sigma = 0.8
@@ -42,8 +43,9 @@ class SleepTrainer:
         self.score = 1.0 - (np.log10(float(config["learning_rate"])) + 2.5) ** 2 / 10
 
     def train_epoch(self) -> dict[str, float]:
+        started = time.time()
         time.sleep(self.seconds)
-        return {"val_accuracy": self.score}
+        return {"val_accuracy": self.score, "started": started, "ended": time.time()}
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {}
@@ -75,15 +77,21 @@ concurrency = {workers}
     return path
 
 
-def timed(job: Path, out: Path, address: str, name: str, sampler: str, lag: int | None) -> float:
+def timed(job: Path, out: Path, address: str, name: str, sampler: str, lag: int | None) -> tuple[float, float]:
+    """(span, idle): seconds from the first trial's start to the last one's end (Ray's and the workers'
+    start-up left out), and the share of the workers' time in that span not spent in a trial."""
+    import pandas as pd
+
     from caviar.cli import main
 
     extra = ["--set", f"search.sampler={sampler}"] + (["--set", f"search.lag={lag}"] if lag is not None else [])
-    start = time.perf_counter()
     status = main(["parallel", str(job), "--out", str(out), "--name", name, "--address", address, "--quiet",
                    *extra])
     assert status == 0, f"{name}: exit status {status}"
-    return time.perf_counter() - start
+    epochs = pd.read_parquet(out / name / "epochs.parquet")
+    span = float(epochs["ended"].max() - epochs["started"].min())
+    workers = int(job.read_text().split("concurrency = ")[1].split()[0])
+    return span, 1 - float((epochs["ended"] - epochs["started"]).sum()) / (workers * span)
 
 
 def main() -> None:
@@ -104,7 +112,7 @@ def main() -> None:
     address = ray.get_runtime_context().gcs_address
     methods = [("random", "random", None)] + [(f"tpe lag {m * args.workers}", "tpe", m * args.workers)
                                               for m in (int(x) for x in args.lags.split(","))]
-    walls: dict[str, list[float]] = {label: [] for label, _, _ in methods}
+    walls: dict[str, list[tuple[float, float]]] = {label: [] for label, _, _ in methods}
     with tempfile.TemporaryDirectory() as tmp:
         job = write_job(Path(tmp), args.trials, args.workers, args.mean)
         for r in range(args.repeat):
@@ -112,12 +120,13 @@ def main() -> None:
                 with contextlib.redirect_stdout(io.StringIO()):
                     walls[label].append(timed(job, Path(tmp) / "out", address, f"{sampler}{lag}-{r}", sampler, lag))
     ray.shutdown()
-    base = statistics.median(walls["random"])
+    base = statistics.median(span for span, _ in walls["random"])
     print(f"{args.trials} trials of {args.mean} s on average, {args.workers} workers; median of {args.repeat} runs")
-    print(f"{'method':<14}{'wall s':>9}{'x random':>10}   runs")
+    print(f"{'method':<14}{'span s':>9}{'x random':>10}{'idle':>8}   spans")
     for label, values in walls.items():
-        median = statistics.median(values)
-        print(f"{label:<14}{median:>9.2f}{median / base:>10.2f}   {', '.join(f'{v:.1f}' for v in values)}")
+        span, idle = (statistics.median(v[i] for v in values) for i in (0, 1))
+        runs = ", ".join(f"{v[0]:.1f}" for v in values)
+        print(f"{label:<14}{span:>9.2f}{span / base:>10.2f}{idle:>8.0%}   {runs}")
 
 
 if __name__ == "__main__":

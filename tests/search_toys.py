@@ -12,18 +12,20 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tests.toys import ToyTrainer
+
 # The optimizer each conditional key belongs to, as the built-in network takes them.
 _USED_BY = {"beta2": ("adam", "rmsprop"), "momentum": ("momentum",)}
 
 
-class JitterTrainer:
+class JitterTrainer(ToyTrainer):
     """val_accuracy rises towards a ceiling that is best at learning_rate 3e-3 and 1 - beta1 = 1e-2.
 
     Each epoch sleeps a random time, up to config["jitter"] seconds (default 0.05), drawn from the
     operating system rather than the seed: which trial finishes first changes from run to run, while
     the metrics, drawn from the seed, do not. A key that its optimizer does not use (beta2 without
     adam or rmsprop, momentum without momentum) is refused, as a conditional dimension must never
-    reach a trainer where it is inactive.
+    reach a trainer where it is inactive. State and hyperparameter changes as ToyTrainer's.
     """
 
     metrics = ("val_accuracy", "val_loss", "train_loss")
@@ -47,14 +49,6 @@ class JitterTrainer:
         acc = self.ceiling * (1 - math.exp(-self.epoch / 2)) + float(self.rng.normal(0, 0.002))
         return {"val_accuracy": acc, "val_loss": 1 - acc, "train_loss": 1.0 / self.epoch}
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {"epoch": np.array(self.epoch)}
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.epoch = int(state["epoch"])
-
-    def set_hyperparameters(self, **changes: Any) -> None:
-        self.config.update(changes)
 
 
 class PickyTrainer(JitterTrainer):
