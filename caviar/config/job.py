@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import tomli_w
 
 from caviar.config.choices import POPULATION, SAMPLER_CHECKS, SAMPLERS, SCHEDULER_CHECKS, SCHEDULERS
+from caviar.config.conditions import split_when
 from caviar.config.messages import field_path, one_line, reject_unknown, show_value
 from caviar.config.overrides import apply_overrides
 from caviar.config.pbt import PBT_CHECKS, PbtSpec, check_pbt_job
@@ -70,7 +71,7 @@ class DataSpec:
 class SearchSpec:
     """[search]: caviar mode, many trials in parallel."""
 
-    sampler: str = "random"  # random | grid | sobol | coarse_to_fine; random wins on few budgets
+    sampler: str = "random"  # random | grid | sobol | coarse_to_fine | tpe | gp | cmaes
     trials: int = 32  # configurations to train (grid may give fewer)
     scheduler: str = "asha"  # fifo: every trial runs all its epochs; asha: stop the hopeless early; pbt: [pbt]
     metric: str = "val_accuracy"  # the reported metric that scores a trial (its best epoch)
@@ -81,6 +82,7 @@ class SearchSpec:
     rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last
     keep_fraction: float = 0.25  # coarse_to_fine: share of a round's best trials to zoom around
     shrink: float = 0.5  # coarse_to_fine: each round's region, as a fraction of the last one's
+    lag: int | str = "auto"  # tpe, gp, cmaes: trial k learns from trials 0 .. k-lag-1 (auto: 2 x workers)
     grace_period: int = 2  # asha: epochs every trial gets before it can be stopped
     reduction_factor: float = 3.0  # asha: keep the top 1/reduction_factor at each rung
     max_retries: int = 2  # reruns of a trial whose worker crashed (not of one that raised)
@@ -152,7 +154,7 @@ class Job:
             del data["options"]
         if babysit["target"] is None:  # TOML has no null: a missing key means none
             del babysit["target"]
-        space = {name: dim.spec() for name, dim in self.space.dimensions.items()}
+        space = self.space.spec()
         raw = {"name": self.name, "data": data, "model": dict(self.model), "space": space,
                "search": asdict(self.search), "babysit": babysit}
         if self.search.scheduler == POPULATION or self.pbt != PbtSpec():   # [pbt] only where it says something
@@ -275,13 +277,16 @@ def _space(table: Mapping[str, Any]) -> SearchSpace:
     for key in ("trainer", "task"):
         if key in table:
             raise ValueError(f"space.{key}: the {key} cannot be searched; set it in [model]")
-    dimensions = {}
+    dimensions, whens = {}, {}
     for name, spec in table.items():
+        spec, when = split_when(spec)   # a conditional dimension: its scale, and when it exists
+        if when is not None:
+            whens[name] = when
         try:
             dimensions[name] = parse_dimension(spec)
         except ValueError as exc:
             raise ValueError(f"{field_path(('space', name))}: {one_line(exc)}") from None
-    return SearchSpace(dimensions)
+    return SearchSpace(dimensions, whens)
 
 
 # --- checks: the rules of each field (the samplers' and schedulers' own ones for their options) ----

@@ -21,8 +21,9 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
+from caviar.config.conditions import WHEN, active_only, check_conditions, topological_order
 from caviar.config.messages import show_value
-from caviar.config.values import is_number, plain
+from caviar.config.values import is_number, plain, same_value
 
 # The largest float below 1: `to_unit` answers in [0, 1) like the samplers draw.
 _BELOW_ONE = math.nextafter(1.0, 0.0)
@@ -188,15 +189,6 @@ class IntLogUniform(_LogScale, IntUniform):
     kind: ClassVar[str] = "int_log_uniform"
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal and of the same kind (True == 1 to Python, not to a user); lists compare as lists."""
-    if isinstance(a, list) or isinstance(b, list):
-        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b and isinstance(a, str) == isinstance(b, str)
-
-
 @dataclass(frozen=True)
 class Choice(Dimension):
     """One of a list of values (numbers, strings, booleans, or lists such as layer sizes), equally likely.
@@ -225,7 +217,7 @@ class Choice(Dimension):
             kinds = " and ".join(sorted(types))
             raise ValueError(f"choice values must all be of one type, got {show_value(self.values)} ({kinds})")
         for i, v in enumerate(values):
-            if any(_same(v, w) for w in values[:i]):
+            if any(same_value(v, w) for w in values[:i]):
                 raise ValueError(f"choice has {show_value(v)} twice in {show_value(self.values)}")
         object.__setattr__(self, "values", values)
 
@@ -236,7 +228,7 @@ class Choice(Dimension):
     def to_unit(self, value: Any) -> float:
         value = plain(value)
         for i, v in enumerate(self.values):
-            if _same(v, value):
+            if same_value(v, value):
                 return (i + 0.5) / len(self.values)
         raise ValueError(f"{show_value(value)} is not one of choice {show_value(self.values)}")
 
@@ -319,10 +311,11 @@ class SearchSpace:
     """Named dimensions in order; the searched ones (not Fixed) span the unit cube the samplers draw in.
 
     `from_unit(u)` with u of shape (len(space),) gives a whole config: searched and fixed values, in the
-    order the dimensions were given.
+    order the dimensions were given, without the dimensions its values make inactive (`conditions`:
+    name -> {parent: values}, see caviar.config.conditions). An inactive dimension keeps its axis.
     """
 
-    def __init__(self, dimensions: Mapping[str, Dimension]) -> None:
+    def __init__(self, dimensions: Mapping[str, Dimension], conditions: Mapping[str, Any] | None = None) -> None:
         for name, dim in dimensions.items():
             if not isinstance(name, str) or not name:
                 raise ValueError(f"space: a dimension name must be a non-empty string, got {name!r}")
@@ -330,6 +323,8 @@ class SearchSpace:
                 raise ValueError(f"space.{name}: expected a Dimension, got {dim!r}")
         self._dimensions = MappingProxyType(dict(dimensions))
         self._names = tuple(name for name, dim in self._dimensions.items() if not isinstance(dim, Fixed))
+        self._conditions = MappingProxyType(check_conditions(conditions or {}, self._dimensions))
+        self._order = topological_order(list(self._dimensions), self._conditions)
 
     @property
     def dimensions(self) -> Mapping[str, Dimension]:
@@ -342,9 +337,24 @@ class SearchSpace:
         return self._names
 
     @property
+    def conditions(self) -> Mapping[str, Mapping[str, tuple[Any, ...]]]:
+        """Conditional dimension -> {parent: the values for which it exists} (read-only)."""
+        return self._conditions
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Every dimension's name, each parent before its children: the order to draw them in."""
+        return self._order
+
+    def active(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """`config` without the dimensions its own values make inactive."""
+        return active_only(config, self._order, self._conditions)
+
+    @property
     def fixed(self) -> dict[str, Any]:
-        """The fixed values by name (a fresh dict)."""
-        return {n: d.from_unit(0.0) for n, d in self._dimensions.items() if isinstance(d, Fixed)}
+        """The fixed values that hold in every trial, by name (a fresh dict; conditional ones left out)."""
+        return {n: d.from_unit(0.0) for n, d in self._dimensions.items()
+                if isinstance(d, Fixed) and n not in self._conditions}
 
     def __len__(self) -> int:
         return len(self._names)
@@ -355,21 +365,30 @@ class SearchSpace:
         if u.shape != (len(self._names),):
             raise ValueError(f"expected a unit point of shape ({len(self._names)},), got shape {u.shape}")
         position = {name: float(x) for name, x in zip(self._names, u)}
-        return {name: dim.from_unit(position.get(name, 0.0)) for name, dim in self._dimensions.items()}
+        return self.active({name: dim.from_unit(position.get(name, 0.0)) for name, dim in self._dimensions.items()})
 
     def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:
-        """The unit point (n_dims,) of a config's searched values (other keys are ignored)."""
-        missing = [n for n in self._names if n not in config]
+        """The unit point (n_dims,) of a config's searched values (other keys are ignored); an inactive
+        conditional dimension, absent or None, sits in the middle of its axis."""
+        missing = [n for n in self._names if n not in config and n not in self._conditions]
         if missing:
             raise ValueError(f"config lacks searched value(s) {', '.join(missing)}")
-        return np.array([self._dimensions[n].to_unit(config[n]) for n in self._names], dtype=float)
+        return np.array([0.5 if n in self._conditions and config.get(n) is None
+                         else self._dimensions[n].to_unit(config[n]) for n in self._names], dtype=float)
 
     def spec(self) -> dict[str, Any]:
-        """The `[space]` table as TOML values (each `parse_dimension`-able)."""
-        return {name: dim.spec() for name, dim in self._dimensions.items()}
+        """The `[space]` table as TOML values (each `parse_dimension`-able once `split_when` takes off a
+        conditional dimension's `when`)."""
+        spec = {name: dim.spec() for name, dim in self._dimensions.items()}
+        for name, when in self._conditions.items():
+            dim = self._dimensions[name]
+            own = {Fixed.kind: dim.from_unit(0.0)} if isinstance(dim, Fixed) else spec[name]
+            spec[name] = {**own, WHEN: {parent: copy.deepcopy(list(values)) for parent, values in when.items()}}
+        return spec
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, SearchSpace) and dict(self._dimensions) == dict(other._dimensions)
+        return isinstance(other, SearchSpace) and dict(self._dimensions) == dict(other._dimensions) \
+            and dict(self._conditions) == dict(other._conditions)
 
     __hash__ = None  # type: ignore[assignment]
 

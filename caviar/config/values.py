@@ -42,6 +42,15 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Equal and of the same kind (True == 1 to Python, not to a user); lists compare as lists."""
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(same_value, a, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b and isinstance(a, str) == isinstance(b, str)
+
+
 class Expected(ValueError):
     """A value of the wrong kind; `checked` adds the field path and the value."""
 

@@ -14,92 +14,41 @@ trials in: every random draw of trial k comes from its own stream,
 - `coarse_to_fine`: rounds; each round re-samples shrunken boxes around the best of the previous one.
   Round r+1 is `ready` only once every trial of round r has been told, so its boxes are fixed by the
   scores alone, not by which trials happened to finish first.
+- `tpe`, `gp`, `cmaes`: Optuna's model-based samplers (`caviar.search.model_based`, Optuna imported
+  only when one is made); trial k learns from the scores of trials 0 .. k-lag-1.
+
+In a space with conditional dimensions every sampler still draws the whole cube; a dimension its
+parents make inactive is left out of the config, and the grid keeps each distinct config once.
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
 from bisect import bisect_right
 from typing import Any, Mapping
 
 import numpy as np
 
-from caviar.config.choices import SAMPLER_CHECKS, SAMPLERS
+from caviar.config.choices import MODEL_BASED, SAMPLER_CHECKS, SAMPLERS
 from caviar.config.messages import reject_unknown
 from caviar.config.space import SearchSpace
 from caviar.config.values import checked, non_negative, one_of, positive
-from caviar.store.vocabulary import MODES, Mode
+from caviar.search.base import Sampler, trial_seed
+from caviar.search.base import stream as _rng  # its old local name: the samplers below read as before
+from caviar.store.vocabulary import MODES
 # Option -> default. Every sampler accepts every option and ignores the ones it does not use, so a job
 # can keep `rounds` while trying `sampler = "random"`. None means "the default".
-OPTIONS: dict[str, Any] = {"grid_points": 3, "rounds": 3, "keep_fraction": 0.25, "shrink": 0.5}
+OPTIONS: dict[str, Any] = {"grid_points": 3, "rounds": 3, "keep_fraction": 0.25, "shrink": 0.5, "lag": "auto"}
 _MAX_GRID = 2**62
+_MAX_CONDITIONAL_GRID = 2**18  # a conditional grid is enumerated once to drop repeats (about 10 s at most)
 
 # spawn_key prefixes beyond any trial id, for the draws that belong to the whole sweep
 _SWEEP = 2**32
 _SOBOL_STREAM, _GRID_STREAM = 0, 1
 # second spawn_key element of a trial's config draws; (k,) alone is its training seed (trial_seed)
 _CONFIG_STREAM = 0
-
-
-def trial_seed(job_seed: int, trial_id: int) -> int:
-    """The training seed of trial `trial_id`, 0 <= seed < 2**31, from SeedSequence(job_seed, spawn_key=(trial_id,))."""
-    state = np.random.SeedSequence(job_seed, spawn_key=(trial_id,)).generate_state(1, dtype=np.uint32)
-    return int(state[0]) >> 1
-
-
-def _rng(job_seed: int, *key: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=key))
-
-
-class Sampler(ABC):
-    """Configs for trial ids 0 .. n_trials-1. Subclasses give `unit_point`; scales live in the space."""
-
-    name: str = ""
-
-    def __init__(self, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max") -> None:
-        self.space = space
-        self.n_trials = n_trials  # how many trials it will give (grid may give fewer than asked)
-        self.seed = seed
-        self.mode = Mode(mode)
-        self._scores: dict[int, float] = {}
-
-    @abstractmethod
-    def unit_point(self, trial_id: int) -> np.ndarray:
-        """Trial `trial_id`'s point of the unit cube, shape (len(space),); only called when ready."""
-
-    def ready(self, trial_id: int) -> bool:
-        """Whether `ask(trial_id)` can be answered now (coarse_to_fine waits for the previous round)."""
-        self._check_id(trial_id)
-        return True
-
-    def ask(self, trial_id: int) -> dict[str, Any]:
-        """The config of a trial: searched and fixed values. The same for the same seed, in any order."""
-        if not self.ready(trial_id):
-            raise RuntimeError(f"trial {trial_id} is not ready: round {self.round_of(trial_id) - 1} is still running")
-        return self.space.from_unit(self.unit_point(trial_id))
-
-    def tell(self, trial_id: int, score: float) -> None:
-        """A trial's score; NaN for a failed trial (worst whatever the mode). Telling twice is an error
-        unless the score is the same, since a later round may already depend on the first one."""
-        self._check_id(trial_id)
-        score = float(score)
-        old = self._scores.get(trial_id)
-        if old is not None and not (old == score or (math.isnan(old) and math.isnan(score))):
-            raise RuntimeError(f"trial {trial_id} was already told score {old}, now {score}")
-        self._scores[trial_id] = score
-
-    def round_of(self, trial_id: int) -> int:
-        """The round a trial belongs to: 0 except for coarse_to_fine."""
-        self._check_id(trial_id)
-        return 0
-
-    def _check_id(self, trial_id: int) -> None:
-        if not 0 <= trial_id < self.n_trials:
-            raise IndexError(f"trial id {trial_id} is outside 0..{self.n_trials - 1} of this {self.name} sampler")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(n_trials={self.n_trials}, seed={self.seed}, dims={list(self.space.names)})"
+__all__ = ["OPTIONS", "Sampler", "RandomSampler", "SobolSampler", "GridSampler", "CoarseToFineSampler",
+           "make_sampler", "trial_seed"]
 
 
 class RandomSampler(Sampler):
@@ -147,25 +96,45 @@ class GridSampler(Sampler):
                  grid_points: int = 3) -> None:
         axes = [space.dimensions[name].grid_units(grid_points) for name in space.names]
         size = math.prod(len(a) for a in axes)
-        if size > _MAX_GRID:
+        if size > (_MAX_CONDITIONAL_GRID if space.conditions else _MAX_GRID):
             raise ValueError(f"search.grid_points: a grid of {size} points is too large; use sampler = \"random\"")
+        self._axes = [np.asarray(a, dtype=float) for a in axes]
+        # A conditional space's grid holds each config once: a point where a dimension is inactive
+        # stands for every value of that dimension, so only its first value is kept.
+        points = self._distinct(space, size) if space.conditions else None
+        size = size if points is None else len(points)
         super().__init__(space, n_trials=min(n_trials, size), seed=seed, mode=mode)
         self.grid_size = size
-        self._axes = [np.asarray(a, dtype=float) for a in axes]
         if n_trials >= size:
             self._indices = np.arange(size, dtype=np.int64)
         else:
             chosen = _rng(seed, _SWEEP, _GRID_STREAM).choice(size, size=n_trials, replace=False)
             self._indices = np.sort(chosen).astype(np.int64)
+        if points is not None:
+            self._indices = points[self._indices]
+
+    def _distinct(self, space: SearchSpace, size: int) -> np.ndarray:
+        """Grid indices (increasing) of the points whose inactive dimensions sit at their first value."""
+        conditional = [i for i, name in enumerate(space.names) if name in space.conditions]
+        kept = []
+        for index in range(size):
+            point, digits = self._point(index)
+            config = space.from_unit(point)
+            if all(digits[i] == 0 for i in conditional if space.names[i] not in config):
+                kept.append(index)
+        return np.asarray(kept, dtype=np.int64)
+
+    def _point(self, index: int) -> tuple[np.ndarray, list[int]]:
+        """The unit point of grid index `index`, and its digit on each axis."""
+        point, digits = np.empty(len(self._axes)), [0] * len(self._axes)
+        for i in range(len(self._axes) - 1, -1, -1):  # last axis varies fastest, like itertools.product
+            index, digits[i] = divmod(index, len(self._axes[i]))
+            point[i] = self._axes[i][digits[i]]
+        return point, digits
 
     def unit_point(self, trial_id: int) -> np.ndarray:
         self._check_id(trial_id)
-        index = int(self._indices[trial_id])
-        point = np.empty(len(self._axes))
-        for i in range(len(self._axes) - 1, -1, -1):  # last axis varies fastest, like itertools.product
-            index, digit = divmod(index, len(self._axes[i]))
-            point[i] = self._axes[i][digit]
-        return point
+        return self._point(int(self._indices[trial_id]))[0]
 
 
 class CoarseToFineSampler(Sampler):
@@ -236,7 +205,7 @@ class CoarseToFineSampler(Sampler):
 
 def make_sampler(name: str, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max",
                  options: Mapping[str, Any] | None = None) -> Sampler:
-    """The sampler a job names. `options` may hold grid_points, rounds, keep_fraction, shrink (None or
+    """The sampler a job names. `options` may hold grid_points, rounds, keep_fraction, shrink, lag (None or
     missing: the default); a sampler ignores the ones it does not use. A job file's values were checked
     by job.py already; these guards, with the same rules and messages, are for other callers:
     ValueError "search.<field>: ..." on a bad name, trial count, seed, mode or option."""
@@ -250,6 +219,10 @@ def make_sampler(name: str, space: SearchSpace, *, n_trials: int, seed: int, mod
     opts = {key: checked(f"search.{key}", given.get(key, default), SAMPLER_CHECKS[key])
             for key, default in OPTIONS.items()}
     common = dict(n_trials=n_trials, seed=seed, mode=mode)
+    if name in MODEL_BASED:   # Optuna is imported only now, and only if such a sampler is asked for
+        from caviar.search.model_based import ENGINES
+
+        return ENGINES[name](space, lag=None if opts["lag"] == "auto" else opts["lag"], **common)
     if name == "grid":
         return GridSampler(space, grid_points=opts["grid_points"], **common)
     if name == "coarse_to_fine":

@@ -9,6 +9,7 @@
     resources.py    each trial's CPUs and GPUs, how many fit, more than the cluster has
     run.py          the sweep wired to its run folder and progress view
     loop.py         the driver loop: segments to workers, decisions, results as they arrive
+    records.py      the loop's records: a running trial, a call to a worker, a worker slot
     worker.py       the Ray actor that trains trial after trial
     restore.py      what a resumed sweep already did
 """

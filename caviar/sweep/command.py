@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from caviar import lifecycle
-from caviar.config.choices import POPULATION
+from caviar.config.choices import POPULATION, SAMPLER_ABOUT
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.store.layout import holds_results
 from caviar.store.vocabulary import RunKind
@@ -188,16 +188,20 @@ def dry_run_table(job: Any, sampler: Sampler) -> str:
     for trial_id in range(min(decided, DRY_RUN_ROWS)):
         config = sampler.ask(trial_id)
         row = {"trial": trial_id, "seed": trial_seed(job.search.seed, trial_id)}
-        row.update({name: config[name] for name in job.space.names})
+        row.update({name: config.get(name) for name in job.space.names})   # None: inactive
         rows.append(row)
     # The leaderboard's formatting: scientific notation on log scales, enough digits for betas.
     table = format_table(pd.DataFrame(rows), scales_of(job.space)) if rows else "(no trials)"
     lines = [f"{job.name}: {sampler.n_trials:,} trials, sampler {job.search.sampler}, scheduler "
-             f"{job.search.scheduler}, metric {job.search.metric} ({job.search.mode})", table]
+             f"{job.search.scheduler}, metric {job.search.metric} ({job.search.mode})",
+             f"sampler {job.search.sampler}: {SAMPLER_ABOUT[job.search.sampler]}", table]
     if decided > len(rows):
         lines.append(f"... and {decided - len(rows):,} more")
     if decided < sampler.n_trials:
-        lines.append(f"(+{sampler.n_trials - decided:,} trials in later rounds, drawn around the best of earlier ones)")
+        lag = "twice the workers" if job.search.lag == "auto" else job.search.lag
+        later = "in later rounds, drawn around the best of earlier ones" if job.search.sampler == "coarse_to_fine" \
+            else f"proposed from the scores of earlier trials (trial k learns from trials 0 .. k-lag-1; lag {lag})"
+        lines.append(f"(+{sampler.n_trials - decided:,} trials {later})")
     return "\n".join(lines)
 
 

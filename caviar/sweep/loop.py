@@ -16,12 +16,12 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from caviar.search.samplers import Sampler, trial_seed
 from caviar.search.schedulers import Scheduler
 from caviar.store.vocabulary import STATUSES, Mode, Status, model_columns, utc_at
+from caviar.sweep.records import Call, Slot, TrialState
 from caviar.sweep.worker import Segment, stop_actors, trial_worker_class
 
 FLUSH_SECONDS = 0.5      # finished trials reach the disk within about this long
@@ -31,53 +31,6 @@ MAX_BATCH = 64
 HOLD_SECONDS = 5.0       # longest that trial rows wait for the first metrics before being written
 WAIT_SECONDS = 0.2       # how often the loop wakes without results (timeouts, flushes, display)
 START_WARN_SECONDS = 30.0  # a worker not started by then waits for a CPU that other work holds
-
-
-@dataclass
-class TrialState:
-    """A trial the driver is running: its identity and what it has reported so far."""
-
-    trial_id: int
-    config: dict[str, Any]
-    params: dict[str, Any]
-    seed: int
-    round: int
-    max_epochs: int
-    epoch_rows: list[dict[str, Any]] = field(default_factory=list)
-    last_metrics: dict[str, float] = field(default_factory=dict)
-    best: float = -math.inf      # best score so far, sign-flipped so that higher is better
-    seconds: float = 0.0
-    epochs: int = 0
-    retries: int = 0
-    started_at: float = math.inf  # wall-clock seconds (`time.time()` on its worker) it began training
-
-    def restart(self) -> None:
-        """Forget a lost attempt (its worker died): the trial reruns from scratch."""
-        self.epoch_rows.clear()
-        self.last_metrics.clear()
-        self.best, self.seconds, self.epochs, self.started_at = -math.inf, 0.0, 0, math.inf
-
-
-@dataclass(eq=False)
-class Call:
-    """One streaming call to a worker: its segments, and how many of them have ended."""
-
-    stream: Any
-    segments: list[Segment]
-    ended: int = 0
-
-
-@dataclass
-class Slot:
-    """A worker actor and what the driver has asked of it."""
-
-    actor: Any = None                                     # none until there is work for it
-    node_ref: Any = ""                                    # the worker's node IP, once it has started
-    calls: deque[Call] = field(default_factory=deque)
-    held: dict[int, int] = field(default_factory=dict)   # paused trial -> epochs it has run
-    drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
-    segment_started: float = 0.0                          # when the running segment began
-    created: float = 0.0                                  # when its actor was asked for
 
 
 class Sweep:
@@ -198,9 +151,13 @@ class Sweep:
             return None
         trial_id = self.next_new
         self.next_new += 1
-        config = {**self.base_config, **self.sampler.ask(trial_id)}
+        # Every [space] name comes from the sampler: a conditional one it leaves out (inactive) reaches
+        # the trainer neither from [space] nor from [model], and its params_<name> is null.
+        space = self.sampler.space
+        config = {**{k: v for k, v in self.base_config.items() if k not in space.dimensions},
+                  **self.sampler.ask(trial_id)}
         trial = TrialState(
-            trial_id=trial_id, config=config, params={n: config[n] for n in self.sampler.space.names},
+            trial_id=trial_id, config=config, params={n: config.get(n) for n in space.names},
             seed=trial_seed(self.job_seed, trial_id), round=self.sampler.round_of(trial_id),
             max_epochs=int(config.get("epochs", self.max_epochs)),
         )

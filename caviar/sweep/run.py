@@ -12,8 +12,8 @@ import sys
 from typing import Any
 
 from caviar import lifecycle
-from caviar.store.vocabulary import Status
-from caviar.sweep.plan import max_epochs, worker_count
+from caviar.store.vocabulary import JOB_FILE, Status
+from caviar.sweep.plan import max_epochs, param_types, settle_lag, worker_count
 from caviar.sweep.resources import actor_resources, cluster_nodes, one_cpu_each, trial_slots, trial_threads
 from caviar.sweep.restore import Restored, restore
 from caviar.views.progress import Progress
@@ -22,8 +22,8 @@ from caviar.views.progress import Progress
 class Writer:
     """A finished trial's rows into the run's tables; flushes epochs before trials."""
 
-    def __init__(self, run: Any) -> None:
-        self.trials, self.epochs = run.table("trials"), run.table("epochs")
+    def __init__(self, run: Any, types: dict[str, Any] | None = None) -> None:
+        self.trials, self.epochs = run.table("trials", types=types), run.table("epochs")
 
     def write_trial(self, row: dict, epoch_rows: list[dict]) -> None:
         self.epochs.append(epoch_rows)
@@ -94,11 +94,13 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     what = "CPUs Ray has" if head is not None or one_cpu_each(job.search) else "trials the cluster fits at once"
     n_workers = worker_count(concurrency or job.search.concurrency, max(1, slots),
                              sampler.n_trials - len(done.finished), quiet, what=what)
+    job = settle_lag(job, sampler, n_workers)   # tpe/gp/cmaes: lag "auto" becomes a number, recorded
+    lifecycle.record_job(run.path / JOB_FILE, job.to_toml())
     if not quiet:
         ray_state = "training here while Ray starts" if head is not None else f"Ray ready in {startup:.1f} s"
         print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
               f"({cpus} CPUs; {ray_state}); results in {run.path}", file=sys.stderr)
-    writer = Writer(run)
+    writer = Writer(run, param_types(job.space))
     progress = Progress(sampler.n_trials, job.search.metric, already_done=len(done.finished),
                         stream=open(os.devnull, "w") if quiet else None)
     sweep = build_sweep(job, trainer, sampler, scheduler, None if head is not None else _put(data), writer, done,

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from caviar.config.conditions import enabling
 from caviar.config.messages import did_you_mean, field_path, one_line, reject_unknown, show_value
 from caviar.config.space import Choice, Fixed, LogUniform, OneMinusLogUniform, Uniform
 from caviar.trainers.check import check_trainer
@@ -130,17 +131,19 @@ def _hint(dim: Any) -> str:
     return f" (a value of {show_value(dim.spec())})"
 
 
-def _probes(job: Any) -> list[tuple[tuple[str, str], Any, str]]:
-    """(field path, value, hint) of every value the middle of the space does not show: a [model] value
-    that [space] overrides (the drivers still read [model] alone, e.g. for its epochs), then every
-    value a searched [space] dimension can draw (every choice; both ends and the middle of a range)."""
+def _probes(job: Any) -> list[tuple[tuple[str, str], Any, str, dict[str, Any]]]:
+    """(field path, value, hint, parents) of every value the middle of the space does not show: a [model]
+    value that [space] overrides (the drivers still read [model] alone, e.g. for its epochs), then every
+    value a searched [space] dimension can draw (every choice; both ends and the middle of a range),
+    with the parent values under which a conditional dimension exists."""
     dims = job.space.dimensions
-    probes = [(("model", k), v, "") for k, v in job.model.items() if k != "trainer" and k in dims]
+    probes = [(("model", k), v, "", {}) for k, v in job.model.items() if k != "trainer" and k in dims]
     for key, dim in dims.items():
         if not isinstance(dim, Fixed):
             n = len(dim.values) if isinstance(dim, Choice) else 2
             units = sorted({0.0, 0.5, 1.0} | {(i + 0.5) / n for i in range(n)})
-            probes += [(("space", key), dim.from_unit(u), _hint(dim)) for u in units]
+            parents = enabling(key, job.space.conditions)
+            probes += [(("space", key), dim.from_unit(u), _hint(dim), parents) for u in units]
     return probes
 
 
@@ -153,9 +156,9 @@ def _probe(job: Any, check: Any) -> None:
         check(middle)
     except ValueError as exc:
         raise ValueError(_together(job, middle, exc, check)) from None
-    for path, value, hint in _probes(job):
+    for path, value, hint, parents in _probes(job):
         try:
-            check({**middle, path[1]: value})
+            check({**middle, **parents, path[1]: value})
         except ValueError as exc:
             raise ValueError(f"{field_path(path)}: {_without_key(exc, path[1])}{hint}") from None
 

@@ -258,8 +258,9 @@ def test_a_dry_run_of_a_million_trials_shows_fifty_and_counts_the_rest(tmp_path,
     assert status == 0, err
     lines = out.splitlines()
     assert lines[0].startswith(f"digits: 1,000,000 trials, sampler {sampler}")
-    assert [line.split()[0] for line in lines[2:52]] == [str(k) for k in range(50)]
-    assert lines[52:] == more
+    assert lines[1].startswith(f"sampler {sampler}: ")   # what it does and when to pick it
+    assert [line.split()[0] for line in lines[3:53]] == [str(k) for k in range(50)]
+    assert lines[53:] == more
 
 
 def test_a_refused_input_leaves_the_results_folder_as_it_was(tmp_path, capsys):

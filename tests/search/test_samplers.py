@@ -78,10 +78,16 @@ def test_trial_seeds_are_fixed_per_trial_and_in_range():
     assert trial_seed(7, 3) == int(seq.generate_state(1, dtype=np.uint32)[0]) >> 1
 
 
+# Trials per sampler in the tests that every sampler runs: the Gaussian process fits a model for each
+# proposal after its 10 random ones (a second or more each on a busy machine), so it makes one or two.
+TRIALS = {"gp": 11}
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_a_seed_repeats_exactly_and_another_seed_differs(name):
     def configs(seed):
-        sampler = make_sampler(name, MIXED, n_trials=12, seed=seed, options={"grid_points": 3})
+        sampler = make_sampler(name, MIXED, n_trials=TRIALS.get(name, 12), seed=seed,
+                               options={"grid_points": 3, "lag": 2})
         return run(sampler, score=lambda c: -abs(math.log10(c["learning_rate"]) + 3) - c["dropout"])
 
     first = configs(3)
@@ -93,9 +99,11 @@ def test_a_seed_repeats_exactly_and_another_seed_differs(name):
 
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_shuffled_ask_and_tell_order_gives_the_same_configs(name):
-    in_order = run(make_sampler(name, BOWL, n_trials=30, seed=11))
-    for shuffle_seed in range(3):
-        shuffled = run(make_sampler(name, BOWL, n_trials=30, seed=11), order=np.random.default_rng(shuffle_seed))
+    n, lag = TRIALS.get(name, 30) + 1, {"lag": 3}   # the model-based ones propose 3 trials ahead
+    in_order = run(make_sampler(name, BOWL, n_trials=n, seed=11, options=lag))
+    for shuffle_seed in range(3 if name != "gp" else 1):
+        shuffled = run(make_sampler(name, BOWL, n_trials=n, seed=11, options=lag),
+                       order=np.random.default_rng(shuffle_seed))
         assert shuffled == in_order
 
 
@@ -270,12 +278,12 @@ def test_a_space_with_nothing_to_search_still_gives_configs():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"name": "sobel"}, "search.sampler: expected one of random, grid, sobol, coarse_to_fine, got 'sobel' "
-                        "(did you mean 'sobol'?)"),
+    ({"name": "sobel"}, "search.sampler: expected one of random, grid, sobol, coarse_to_fine, tpe, gp, cmaes, "
+                        "got 'sobel' (did you mean 'sobol'?)"),
     ({"n_trials": 0}, "search.trials: expected a positive integer, got 0"),
     ({"options": {"rounds": True}}, "search.rounds: expected a positive integer, got true"),
     ({"options": {"shrinkage": 0.5}}, "search.shrinkage: unknown sampler option (did you mean 'shrink'?; valid: "
-                                      "grid_points, rounds, keep_fraction, shrink)"),
+                                      "grid_points, rounds, keep_fraction, shrink, lag)"),
 ])
 def test_bad_sampler_settings_name_the_field_and_value(kwargs, message):
     arguments = {"name": "coarse_to_fine", "n_trials": 8, "seed": 0, **kwargs}

@@ -40,7 +40,7 @@ class SevenEpochTrainer(ToyTrainer):
 
 def test_random_and_sobol_samplers_get_the_jobs_trials_seed_and_mode():
     for name, kind in (("random", RandomSampler), ("sobol", SobolSampler)):
-        sampler = build_sampler(sweep_job(sampler=name, trials=10, seed=9, mode="min"))
+        sampler = build_sampler(sweep_job(sampler=name, trials=10, seed=9, metric="val_loss", mode="min"))
         assert type(sampler) is kind
         assert (sampler.n_trials, sampler.seed, sampler.mode) == (10, 9, "min")
         assert sampler.space.names == ("learning_rate", "batch_size")
@@ -59,7 +59,7 @@ def test_the_grid_sampler_gets_grid_points():
 
 def test_the_coarse_to_fine_sampler_gets_rounds_keep_fraction_and_shrink():
     sampler = build_sampler(sweep_job(sampler="coarse_to_fine", trials=12, rounds=4, keep_fraction=0.5,
-                                      shrink=0.25, mode="min"))
+                                      shrink=0.25, metric="val_loss", mode="min"))
     assert type(sampler) is CoarseToFineSampler
     assert (sampler.rounds, sampler.keep_fraction, sampler.shrink) == (4, 0.5, 0.25)
     assert sampler.round_sizes == (3, 3, 3, 3) and sampler.mode == "min"
@@ -103,7 +103,7 @@ def test_fifo_runs_every_trial_for_max_epochs():
 
 
 def test_asha_gets_grace_period_reduction_factor_mode_and_the_trainers_epochs():
-    scheduler = build_scheduler(sweep_job(scheduler="asha", grace_period=2, reduction_factor=2, mode="min"),
+    scheduler = build_scheduler(sweep_job(scheduler="asha", grace_period=2, reduction_factor=2, metric="val_loss", mode="min"),
                                 SevenEpochTrainer)
     assert type(scheduler) is ASHA
     assert scheduler.max_epochs == 7 and scheduler.mode == "min"
@@ -147,3 +147,42 @@ def test_never_more_workers_than_trials_left(capsys):
 
 def test_at_least_one_worker_even_with_no_trial_left():
     assert worker_count(0, cpus=2, trials_left=0, quiet=True) == 1
+
+
+# --- model-based samplers and conditional dimensions ------------------------------------------------
+
+
+def test_a_model_based_sampler_gets_its_lag_fixed_from_the_workers_and_recorded_in_the_job():
+    from caviar.search.model_based import TPESampler
+    from caviar.sweep.plan import settle_lag
+
+    job = sweep_job(sampler="tpe")
+    sampler = build_sampler(job)
+    assert isinstance(sampler, TPESampler) and job.search.lag == "auto" and sampler.lag is None
+    settled = settle_lag(job, sampler, n_workers=3)
+    assert settled.search.lag == 6 == sampler.lag and parse_job(settled.to_toml()).search.lag == 6
+    fixed = sweep_job(sampler="tpe", lag=1)
+    assert settle_lag(fixed, build_sampler(fixed), n_workers=3).search.lag == 1
+    random = sweep_job()
+    assert settle_lag(random, build_sampler(random), n_workers=3) is random
+
+
+def test_a_conditional_choice_of_text_keeps_its_column_type_when_its_first_rows_are_null(tmp_path):
+    import pandas as pd
+
+    from caviar.store.writer import TableWriter
+    from caviar.sweep.plan import param_types
+
+    job = sweep_job(space={**SPACE, "optimizer": {"choice": ["sgd", "momentum"]},
+                           "kind": {"choice": ["nesterov", "plain"], "when": {"optimizer": "momentum"}},
+                           "width": {"int_uniform": [8, 64], "when": {"optimizer": "momentum"}}})
+    types = param_types(job.space)
+    assert set(types) == {"params_kind", "params_width"}
+    writer = TableWriter(tmp_path, "trials", types=types)
+    writer.append([{"trial_id": 0, "params_kind": None, "params_width": None}])
+    writer.flush()
+    writer.append([{"trial_id": 1, "params_kind": "nesterov", "params_width": 16}])
+    writer.flush()
+    trials = pd.read_parquet(tmp_path / "trials.parquet").sort_values("trial_id")
+    assert trials["params_kind"].isna().tolist() == [True, False] and trials["params_kind"].iloc[1] == "nesterov"
+    assert trials["params_width"].iloc[1] == 16

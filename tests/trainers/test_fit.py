@@ -395,3 +395,15 @@ def test_full_config_of_a_trainer_without_check_config_is_the_config_as_given():
     config = {"learning_rate": 0.01, "anything": [1, 2], "sleep": 0}
     assert full_config(ToyTrainer, config) == config
     assert full_config(ToyTrainer, {}) == {}
+
+
+def test_a_conditional_value_is_checked_where_its_parents_make_it_exist():
+    """beta2 exists only for adam here: its values are checked with optimizer adam, never with the
+    middle of the space (sgd), which the trainer would rightly refuse."""
+    space = {"optimizer": {"choice": ["adam", "sgd"]},
+             "beta2": {"one_minus_log_uniform": [0.99, 0.999], "when": {"optimizer": ["adam"]}}}
+    job = parse_job({"model": {"trainer": "tests.search_toys:PickyTrainer"}, "space": space})
+    check_job(job)
+    space["beta2"]["when"] = {"optimizer": ["adam", "sgd"]}   # now it can meet sgd: refused, naming it
+    with pytest.raises(ValueError, match="^space.beta2: only adam and rmsprop take it"):
+        check_job(parse_job({"model": {"trainer": "tests.search_toys:PickyTrainer"}, "space": space}))
