@@ -7,11 +7,28 @@ the very same checks, so a bad value reads the same wherever it is caught.
 
 from __future__ import annotations
 
-from caviar.config.values import Check, above_one, fraction_closed, integer, positive
+from caviar.config.values import Check, Expected, above_one, fraction_closed, integer, number, positive
 
 SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine")
 SCHEDULERS = ("fifo", "asha")
 
 SAMPLER_CHECKS: dict[str, Check] = {"grid_points": integer(2), "rounds": positive, "keep_fraction": fraction_closed,
                                     "shrink": fraction_closed}
-SCHEDULER_CHECKS: dict[str, Check] = {"grace_period": positive, "reduction_factor": above_one}
+AUTO = "auto"  # an ASHA setting left to be chosen from the trials' epochs
+
+
+def auto_or(check: Check) -> Check:
+    """"auto", or a value `check` accepts."""
+    def auto_or_check(value: object) -> object:
+        if value == AUTO:
+            return AUTO
+        try:
+            return check(value)
+        except Expected as exc:
+            raise Expected(f'"{AUTO}" or {exc.what}') from None
+
+    return auto_or_check
+
+
+SCHEDULER_CHECKS: dict[str, Check] = {"grace_period": auto_or(positive), "reduction_factor": auto_or(above_one),
+                                      "smoothing": number("a number in [0, 1)", lambda v: 0 <= v < 1)}

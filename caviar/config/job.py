@@ -72,8 +72,9 @@ class SearchSpec:
     rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last
     keep_fraction: float = 0.25  # coarse_to_fine: share of a round's best trials to zoom around
     shrink: float = 0.5  # coarse_to_fine: each round's region, as a fraction of the last one's
-    grace_period: int = 2  # asha: epochs every trial gets before it can be stopped
-    reduction_factor: float = 3.0  # asha: keep the top 1/reduction_factor at each rung
+    grace_period: int | str = "auto"  # asha: epochs every trial gets before it can be stopped; auto: from epochs
+    reduction_factor: float | str = "auto"  # asha: keep the top 1/reduction_factor at each rung; auto: from epochs
+    smoothing: float = 0.0  # asha: judge rungs on the best of the smoothed curve (0: the raw best so far)
     max_retries: int = 2  # reruns of a trial whose worker crashed (not of one that raised)
     trial_timeout: float = 0.0  # seconds before a trial is stopped as failed; 0: no limit
 

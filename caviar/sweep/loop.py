@@ -288,7 +288,8 @@ class Sweep:
         elif self.metric not in trial.last_metrics:
             slot.drop.append(trial_id)
             self._finish(trial, Status.FAILED, f"the trainer did not report the metric {self.metric!r}", slot)
-        elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
+        elif self.scheduler.should_continue(trial_id, trial.epochs, self.scheduler.rung_score(
+                [row.get(self.metric) for row in trial.epoch_rows])):
             slot.held[trial_id] = trial.epochs
         else:
             slot.drop.append(trial_id)
