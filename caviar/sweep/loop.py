@@ -273,7 +273,8 @@ class Sweep:
             if not metrics.keys() <= self.metric_names.keys():
                 self.metric_names.update(dict.fromkeys(metrics))
             value = metrics.get(self.metric)
-            if value is not None and math.isfinite(value):
+            # An epoch with any non-finite metric ends the trial and does not count for its score.
+            if value is not None and all(math.isfinite(v) for v in metrics.values()):
                 trial.best = max(trial.best, self.sign * value)
             return
         call.ended += 1
@@ -283,6 +284,8 @@ class Sweep:
         self.segment_seconds = seconds if self.segment_seconds <= 0 else 0.8 * self.segment_seconds + 0.2 * seconds
         if kind == "failed":
             self._finish(trial, Status.FAILED, event[4], slot)
+        elif kind == "diverged":   # non-finite after good epochs: keep the best of them
+            self._finish(trial, Status.DIVERGED if math.isfinite(trial.best) else Status.FAILED, event[4], slot)
         elif kind == "done":
             self._finish(trial, Status.COMPLETED, None, slot)
         elif self.metric not in trial.last_metrics:

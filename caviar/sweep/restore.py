@@ -85,11 +85,11 @@ def check_growth(run_dir: Path, n_trials: int) -> None:
 
 
 def _failed_at(trials: Any) -> dict[int, int]:
-    """Failed trial -> the last epoch it reported. A trial fails on the epoch it reports (a non-finite
-    metric, an error after the row was sent), before the scheduler is asked about that epoch."""
+    """Failed or diverged trial -> the last epoch it reported. Such a trial ends on the epoch it reports
+    (a non-finite metric, an error after the row was sent), before the scheduler is asked about it."""
     if trials.empty or "status" not in trials or "epochs" not in trials:
         return {}
-    failed = trials[trials["status"] == Status.FAILED.value]
+    failed = trials[trials["status"].isin([Status.FAILED.value, Status.DIVERGED.value])]
     return {int(t): int(e) for t, e in zip(failed["trial_id"], failed["epochs"]) if e is not None and e == e}
 
 

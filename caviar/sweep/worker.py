@@ -10,7 +10,8 @@ Events (tuples, cheap to serialize):
     ("epoch", trial_id, epoch, metrics, seconds)   metrics: dict[str, float] of that epoch
     ("paused", trial_id, epoch, seconds)            reached the segment's end; trainer kept for later
     ("done", trial_id, epoch, seconds)              reached the trial's last epoch; trainer dropped
-    ("failed", trial_id, epoch, seconds, error)     raised or reported NaN/inf; trainer dropped
+    ("failed", trial_id, epoch, seconds, error)     raised; trainer dropped
+    ("diverged", trial_id, epoch, seconds, error)   reported NaN/inf (the driver keeps any earlier best)
 `seconds` of the last three is the compute time of that segment (trainer construction included).
 """
 
@@ -82,8 +83,11 @@ class SegmentRunner:
                 clean = checked_metrics(metrics)  # the same check, and words, as panda mode's
                 yield ("epoch", trial_id, epoch, clean, time.perf_counter() - epoch_start)
                 bad = [k for k, v in clean.items() if not math.isfinite(v)]
-                if bad:
-                    raise FloatingPointError(f"non-finite {', '.join(f'{k}={clean[k]}' for k in bad)} at epoch {epoch}")
+                if bad:  # a divergence, not a bug: the driver keeps the trial's earlier best
+                    self.drop([trial_id])
+                    error = f"FloatingPointError: non-finite {', '.join(f'{k}={clean[k]}' for k in bad)} at epoch {epoch}"
+                    yield ("diverged", trial_id, epoch, time.perf_counter() - start, error)
+                    return
         except Exception as exc:  # a trial's failure is data, never the end of the sweep
             self.drop([trial_id])
             yield ("failed", trial_id, epoch, time.perf_counter() - start, error_text(exc))
