@@ -85,7 +85,8 @@ class SegmentRunner:
                 bad = [k for k, v in clean.items() if not math.isfinite(v)]
                 if bad:  # a divergence, not a bug: the driver keeps the trial's earlier best
                     self.drop([trial_id])
-                    error = f"FloatingPointError: non-finite {', '.join(f'{k}={clean[k]}' for k in bad)} at epoch {epoch}"
+                    values = ", ".join(f"{k}={clean[k]}" for k in bad)
+                    error = f"FloatingPointError: non-finite {values} at epoch {epoch}"
                     yield ("diverged", trial_id, epoch, time.perf_counter() - start, error)
                     return
         except Exception as exc:  # a trial's failure is data, never the end of the sweep

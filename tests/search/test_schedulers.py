@@ -1,4 +1,4 @@
-"""The schedulers' decisions, as pure functions."""
+"""The schedulers' decisions, as pure functions; their settings, refused in one line from the command line."""
 
 from __future__ import annotations
 
@@ -160,3 +160,25 @@ def test_a_bad_smoothing_is_one_line_naming_the_field():
     with pytest.raises(ValueError) as info:
         make_scheduler("asha", max_epochs=10, mode="max", smoothing=1.0)
     assert str(info.value) == "search.smoothing: expected a number in [0, 1), got 1.0"
+
+
+@pytest.mark.parametrize(("value", "shown"), [("1", "1"), ("-0.5", "-0.5"), ("nan", "nan"), ("high", "'high'"),
+                                             ("auto", "'auto'")])
+def test_a_bad_smoothing_on_the_command_line_exits_2_with_one_line(tmp_path, capsys, value, shown):
+    from tests.support import caviar_output
+
+    status, out, err = caviar_output(capsys, "parallel", "digits", "--dry-run", "--out", tmp_path,
+                                     "--set", f"search.smoothing={value}")
+    assert status == 2 and out == ""
+    line = f"caviar parallel: error: search.smoothing: expected a number in [0, 1), got {shown}"
+    assert err.strip().splitlines() == [line]
+    assert not any(tmp_path.iterdir())   # refused before anything was written
+
+
+def test_auto_settings_on_the_command_line_are_accepted(tmp_path, capsys):
+    from tests.support import caviar_output
+
+    status, _, err = caviar_output(capsys, "parallel", "digits", "--dry-run", "--out", tmp_path,
+                                   "--set", "search.grace_period=auto", "--set", "search.reduction_factor=2",
+                                   "--set", "search.smoothing=0.6")
+    assert status == 0, err
