@@ -69,9 +69,9 @@ class SearchSpec:
     concurrency: int = 0  # trials in flight; 0: one per CPU that Ray sees
     seed: int = 0  # the same seed samples the same configurations with the same trial seeds
     grid_points: int = 3  # grid: points per searched continuous dimension
-    rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best of the last
-    keep_fraction: float = 0.25  # coarse_to_fine: share of a round's best trials to zoom around
-    shrink: float = 0.5  # coarse_to_fine: each round's region, as a fraction of the last one's
+    rounds: int = 3  # coarse_to_fine: sampling rounds, each around the best trials so far
+    keep_fraction: float = 0.25  # coarse_to_fine: share of all trials so far that count as good
+    shrink: float = 0.5  # coarse_to_fine: round r's boxes are at most shrink ** r wide
     grace_period: int | str = "auto"  # asha: epochs every trial gets before it can be stopped; auto: from epochs
     reduction_factor: float | str = "auto"  # asha: keep the top 1/reduction_factor at each rung; auto: from epochs
     smoothing: float = 0.0  # asha: judge rungs on the best of the smoothed curve (0: the raw best so far)
