@@ -47,14 +47,15 @@ class ToyTrainer:
 
 
 class FlakyTrainer(ToyTrainer):
-    """Raises at epoch 2 when config["fail"] is "raise"; reports NaN when it is "nan"."""
+    """Raises at epoch 2 when config["fail"] is "raise"; reports NaN at epoch 2 when it is "nan" (after
+    a good first epoch), at epoch 1 when it is "nan_first"."""
 
     def train_epoch(self) -> dict[str, float]:
         metrics = super().train_epoch()
         mode = self.config.get("fail", "none")
         if self.epoch == 2 and mode == "raise":
             raise RuntimeError("boom at epoch 2")
-        if self.epoch == 2 and mode == "nan":
+        if (self.epoch == 2 and mode == "nan") or (self.epoch == 1 and mode == "nan_first"):
             metrics["val_loss"] = float("nan")
         return metrics
 

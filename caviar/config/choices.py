@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from caviar.config.values import Check, Expected, above_one, fraction_closed, integer, non_negative, positive
+from caviar.config.values import Check, Expected, above_one, fraction_closed, integer, non_negative, number, positive
 
 SAMPLERS = ("random", "grid", "sobol", "coarse_to_fine", "tpe", "gp", "cmaes")
 MODEL_BASED = ("tpe", "gp", "cmaes")  # Optuna's engines (caviar.search.model_based); the rest draw in the unit cube
@@ -46,4 +46,21 @@ def _lag(value: Any) -> int | str:
 
 SAMPLER_CHECKS: dict[str, Check] = {"grid_points": integer(2), "rounds": positive, "keep_fraction": fraction_closed,
                                     "shrink": fraction_closed, "lag": _lag}
-SCHEDULER_CHECKS: dict[str, Check] = {"grace_period": positive, "reduction_factor": above_one}
+AUTO = "auto"  # an ASHA setting left to be chosen from the trials' epochs
+
+
+def auto_or(check: Check) -> Check:
+    """"auto", or a value `check` accepts."""
+    def auto_or_check(value: object) -> object:
+        if value == AUTO:
+            return AUTO
+        try:
+            return check(value)
+        except Expected as exc:
+            raise Expected(f'"{AUTO}" or {exc.what}') from None
+
+    return auto_or_check
+
+
+SCHEDULER_CHECKS: dict[str, Check] = {"grace_period": auto_or(positive), "reduction_factor": auto_or(above_one),
+                                      "smoothing": number("a number in [0, 1)", lambda v: 0 <= v < 1)}

@@ -11,9 +11,9 @@ trials in: every random draw of trial k comes from its own stream,
   choice, at most every value of an integer. Kept to show why random wins: 9 grid trials over two
   dimensions try only 3 values of the one that matters.
 - `sobol`: scrambled Sobol points: like random, but more even coverage for the same number of trials.
-- `coarse_to_fine`: rounds; each round re-samples shrunken boxes around the best of the previous one.
-  Round r+1 is `ready` only once every trial of round r has been told, so its boxes are fixed by the
-  scores alone, not by which trials happened to finish first.
+- `coarse_to_fine`: rounds; each round samples boxes around the best trials of all earlier rounds,
+  sized by how far apart the good trials lie. Round r+1 is `ready` only once every trial of round r
+  has been told, so its boxes are fixed by the scores alone, not by which trials finished first.
 - `tpe`, `gp`, `cmaes`: Optuna's model-based samplers (`caviar.search.model_based`, Optuna imported
   only when one is made); trial k learns from the scores of trials 0 .. k-lag-1.
 
@@ -138,15 +138,24 @@ class GridSampler(Sampler):
 
 
 class CoarseToFineSampler(Sampler):
-    """Rounds of trials; round r > 0 samples boxes of side `shrink ** r` (unit space) around the best
-    `keep_fraction` of round r-1, clipped to the unit cube so values never leave their bounds.
+    """Rounds of trials: round 0 is uniform; round r > 0 draws in boxes around the best trials so far.
 
-    The trials are split across rounds as evenly as possible (earlier rounds get the remainder). A
-    round's trials go round-robin over its kept points, best first; each trial draws uniformly in its box
-    from its own stream. Choice and integer dimensions shrink too, to neighbouring values.
+    Before round r, every trial of the earlier rounds has been told. The *good* trials are the best
+    `keep_fraction` of all of them (failed ones never count while any trial has a score); the
+    *centres* are the better half of the good ones, so a mediocre trial never becomes a centre
+    because its round happened to be weak. A box's side, per dimension of the unit cube, is the spread
+    (max - min) of the good trials there, at most `shrink ** r` and at least a quarter of that: a
+    dimension where every good trial agrees is searched narrowly, one where good trials lie far apart
+    (it hardly matters) stays wide. Boxes are clipped to the unit cube, so values never leave their
+    bounds. Choice and integer dimensions shrink too, to neighbouring values.
+
+    The trials are split across rounds as evenly as possible (earlier rounds get the remainder); a
+    round's trials go round-robin over its centres, best first, and each draws uniformly in its box
+    from its own stream.
     """
 
     name = "coarse_to_fine"
+    MIN_SIDE = 0.25   # the narrowest box, as a share of the widest (shrink ** r): a floor against zooming on noise
 
     def __init__(self, space: SearchSpace, *, n_trials: int, seed: int, mode: str = "max",
                  rounds: int = 3, keep_fraction: float = 0.25, shrink: float = 0.5) -> None:
@@ -158,7 +167,8 @@ class CoarseToFineSampler(Sampler):
         sizes = [base + (1 if r < extra else 0) for r in range(self.rounds)]
         self.round_starts = tuple(int(s) for s in np.cumsum([0] + sizes[:-1]))  # first trial id of each round
         self.round_sizes = tuple(sizes)
-        self._centres: dict[int, np.ndarray] = {}  # round -> (n_kept, n_dims), fixed once computed
+        # round -> (centres (n_centres, n_dims), box sides (n_dims,)), fixed once computed
+        self._boxes: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def round_of(self, trial_id: int) -> int:
         self._check_id(trial_id)
@@ -171,9 +181,10 @@ class CoarseToFineSampler(Sampler):
     def _round_ids(self, r: int) -> range:
         return range(self.round_starts[r], self.round_starts[r] + self.round_sizes[r])
 
-    def kept(self, r: int) -> list[int]:
-        """Trial ids of round r that seed round r+1, best first (NaN last, ties by id); round r must be told."""
-        ids = list(self._round_ids(r))
+    def good(self, r: int) -> list[int]:
+        """Trial ids of rounds < r that count as good for round r, best first (ties by id): the top
+        `keep_fraction` of them, failed ones left out unless no trial has a score; rounds < r must be told."""
+        ids = range(self.round_starts[r])
         sign = -self.mode.sign
 
         def worst_last(k: int) -> tuple[bool, float, int]:
@@ -182,7 +193,25 @@ class CoarseToFineSampler(Sampler):
 
         ranked = sorted(ids, key=worst_last)
         # The small epsilon keeps 0.1 * 30 = 3.0000000000000004 from keeping 4.
-        return ranked[: max(1, math.ceil(self.keep_fraction * len(ids) - 1e-9))]
+        top = ranked[: max(1, math.ceil(self.keep_fraction * len(ranked) - 1e-9))]
+        return [k for k in top if not math.isnan(self._scores[k])] or top[:1]
+
+    def kept(self, r: int) -> list[int]:
+        """The centres of round r + 1, best first: the better half of its good trials (at least one)."""
+        good = self.good(r + 1)
+        return good[: math.ceil(len(good) / 2)]
+
+    def box(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """Round r's (centres (n_centres, n_dims), box sides (n_dims,)) in the unit cube; r >= 1, ready."""
+        if r not in self._boxes:
+            d = len(self.space)
+            ids = self.good(r)
+            good = np.array([self.unit_point(k) for k in ids]).reshape(len(ids), d)
+            widest = self.shrink**r
+            spread = np.ptp(good, axis=0) if len(good) > 1 else np.full(d, widest)
+            sides = np.clip(spread, self.MIN_SIDE * widest, widest)
+            self._boxes[r] = (good[: math.ceil(len(good) / 2)], sides)
+        return self._boxes[r]
 
     def unit_point(self, trial_id: int) -> np.ndarray:
         r = self.round_of(trial_id)
@@ -190,16 +219,12 @@ class CoarseToFineSampler(Sampler):
         d = len(self.space)
         if r == 0:
             return rng.random(d)
-        if r not in self._centres:
-            if not self.ready(trial_id):
-                raise RuntimeError(f"trial {trial_id} is not ready: round {r - 1} is still running")
-            kept = self.kept(r - 1)
-            self._centres[r] = np.array([self.unit_point(k) for k in kept]).reshape(len(kept), d)
-        centres = self._centres[r]
+        if r not in self._boxes and not self.ready(trial_id):
+            raise RuntimeError(f"trial {trial_id} is not ready: round {r - 1} is still running")
+        centres, sides = self.box(r)
         centre = centres[(trial_id - self.round_starts[r]) % len(centres)]
-        side = self.shrink**r
-        low = np.clip(centre - side / 2, 0.0, 1.0)
-        high = np.clip(centre + side / 2, 0.0, 1.0)
+        low = np.clip(centre - sides / 2, 0.0, 1.0)
+        high = np.clip(centre + sides / 2, 0.0, 1.0)
         return np.minimum(low + rng.random(d) * (high - low), np.nextafter(1.0, 0.0))
 
 

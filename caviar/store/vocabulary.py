@@ -58,7 +58,8 @@ class Status(StrEnum):
 
     COMPLETED = "completed"   # every epoch it was given
     PRUNED = "pruned"         # stopped early by the scheduler; its score is from the epochs it ran
-    FAILED = "failed"         # raised, reported a non-finite value, or its worker died; no score
+    FAILED = "failed"         # raised, reported a non-finite value first, or its worker died; no score
+    DIVERGED = "diverged"     # reported a non-finite value after finite ones; its score is from the epochs before
 
 
 STATUSES = tuple(s.value for s in Status)

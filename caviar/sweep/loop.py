@@ -246,7 +246,8 @@ class Sweep:
             if not metrics.keys() <= self.metric_names.keys():
                 self.metric_names.update(dict.fromkeys(metrics))
             value = metrics.get(self.metric)
-            if value is not None and math.isfinite(value):
+            # An epoch with any non-finite metric ends the trial and does not count for its score.
+            if value is not None and all(math.isfinite(v) for v in metrics.values()):
                 trial.best = max(trial.best, self.sign * value)
             return
         call.ended += 1
@@ -257,12 +258,15 @@ class Sweep:
         self.segment_seconds = seconds if self.segment_seconds <= 0 else 0.8 * self.segment_seconds + 0.2 * seconds
         if kind == "failed":
             self._finish(trial, Status.FAILED, event[4], slot, at)
+        elif kind == "diverged":   # non-finite after good epochs: keep the best of them
+            self._finish(trial, Status.DIVERGED if math.isfinite(trial.best) else Status.FAILED, event[4], slot, at)
         elif kind == "done":
             self._finish(trial, Status.COMPLETED, None, slot, at)
         elif self.metric not in trial.last_metrics:
             slot.drop.append(trial_id)
             self._finish(trial, Status.FAILED, f"the trainer did not report the metric {self.metric!r}", slot, at)
-        elif self.scheduler.should_continue(trial_id, trial.epochs, self.sign * trial.best):
+        elif self.scheduler.should_continue(trial_id, trial.epochs, self.scheduler.rung_score(
+                [row.get(self.metric) for row in trial.epoch_rows])):
             slot.held[trial_id] = trial.epochs
         else:
             slot.drop.append(trial_id)

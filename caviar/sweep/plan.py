@@ -67,7 +67,8 @@ def max_epochs(job: Any, trainer: type) -> int:
 
 def build_scheduler(job: Any, trainer: type) -> Scheduler:
     return make_scheduler(job.search.scheduler, max_epochs=max_epochs(job, trainer), mode=job.search.mode,
-                          grace_period=job.search.grace_period, reduction_factor=job.search.reduction_factor)
+                          grace_period=job.search.grace_period, reduction_factor=job.search.reduction_factor,
+                          smoothing=job.search.smoothing)
 
 
 def worker_count(requested: int, cpus: int, trials_left: int, quiet: bool, what: str = "CPUs Ray has") -> int:

@@ -85,28 +85,29 @@ def check_growth(run_dir: Path, n_trials: int) -> None:
 
 
 def _failed_at(trials: Any) -> dict[int, int]:
-    """Failed trial -> the last epoch it reported. A trial fails on the epoch it reports (a non-finite
-    metric, an error after the row was sent), before the scheduler is asked about that epoch."""
+    """Failed or diverged trial -> the last epoch it reported. Such a trial ends on the epoch it reports
+    (a non-finite metric, an error after the row was sent), before the scheduler is asked about it."""
     if trials.empty or "status" not in trials or "epochs" not in trials:
         return {}
-    failed = trials[trials["status"] == Status.FAILED.value]
+    failed = trials[trials["status"].isin([Status.FAILED.value, Status.DIVERGED.value])]
     return {int(t): int(e) for t, e in zip(failed["trial_id"], failed["epochs"]) if e is not None and e == e}
 
 
 def _replay_milestones(epochs: Any, scheduler: Scheduler, metric: str, failed_at: dict[int, int]) -> None:
-    """Record each finished trial's best-so-far score at every milestone the live sweep asked the
+    """Record each finished trial's rung score at every milestone the live sweep asked the
     scheduler about: each one it passed, but not the epoch a failed trial failed on."""
     if not scheduler.milestones or epochs.empty or metric not in epochs.columns:
         return
-    sign = scheduler.mode.sign
     epochs = epochs.sort_values(["trial_id", "epoch"])
-    best_so_far = (sign * epochs[metric]).groupby(epochs["trial_id"]).cummax() * sign
-    last_failed = epochs["trial_id"].map(failed_at)
-    at_milestones = epochs["epoch"].isin(scheduler.milestones) & best_so_far.notna() & \
-        ~(epochs["epoch"] == last_failed).fillna(False).astype(bool)
-    for trial_id, epoch, score in zip(epochs["trial_id"][at_milestones], epochs["epoch"][at_milestones],
-                                      best_so_far[at_milestones]):
-        scheduler.should_continue(int(trial_id), int(epoch), float(score))
+    milestones = set(scheduler.milestones)
+    for trial_id, rows in epochs.groupby("trial_id", sort=False):
+        curve = [float(v) for v in rows[metric]]
+        for i, epoch in enumerate(rows["epoch"]):
+            if epoch in milestones and epoch != failed_at.get(trial_id):
+                # What the live sweep judged the trial on there (skipped when it had no score yet).
+                score = scheduler.rung_score(curve[: i + 1])
+                if not math.isnan(score):
+                    scheduler.should_continue(int(trial_id), int(epoch), score)
 
 
 def _drop_unfinished_epochs(run: Any, finished: set[int]) -> None:

@@ -10,7 +10,8 @@ Events (tuples, cheap to serialize):
     ("epoch", trial_id, epoch, metrics, seconds, at)   metrics: dict[str, float] of that epoch
     ("paused", trial_id, epoch, seconds, at)            reached the segment's end; trainer kept for later
     ("done", trial_id, epoch, seconds, at)              reached the trial's last epoch; trainer dropped
-    ("failed", trial_id, epoch, seconds, error, at)     raised or reported NaN/inf; trainer dropped
+    ("failed", trial_id, epoch, seconds, error, at)     raised; trainer dropped
+    ("diverged", trial_id, epoch, seconds, error, at)   reported NaN/inf (the driver keeps any earlier best)
 `seconds` of the last three is the compute time of that segment (trainer construction included);
 `at` (always last) is the wall-clock moment the event happened, `time.time()` seconds on the
 worker's node, so `at - seconds` is when the segment began.
@@ -84,8 +85,12 @@ class SegmentRunner:
                 clean = checked_metrics(metrics)  # the same check, and words, as panda mode's
                 yield ("epoch", trial_id, epoch, clean, time.perf_counter() - epoch_start, time.time())
                 bad = [k for k, v in clean.items() if not math.isfinite(v)]
-                if bad:
-                    raise FloatingPointError(f"non-finite {', '.join(f'{k}={clean[k]}' for k in bad)} at epoch {epoch}")
+                if bad:  # a divergence, not a bug: the driver keeps the trial's earlier best
+                    self.drop([trial_id])
+                    values = ", ".join(f"{k}={clean[k]}" for k in bad)
+                    error = f"FloatingPointError: non-finite {values} at epoch {epoch}"
+                    yield ("diverged", trial_id, epoch, time.perf_counter() - start, error, time.time())
+                    return
         except Exception as exc:  # a trial's failure is data, never the end of the sweep
             self.drop([trial_id])
             yield ("failed", trial_id, epoch, time.perf_counter() - start, error_text(exc), time.time())

@@ -181,14 +181,16 @@ def test_a_misspelt_scheduler_gets_a_suggestion():
 
 
 def test_the_scheduler_options_with_rules_are_asha_s_arguments():
-    assert set(SCHEDULER_CHECKS) == {"grace_period", "reduction_factor"}
+    assert set(SCHEDULER_CHECKS) == {"grace_period", "reduction_factor", "smoothing"}
 
 
 BAD_SCHEDULER_OPTIONS = [
-    ("grace_period", 0, "a positive integer"), ("grace_period", 1.5, "a positive integer"),
-    ("grace_period", True, "a positive integer"),
-    ("reduction_factor", 1, "a number > 1"), ("reduction_factor", 0.5, "a number > 1"),
-    ("reduction_factor", math.inf, "a number > 1"), ("reduction_factor", "3", "a number > 1"),
+    ("grace_period", 0, '"auto" or a positive integer'), ("grace_period", 1.5, '"auto" or a positive integer'),
+    ("grace_period", True, '"auto" or a positive integer'), ("grace_period", "Auto", '"auto" or a positive integer'),
+    ("reduction_factor", 1, '"auto" or a number > 1'), ("reduction_factor", 0.5, '"auto" or a number > 1'),
+    ("reduction_factor", math.inf, '"auto" or a number > 1'), ("reduction_factor", "3", '"auto" or a number > 1'),
+    ("smoothing", 1, "a number in [0, 1)"), ("smoothing", -0.1, "a number in [0, 1)"),
+    ("smoothing", "0.5", "a number in [0, 1)"), ("smoothing", math.nan, "a number in [0, 1)"),
 ]
 
 

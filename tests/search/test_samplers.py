@@ -184,6 +184,56 @@ def test_coarse_to_fine_concentrates_around_the_optimum_and_beats_random():
     assert np.mean(np.array(c2f_best) >= np.array(random_best)) >= 0.6
 
 
+def test_coarse_to_fine_centres_are_only_the_top_of_every_finished_trial():
+    """Round r draws around the better half of the best keep_fraction of all trials of rounds < r: a weak
+    round-1 trial never becomes a round-2 centre, and round 0's best stays one while it is best."""
+    dims = space_of(x={"uniform": [0.0, 1.0]}, y={"uniform": [0.0, 1.0]})
+    sampler = make_sampler("coarse_to_fine", dims, n_trials=48, seed=3, options={"rounds": 3})
+    score = {}
+
+    def finish(r):
+        for k in [k for k in range(48) if sampler.round_of(k) == r]:
+            score[k] = -abs(sampler.ask(k)["x"] - 0.3)
+            sampler.tell(k, score[k])
+
+    finish(0)
+    best_first = sorted(range(16), key=lambda k: (-score[k], k))
+    assert sampler.good(1) == best_first[:4] and sampler.kept(0) == best_first[:2]
+    finish(1)
+    pool = sorted(range(32), key=lambda k: (-score[k], k))
+    assert sampler.good(2) == pool[:8] and sampler.kept(1) == pool[:4]   # from rounds 0 and 1 together
+    centres, _ = sampler.box(2)
+    np.testing.assert_array_equal(centres, [sampler.unit_point(k) for k in pool[:4]])
+
+
+def test_coarse_to_fine_boxes_are_as_wide_as_the_good_trials_spread():
+    """x decides the score, y does not: the good trials agree on x and scatter over y, so round 1
+    searches x narrowly (the floor, a quarter of shrink) and y as widely as shrink allows."""
+    dims = space_of(x={"uniform": [0.0, 1.0]}, y={"uniform": [0.0, 1.0]})
+    sampler = make_sampler("coarse_to_fine", dims, n_trials=64, seed=0, options={"rounds": 2, "shrink": 0.5})
+    for k in range(32):
+        sampler.tell(k, -abs(sampler.ask(k)["x"] - 0.3))
+    good = np.array([sampler.unit_point(k) for k in sampler.good(1)])
+    centres, sides = sampler.box(1)
+    np.testing.assert_allclose(sides, np.clip(np.ptp(good, axis=0), 0.125, 0.5))
+    assert sides[0] < 0.2 and sides[1] == 0.5
+    for k in range(32, 64):
+        u = sampler.unit_point(k)
+        centre = centres[(k - 32) % len(centres)]
+        assert np.all(np.abs(u - centre) <= sides / 2 + 1e-12)
+    xs = [sampler.ask(k)["x"] for k in range(32, 64)]
+    assert max(abs(x - 0.3) for x in xs) < 0.2
+
+
+def test_coarse_to_fine_with_one_good_trial_uses_the_widest_box():
+    dims = space_of(x={"uniform": [0.0, 1.0]})
+    sampler = make_sampler("coarse_to_fine", dims, n_trials=8, seed=1, options={"rounds": 2, "shrink": 0.4})
+    for k in range(4):
+        sampler.tell(k, float(k))
+    assert sampler.good(1) == [3]
+    np.testing.assert_array_equal(sampler.box(1)[1], [0.4])   # no spread to measure: shrink ** r
+
+
 @settings(max_examples=60, deadline=None)
 @given(scores=st.lists(st.one_of(st.floats(allow_nan=True), st.sampled_from([0.0, 1.0])), min_size=24, max_size=24),
        seed=st.integers(0, 2**32), mode=st.sampled_from(["max", "min"]),

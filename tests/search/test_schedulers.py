@@ -1,11 +1,16 @@
-"""The schedulers' decisions, as pure functions."""
+"""The schedulers' decisions, as pure functions; their settings, refused in one line from the command line."""
 
 from __future__ import annotations
 
 import pytest
 
 from caviar.config.job import parse_job
-from caviar.search.schedulers import ASHA, FIFO, SCHEDULERS, make_scheduler
+import math
+
+import numpy as np
+import pandas as pd
+
+from caviar.search.schedulers import ASHA, FIFO, SCHEDULERS, asha_defaults, make_scheduler
 
 
 def test_fifo_never_prunes_and_runs_to_the_end():
@@ -92,3 +97,88 @@ def test_asha_counts_a_trial_that_reaches_a_rung_again_once():
     # Counted once, 0.7 is in the top half of {0.9, 0.5, 0.7}; counted twice, the two 0.9s would
     # fill the top half of {0.9, 0.9, 0.5, 0.7} and push it out.
     assert asha.should_continue(2, 1, 0.7)
+
+
+# --- defaults from the epochs, and smoothing -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("epochs", "grace", "factor", "rungs"), [
+    (1, 1, 2.0, ()), (2, 1, 2.0, (1,)), (6, 2, 2.0, (2, 4)), (9, 1, 3.0, (1, 3)), (15, 2, 3.0, (2, 6)),
+    (20, 3, 3.0, (3, 9)), (30, 4, 3.0, (4, 12)), (100, 12, 3.0, (12, 36)),
+])
+def test_asha_left_auto_takes_its_rungs_from_the_epochs(epochs, grace, factor, rungs):
+    """Two rungs, the last near a third of the epochs: the issue's spiral (30 epochs) is first judged
+    at epoch 4, not 2, where a batch of 256 has taken only 8 steps."""
+    assert asha_defaults(epochs) == (grace, factor)
+    asha = make_scheduler("asha", max_epochs=epochs, mode="max")
+    assert (asha.grace_period, asha.reduction_factor, asha.milestones) == (grace, factor, rungs)
+
+
+def test_asha_settings_given_are_kept_and_the_other_one_follows_the_epochs():
+    assert asha_defaults(30, 2, 3) == (2, 3.0)
+    assert asha_defaults(30, 1, "auto") == (1, 3.0)
+    assert asha_defaults(30, "auto", 2) == (8, 2.0)   # ceil(30 / 2**2)
+    assert ASHA(30, grace_period=2, reduction_factor=3).milestones == (2, 6, 18)
+
+
+def _ewm_best(curve, smoothing, mode="max"):
+    """The oracle: pandas' exponentially weighted mean (adjust=True is the debiased average), best so far."""
+    smoothed = pd.Series(curve, dtype=float).dropna().ewm(alpha=1 - smoothing, adjust=True).mean()
+    return float(smoothed.max() if mode == "max" else smoothed.min())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3, 0.6, 0.9])
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_the_rung_score_is_the_best_of_the_smoothed_curve(smoothing, mode):
+    rng = np.random.default_rng(int(smoothing * 10))
+    curve = list(0.9 - 0.5 * np.exp(-np.arange(1, 13) / 3) + rng.normal(0, 0.05, 12))
+    asha = ASHA(12, mode, smoothing=smoothing)
+    for n in range(1, 13):
+        assert asha.rung_score(curve[:n]) == pytest.approx(_ewm_best(curve[:n], smoothing, mode), rel=1e-12)
+    if smoothing == 0.0:
+        assert asha.rung_score(curve) == (max(curve) if mode == "max" else min(curve))
+
+
+def test_the_rung_score_skips_non_finite_values_and_is_nan_without_any():
+    asha = ASHA(10, smoothing=0.5)
+    assert asha.rung_score([0.4, math.nan, 0.8]) == pytest.approx(_ewm_best([0.4, 0.8], 0.5))
+    assert math.isnan(asha.rung_score([math.nan, None])) and math.isnan(asha.rung_score([]))
+    assert FIFO(10).rung_score([0.2, 0.7, 0.5]) == 0.7
+
+
+def test_smoothing_keeps_a_lucky_epoch_from_carrying_a_noisy_trial_past_a_rung():
+    steady, lucky = [0.80, 0.81, 0.82, 0.82], [0.60, 0.62, 0.95, 0.61]   # rung at epoch 4
+    raw, smoothed = ASHA(12, grace_period=4, reduction_factor=2), ASHA(12, grace_period=4, reduction_factor=2,
+                                                                      smoothing=0.6)
+    for asha in (raw, smoothed):
+        asha.should_continue(0, 4, asha.rung_score(steady))
+    assert raw.should_continue(1, 4, raw.rung_score(lucky))            # best so far: 0.95 beats 0.82
+    assert not smoothed.should_continue(1, 4, smoothed.rung_score(lucky))
+
+
+def test_a_bad_smoothing_is_one_line_naming_the_field():
+    with pytest.raises(ValueError) as info:
+        make_scheduler("asha", max_epochs=10, mode="max", smoothing=1.0)
+    assert str(info.value) == "search.smoothing: expected a number in [0, 1), got 1.0"
+
+
+@pytest.mark.parametrize(("value", "shown"), [("1", "1"), ("-0.5", "-0.5"), ("nan", "nan"), ("high", "'high'"),
+                                             ("auto", "'auto'")])
+def test_a_bad_smoothing_on_the_command_line_exits_2_with_one_line(tmp_path, capsys, value, shown):
+    from tests.support import caviar_output
+
+    status, out, err = caviar_output(capsys, "parallel", "digits", "--dry-run", "--out", tmp_path,
+                                     "--set", f"search.smoothing={value}")
+    assert status == 2 and out == ""
+    line = f"caviar parallel: error: search.smoothing: expected a number in [0, 1), got {shown}"
+    assert err.strip().splitlines() == [line]
+    assert not any(tmp_path.iterdir())   # refused before anything was written
+
+
+def test_auto_settings_on_the_command_line_are_accepted(tmp_path, capsys):
+    from tests.support import caviar_output
+
+    status, _, err = caviar_output(capsys, "parallel", "digits", "--dry-run", "--out", tmp_path,
+                                   "--set", "search.grace_period=auto", "--set", "search.reduction_factor=2",
+                                   "--set", "search.smoothing=0.6")
+    assert status == 0, err

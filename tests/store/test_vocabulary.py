@@ -92,7 +92,7 @@ def test_worse_by_is_in_the_metrics_units_and_negative_when_better():
 # ----------------------------------------------------------------------------- Status, RunKind
 
 def test_statuses_are_the_words_of_the_status_column():
-    assert [s.value for s in Status] == ["completed", "pruned", "failed"] == list(STATUSES)
+    assert [s.value for s in Status] == ["completed", "pruned", "failed", "diverged"] == list(STATUSES)
     assert Status.PRUNED == "pruned" and str(Status.FAILED) == "failed"
     assert Status("completed") is Status.COMPLETED
     with pytest.raises(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import signal
@@ -11,6 +12,7 @@ import time
 import pandas as pd
 import pytest
 
+import caviar
 from caviar.cli import main
 from tests.support import (ROOT, TOY_SWEEP, caviar_run, driver_with_rows, run_command, run_sweep,
                            snapshot, write_job)
@@ -55,18 +57,27 @@ def test_asha_prunes_and_pruned_trials_keep_their_epochs(ray_session, tmp_path):
     assert (per_trial.loc[trials.index] == trials["epochs"]).all()
 
 
-def test_raising_and_nan_trials_fail_while_the_rest_complete(ray_session, tmp_path):
+def test_raising_trials_fail_and_nan_ones_keep_their_best_score_while_the_rest_complete(ray_session, tmp_path):
     job = write_job(tmp_path, "sweep", {**TOY_SWEEP, "space": {}},
                     model={"trainer": "tests.toys:FlakyTrainer", "epochs": 4},
-                    space='fail = { choice = ["none", "raise", "nan"] }', search={"sampler": "grid", "trials": 3})
+                    space='fail = { choice = ["none", "raise", "nan", "nan_first"] }',
+                    search={"sampler": "grid", "trials": 4})
     assert run_sweep(job, tmp_path / "out", ray_session) == 0
-    trials = pd.read_parquet(tmp_path / "out" / "sweep" / "trials.parquet").set_index("params_fail")
+    run = caviar.load(tmp_path / "out" / "sweep")
+    trials = run.trials.set_index("params_fail")
     assert trials.loc["none", "status"] == "completed"
     assert trials.loc["raise", "status"] == "failed"
     assert "boom at epoch 2" in trials.loc["raise", "error"]
-    assert trials.loc["nan", "status"] == "failed"
-    assert "nan" in trials.loc["nan", "error"]
-    assert pd.isna(trials.loc["raise", "score"]) and pd.isna(trials.loc["nan", "score"])
+    assert pd.isna(trials.loc["raise", "score"])
+    # NaN at epoch 2 after a finite epoch 1: diverged, scored by epoch 1, the NaN epoch kept in its rows.
+    nan = trials.loc["nan"]
+    curve = run.epochs[run.epochs["trial_id"] == nan["trial_id"]].sort_values("epoch")
+    assert nan["status"] == "diverged" and nan["epochs"] == 2 and curve["epoch"].tolist() == [1, 2]
+    assert nan["score"] == curve["val_accuracy"].iloc[0] and math.isfinite(nan["score"])
+    assert nan["error"] == "FloatingPointError: non-finite val_loss=nan at epoch 2"
+    # NaN from the first epoch: nothing to keep, failed as before.
+    assert trials.loc["nan_first", "status"] == "failed" and pd.isna(trials.loc["nan_first", "score"])
+    assert "val_loss=nan at epoch 1" in trials.loc["nan_first", "error"]
 
 
 def test_a_trial_past_its_timeout_fails_with_its_epochs_and_the_sweep_goes_on(ray_session, tmp_path):

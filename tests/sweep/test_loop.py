@@ -116,7 +116,7 @@ def test_every_trial_finishes_exactly_once_with_the_documented_columns(ray_sessi
 
     assert sorted(row["trial_id"] for row in recorded.rows) == list(range(10))   # each once
     assert sweep.finished == set(range(10)) and sweep.active == {}
-    assert sweep.counts == {"completed": 10, "pruned": 0, "failed": 0}
+    assert sweep.counts == {"completed": 10, "pruned": 0, "failed": 0, "diverged": 0}
     assert recorded.flushes[-1] is True                                             # the last flush writes trials
     for trial_id, row in recorded.by_id().items():
         assert list(row)[:len(TRIAL_COLUMNS)] == TRIAL_COLUMNS
@@ -161,8 +161,20 @@ def test_a_raising_trial_is_a_failed_row_with_its_error_and_the_rest_complete(ra
     assert failed["error"].startswith("RuntimeError: boom at epoch 2 (at ")
     assert failed["epochs"] == 1 and [e["epoch"] for e in recorded.epochs[failed["trial_id"]]] == [1]
     assert rows["none"]["status"] == "completed" and rows["none"]["epochs"] == 4 and rows["none"]["error"] is None
-    assert sweep.counts == {"completed": 1, "pruned": 0, "failed": 1}
+    assert sweep.counts == {"completed": 1, "pruned": 0, "failed": 1, "diverged": 0}
     assert sweep.best[1] == rows["none"]["trial_id"]
+
+
+def test_a_trial_that_turns_nan_keeps_its_best_score_and_the_sampler_is_told_it(ray_session):
+    job = toy_job("tests.toys:FlakyTrainer", model={"epochs": 4, "fail": "nan"}, trials=2)
+    sampler = TellingSampler(job.space, n_trials=2, seed=job.search.seed)
+    sweep, recorded = run_loop(job, sampler=sampler)
+    for row in recorded.rows:
+        first = recorded.epochs[row["trial_id"]][0]["val_accuracy"]
+        assert row["status"] == "diverged" and row["score"] == first and row["epochs"] == 2
+        assert sampler.told[row["trial_id"]] == first
+    assert sweep.counts == {"completed": 0, "pruned": 0, "failed": 0, "diverged": 2}
+    assert sweep.best is not None and sweep.best[0] == max(row["score"] for row in recorded.rows)
 
 
 def test_a_failed_trial_is_told_to_the_sampler_as_nan(ray_session):

@@ -72,7 +72,7 @@ def test_a_real_sweep_restores_its_finished_trials_counts_and_best(real_sweep, t
     done = restore(run, sampler, build_scheduler(job, ToyTrainer), job.search.metric)
 
     assert done.finished == set(range(6))
-    assert done.counts == {"completed": 6, "pruned": 0, "failed": 0}
+    assert done.counts == {"completed": 6, "pruned": 0, "failed": 0, "diverged": 0}
     best = trials.loc[trials["score"].idxmax()]
     assert done.best[0] == pytest.approx(best["score"]) and done.best[1] == best["trial_id"]
     assert done.best[2] == {"learning_rate": pytest.approx(best["params_learning_rate"])}
@@ -169,7 +169,7 @@ def test_a_made_run_restores_ids_counts_best_and_every_score(tmp_path):
     sampler = telling_sampler(job)
     done = restore(run, sampler, build_scheduler(job, ToyTrainer), "val_accuracy")
     assert done.finished == {0, 1, 2, 3, 4}
-    assert done.counts == {"completed": 2, "pruned": 2, "failed": 1}
+    assert done.counts == {"completed": 2, "pruned": 2, "failed": 1, "diverged": 0}
     assert done.best == (pytest.approx(0.80), 0, {"learning_rate": pytest.approx(0.1)})
     assert same_scores(dict(sampler.told), {0: 0.80, 1: 0.30, 2: 0.66, 3: math.nan, 4: 0.55})
 
@@ -373,9 +373,10 @@ def test_a_restored_asha_decides_as_the_live_one_when_trials_failed_at_a_milesto
     writer.compact()
     trials = pd.read_parquet(run.path / "trials.parquet")
     statuses = trials.groupby("params_fail")["status"].agg(set)
-    assert statuses["inf"] == {"failed"} and "failed" not in statuses["none"]
+    assert statuses["inf"] == {"diverged"} and "diverged" not in statuses["none"]   # finite at epoch 1
     epochs = pd.read_parquet(run.path / "epochs.parquet")
     failed_ids = trials.loc[trials["params_fail"] == "inf", "trial_id"]
+    assert (trials.loc[failed_ids.index, "score"] < 0.99).all()   # the epoch that blew up does not count
     assert (epochs[epochs["trial_id"].isin(failed_ids)].groupby("trial_id")["epoch"].max() == 2).all()
 
     restored = build_scheduler(job, trainer)

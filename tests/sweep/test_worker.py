@@ -27,12 +27,13 @@ def test_a_segment_reports_each_epoch_then_pauses_and_continues():
     assert runner.trainers == {}
 
 
-def test_a_raising_trial_fails_with_its_error_and_a_nan_trial_fails_too():
+def test_a_raising_trial_fails_with_its_error_and_a_nan_trial_ends_as_diverged():
     runner = SegmentRunner(tiny_data(), "tests.toys:FlakyTrainer")
     raised = list(runner.run(Segment(1, {"fail": "raise"}, 1, until_epoch=5, max_epochs=5)))
     assert raised[-1][0] == "failed" and "RuntimeError: boom at epoch 2" in raised[-1][4]
     nan = list(runner.run(Segment(2, {"fail": "nan"}, 1, until_epoch=5, max_epochs=5)))
-    assert nan[-1][0] == "failed" and "val_loss=nan" in nan[-1][4]
+    assert [e[0] for e in nan] == ["epoch", "epoch", "diverged"]   # the driver decides what its score is
+    assert nan[-1][2] == 2 and nan[-1][4] == "FloatingPointError: non-finite val_loss=nan at epoch 2"
     assert runner.trainers == {}
 
 

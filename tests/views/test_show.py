@@ -25,7 +25,7 @@ def test_show_sweep_prints_status_counts_and_the_best_trials_first(runs, capsys)
 
     assert status == 0
     counts = truth["status"].value_counts()
-    assert f"trials: 24 ({counts['completed']} completed, {counts['pruned']} pruned, 1 failed)" in out
+    assert f"trials: 24 ({counts['completed']} completed, {counts['pruned']} pruned, 1 failed, 0 diverged)" in out
     table = out[out.index("trial_id"):].splitlines()
     assert table[0].split()[:7] == ["trial_id", "status", "score", "learning_rate", "beta1", "batch_size", "l2"]
     assert [int(line.split()[0]) for line in table[1:]] == best5["trial_id"].tolist()
