@@ -29,9 +29,9 @@ def test_a_sweep_of_eight_cnns_from_the_command_line_completes_and_loads(tmp_pat
 
 
 def comparable(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A babysat run's epochs (without timings) and events (without resume notes), in order."""
-    epochs = parquet_table(run, "epochs").drop(columns="seconds").sort_values("epoch").reset_index(drop=True)
-    events = parquet_table(run, "events")
+    """A babysat run's epochs and events (without timings, clock times and resume notes), in order."""
+    epochs = parquet_table(run, "epochs").drop(columns=["seconds", "time"]).sort_values("epoch").reset_index(drop=True)
+    events = parquet_table(run, "events").drop(columns="time")
     return epochs, events[events["event"] != "resume"].reset_index(drop=True)
 
 
