@@ -113,9 +113,9 @@ def peak_job(folder: Path, name: str, epochs: int, **model) -> Path:
 
 
 def comparable(run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A run's epochs (without timings) and events (without resume notes), in order."""
-    epochs = parquet_table(run, "epochs").drop(columns="seconds").sort_values("epoch").reset_index(drop=True)
-    events = parquet_table(run, "events")
+    """A run's epochs and events (without timings, clock times and resume notes), in order."""
+    epochs = parquet_table(run, "epochs").drop(columns=["seconds", "time"]).sort_values("epoch").reset_index(drop=True)
+    events = parquet_table(run, "events").drop(columns="time")
     return epochs, events[events["event"] != "resume"].reset_index(drop=True)
 
 

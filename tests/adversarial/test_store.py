@@ -203,8 +203,9 @@ def kill_compaction(proc: subprocess.Popen, run: Path, trigger: str, delay: floa
 
 def check_read_once_then_resume(out: Path, n: int) -> None:
     table = out / "sweep" / "trials.parquet"
-    assert sorted(pd.read_parquet(table)["trial_id"]) == list(range(n)), "pandas reads a row twice or not at all"
-    assert sorted(ds.dataset(table, format="parquet").to_table()["trial_id"].to_pylist()) == list(range(n))
+    if table.exists():   # else the kill came between the fallback's two renames: the resume puts it back
+        assert sorted(pd.read_parquet(table)["trial_id"]) == list(range(n)), "pandas reads a row twice or not at all"
+        assert sorted(ds.dataset(table, format="parquet").to_table()["trial_id"].to_pylist()) == list(range(n))
     run = open_run(out, "sweep", JOB, resume=True)
     assert not [n for n in os.listdir(run.path) if n.startswith(".")], "a resume leaves no compaction behind"
     assert ids(load(run.path).trials) == list(range(n)) and run.finished_trial_ids() == set(range(n))
@@ -266,6 +267,9 @@ def test_temp_files_in_a_table_folder_are_skipped_by_foreign_readers(tmp_path):
     assert ids(pd.read_parquet(table)) == [0, 1, 2]
     assert sorted(ds.dataset(table, format="parquet").to_table()["trial_id"].to_pylist()) == [0, 1, 2]
     assert pq.read_table(table).num_rows == 3
+    # Polars' and DuckDB's globs take a `_` name too (Arrow skips `_` and `.` names): caviar never
+    # writes one; its temporary files are `.`-named and end in `.tmp`, which no `*.parquet` matches.
+    (table / "_part-000004.parquet").unlink()
     for name, read in (("polars", lambda m: m.read_parquet(table / "*.parquet")),
                        ("duckdb", lambda m: m.sql(f"select * from read_parquet('{table}/*.parquet')").df())):
         try:
@@ -374,8 +378,9 @@ def test_a_real_sweep_resumes_past_a_corrupt_part_and_rebuilds_what_it_held(real
     got = load(folder / "out" / "sweep")
     for name, keys in (("trials", ["trial_id"]), ("epochs", ["trial_id", "epoch"])):
         mine, theirs = (getattr(r, name).sort_values(keys).reset_index(drop=True) for r in (got, want))
-        pd.testing.assert_frame_equal(mine.drop(columns=["seconds", "node"], errors="ignore"),
-                                      theirs.drop(columns=["seconds", "node"], errors="ignore"))
+        volatile = ["seconds", "node", "started_at", "finished_at", "time"]   # timings, where, when
+        pd.testing.assert_frame_equal(mine.drop(columns=volatile, errors="ignore"),
+                                      theirs.drop(columns=volatile, errors="ignore"))
     assert run_sweep(folder / "sweep.toml", folder / "out", ray_session, "--resume") == 0
     assert "warning" not in capsys.readouterr().err and len(load(folder / "out" / "sweep").trials) == 6
 

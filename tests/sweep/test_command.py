@@ -366,7 +366,7 @@ def test_pandas_reads_the_times_and_fixed_values_of_a_sweep(ray_session, tmp_pat
     assert str(epochs["time"].dtype) == "datetime64[us, UTC]"
     assert (trials["started_at"] < trials["finished_at"]).all()
     ended = epochs.groupby("trial_id")["time"].max()
-    assert (ended <= trials.set_index("trial_id")["finished_at"]).all()
+    assert (ended <= trials.set_index("trial_id")["finished_at"].sort_index()).all()
     assert trials[["model_trainer", "model_epochs", "model_note"]].drop_duplicates().values.tolist() == \
         [["tests.toys:ToyTrainer", 3, "baseline"]]
     assert "model_learning_rate" not in trials      # searched: params_learning_rate holds it
