@@ -78,7 +78,7 @@ def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
     for i, m in enumerate(pop.members):
         row = {"trial_id": i, "status": "failed" if m.diverged else "completed"}
         row.update({f"params_{name}": value for name, value in m.values.items()})
-        row.update(score=math.nan if m.diverged else m.score, epochs=plan.epochs, seconds=m.seconds,
+        row.update(score=math.nan if m.diverged else m.best, epochs=plan.epochs, seconds=m.seconds,
                    seed=plan.seeds[i], error=m.diverged, node=m.node, round=0, copied_from=m.copied_from)
         rows.append({**row, **m.metrics})
     return rows

@@ -26,6 +26,7 @@ from caviar.population.policy import Best, Copy, Generation, decide, improved, p
 from caviar.population.state import Member, Population, load_commit, save_commit
 from caviar.population.worker import Task, population_worker_class
 from caviar.store.layout import visible_parts
+from caviar.store.vocabulary import Mode
 
 COPY_STREAM = 0xC0   # spawn_key (member, generation, COPY_STREAM): a copy's fresh data order
 
@@ -64,7 +65,8 @@ def _task(ctx: Context, member: int, m: Member, generation: int) -> Task:
     return Task(member=member, config=job.config(m.values), seed=plan.seeds[member],
                 start=plan.until(generation - 1) if generation else 0, until=plan.until(generation),
                 metric=job.search.metric, divergence_ratio=job.babysit.divergence_ratio,
-                changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle, first_loss=m.first_loss)
+                changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle, first_loss=m.first_loss,
+                mode=job.search.mode)
 
 
 def _epoch_rows(ctx: Context, report: Any, member: Member, generation: int) -> list[dict]:
@@ -92,7 +94,35 @@ def _record(ctx: Context, pop: Population, reports: list[Any], generation: int) 
         if report.epochs:
             member.metrics = {k: v for k, v in report.epochs[-1][1].items() if k != "learning_rate"}
         member.score = math.nan if report.diverged else member.metrics.get(ctx.job.search.metric, math.nan)
+        if report.best_epoch is not None:
+            score = _segment_best(ctx, report)
+            if Mode(ctx.job.search.mode).better(score, member.best):
+                member.best = score
     return rows
+
+
+def _segment_best(ctx: Context, report: Any) -> float:
+    """The metric at the report's best epoch (NaN: none)."""
+    return next((float(m[ctx.job.search.metric]) for e, m, _ in report.epochs if e == report.best_epoch), math.nan)
+
+
+def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any], best_refs: list[Any],
+              best_ref: Any) -> tuple[dict | None, Any]:
+    """A new best ever among the generation's best epochs: its `improved` event row and its state's
+    reference (the member's end state, or its best epoch's when that came earlier), else (None, best_ref)."""
+    reports = sorted(reports, key=lambda r: r.member)
+    scores = [_segment_best(ctx, r) if r.best_epoch is not None else math.nan for r in reports]
+    gen = Generation(scores, [not math.isfinite(s) for s in scores], [m.values for m in pop.members])
+    better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports])
+    if better is None:
+        return None, best_ref
+    pop.best = better
+    event = {"epoch": better.epoch, "event": "improved", "base_learning_rate": float(
+        better.values.get("learning_rate", math.nan)), "score": better.score, "member": better.member,
+        "detail": f"member {better.member} is the best so far (epoch {better.epoch})", "generation": pop.generation}
+    # best_refs[m] holds None when the best epoch was the last: the end state is the best state then
+    return event, best_refs[better.member] if reports[better.member].best_epoch != ctx.plan.until(
+        pop.generation) else refs[better.member]
 
 
 def _event_row(ctx: Context, copy: Copy, pop: Population, epoch: int, generation: int) -> dict:
@@ -144,19 +174,12 @@ def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any
     generation, plan = pop.generation, ctx.plan
     calls = [ctx.actors[i % len(ctx.actors)].train.remote(_task(ctx, i, m, generation), refs[i])
              for i, m in enumerate(pop.members)]
-    reports = ray.get([report for report, _ in calls])
-    refs = [state for _, state in calls]
+    reports = ray.get([report for report, _, _ in calls])
+    refs = [state for _, state, _ in calls]
     epoch_rows = _record(ctx, pop, reports, generation)
     until = plan.until(generation)
-    events = []
-    gen = Generation([m.score for m in pop.members], [m.diverged is not None for m in pop.members],
-                     [m.values for m in pop.members])
-    better = improved(pop.best, gen, ctx.job.search.mode, until)
-    if better is not None:
-        pop.best, best_ref = better, refs[better.member]
-        events.append({"epoch": until, "event": "improved", "base_learning_rate": float(
-            better.values.get("learning_rate", math.nan)), "score": better.score, "member": better.member,
-            "detail": f"member {better.member} is the best so far", "generation": generation})
+    event, best_ref = _improved(ctx, pop, reports, refs, [best for _, _, best in calls], best_ref)
+    events = [event] if event is not None else []
     copies = _decide(ctx, pop, generation) if generation + 1 < plan.generations else []
     events += [_event_row(ctx, copy, pop, until, generation) for copy in copies]
     refs = _apply(ctx, pop, copies, refs, best_ref, generation)

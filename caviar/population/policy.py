@@ -164,11 +164,13 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
     return copies
 
 
-def improved(best: Best | None, gen: Generation, mode: str, epoch: int) -> Best | None:
-    """The new best ever when a member beats `best` this generation (the best of them), else None."""
+def improved(best: Best | None, gen: Generation, mode: str, epoch: int | Sequence[int]) -> Best | None:
+    """The new best ever when a member beats `best` this generation (the best of them), else None.
+    `gen.scores`: each member's best epoch of the generation, reached at `epoch` (one for all, or one
+    per member), so the best ever is the best epoch any member reached, as a trial's score is."""
     scores, values = gen.scores, gen.values
     order = ranking(scores, gen.diverged, mode)
     top = order[0] if order else None
     if top is None or gen.diverged[top] or not Mode(mode).better(scores[top], None if best is None else best.score):
         return None
-    return Best(float(scores[top]), top, epoch, dict(values[top]))
+    return Best(float(scores[top]), top, epoch if isinstance(epoch, int) else int(epoch[top]), dict(values[top]))

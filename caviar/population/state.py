@@ -35,7 +35,8 @@ class Member:
     seconds: float = 0.0
     node: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-    score: float = math.nan           # its metric at its last epoch
+    score: float = math.nan           # its metric at its last epoch (what exploit ranks)
+    best: float = math.nan            # its metric at its best epoch so far (its trials score)
     diverged: str | None = None       # why its last generation stopped early
 
 

@@ -138,3 +138,23 @@ def test_bad_pbt_input_exits_2_with_one_line_naming_the_field_and_writes_nothing
     assert status == 2 and out == ""
     assert err.startswith(f"caviar parallel: error: {field}: ") and err.count("\n") == 1, err
     assert snapshot(tmp_path) == before
+
+
+def test_a_population_fallen_behind_its_best_ever_epoch_rolls_back_to_that_state(tmp_path, ray_address):
+    """Every member peaks at epoch 3, mid-generation, then over-trains: the best ever is that epoch's
+    state (kept by its worker), and the worst member, once the best now is 0.05 below it, copies it."""
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"trainer": "tests.toys:PeakingTrainer", "epochs": 6},
+                    space={"learning_rate": {"choice": [0.01, 0.003, 0.03, 0.1]}},
+                    search={"trials": 4, "metric": "val_accuracy", "mode": "max", "sampler": "grid"},
+                    pbt={"interval": 2, "factors": [1.0], "resample_probability": 0.0})
+    assert run_sweep(job, tmp_path / "out", ray_address) == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    improved = run.events.query("event == 'improved'")
+    assert improved["epoch"].iloc[-1] == 3 and improved["score"].iloc[-1] == pytest.approx(0.9)   # mid-generation
+    best = int(improved["member"].iloc[-1])
+    rollback = run.events.query("event == 'rollback'")
+    assert len(rollback) and set(rollback["source"]) == {best} and rollback["epoch"].iloc[0] == 4
+    member = int(rollback["member"].iloc[0])
+    after = run.epochs.query("trial_id == @member and epoch == 5")["val_accuracy"].iloc[0]
+    assert after == pytest.approx(0.85)   # trains on from epoch 3's state (0.9 - 0.05), not from its own epoch 4
+    assert run.trials["score"].max() == pytest.approx(0.9)   # a member's score is its best epoch's
