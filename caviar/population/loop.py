@@ -1,8 +1,9 @@
 """The population driver loop: synchronous generations on Ray actors, decisions by the pure policy.
 
-Each generation, every member trains `interval` epochs on a `PopulationWorker` (member m on worker
-m mod W), from the state it was left with, passed by reference through Ray's object store. The
-driver fetches the reports (one `ray.get` for the whole generation), ranks the members, applies
+Each generation, every member trains `interval` epochs in the context's pool (`caviar.population.
+pools`: on the driver, or on `PopulationWorker` actors, member m on worker m mod W, states passed by
+reference through Ray's object store) from the state it was left with. The driver fetches the
+reports (one call for the whole generation), ranks the members, applies
 `caviar.population.policy.decide` (diverged members copy the best, the worst quantile copies the
 best quantile, then explores) by handing each copy its source's state reference, commits the
 generation (`caviar.population.state`), then appends its rows to the tables. The decisions depend
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 
 from caviar.population.plan import Plan
 from caviar.population.policy import Best, Copy, Generation, decide, improved, policy_rng
+from caviar.population.pools import worth_ray
 from caviar.population.state import Member, Population, load_commit, save_commit
 from caviar.population.worker import Task, population_worker_class
 from caviar.store.layout import visible_parts
@@ -33,13 +36,21 @@ COPY_STREAM = 0xC0   # spawn_key (member, generation, COPY_STREAM): a copy's fre
 
 @dataclass
 class Context:
-    """What every generation needs: the job, its plan, the open run folder, the workers."""
+    """What every generation needs: the job, its plan, the open run folder, where members train.
+
+    pool: a `DriverPool` or a `RayPool`. to_ray: starts (or joins) Ray and returns a RayPool, for a
+    run on the driver that `worth_ray` sends there with `ray_workers` actors.
+    """
 
     job: Any
     plan: Plan
     run: Any
-    actors: list[Any]
+    pool: Any
     say: Callable[[str], None]
+    to_ray: Callable[[], Any] | None = None
+    ray_workers: int = 1
+    ray_startup: float = 0.0   # seconds Ray took to start or join (0: not yet)
+    ray_started: bool = False  # this run started a Ray of its own (so it stops it)
 
 
 def reshuffle_seed(job_seed: int, member: int, generation: int) -> int:
@@ -169,12 +180,9 @@ def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], b
 
 def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any) -> tuple[list[Any], Any]:
     """Train, decide, commit and write one generation; the members' and the best's state references."""
-    import ray
-
-    generation, plan = pop.generation, ctx.plan
-    calls = [ctx.actors[i % len(ctx.actors)].train.remote(_task(ctx, i, m, generation), refs[i])
-             for i, m in enumerate(pop.members)]
-    reports = ray.get([report for report, _, _ in calls])
+    generation, plan, pool = pop.generation, ctx.plan, ctx.pool
+    calls = [pool.train(i, _task(ctx, i, m, generation), refs[i]) for i, m in enumerate(pop.members)]
+    reports = pool.get([report for report, _, _ in calls])
     refs = [state for _, state, _ in calls]
     epoch_rows = _record(ctx, pop, reports, generation)
     until = plan.until(generation)
@@ -184,7 +192,7 @@ def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any
     events += [_event_row(ctx, copy, pop, until, generation) for copy in copies]
     refs = _apply(ctx, pop, copies, refs, best_ref, generation)
     pop.generation = generation + 1
-    states = ray.get(refs + ([best_ref] if best_ref is not None else []))
+    states = pool.get(refs + ([best_ref] if best_ref is not None else []))
     rows = {"epochs": epoch_rows, "events": events}
     save_commit(ctx.run.checkpoints_dir, pop, states[:len(refs)], states[len(refs)] if best_ref is not None else None,
                 rows)
@@ -213,14 +221,13 @@ def _progress(ctx: Context, pop: Population, copies: list[Copy], until: int) -> 
 def restored(ctx: Context) -> tuple[Population, list[Any], Any]:
     """The population to go on from: the last committed generation (its rows written where the tables
     lack them), or a new one."""
-    import ray
-
     commit = load_commit(ctx.run.checkpoints_dir) if ctx.run.resumed else None
     if commit is None:
         return Population([Member(dict(v)) for v in ctx.plan.values]), [None] * ctx.plan.size, None
     pop, states, best_state, rows = commit
     write_missing(ctx.run, pop.generation - 1, rows)
-    return pop, [ray.put(state) for state in states], ray.put(best_state) if best_state is not None else None
+    put = ctx.pool.put
+    return pop, [put(state) for state in states], put(best_state) if best_state is not None else None
 
 
 def write_missing(run: Any, generation: int, rows: dict[str, list[dict]]) -> None:
@@ -258,16 +265,20 @@ def declare_tables(run: Any, plan: Plan) -> None:
     run.table("epochs", types={"generation": pa.int64()})
 
 
-def run_population(ctx: Context, data_ref: Any, n_workers: int) -> Population:
-    """Every generation not yet committed; the population at the end. Ctrl-C propagates."""
+def run_population(ctx: Context) -> Population:
+    """Every generation not yet committed, moving from the driver to Ray when `worth_ray` says so;
+    the population at the end. Ctrl-C propagates; the pool is closed whatever happens."""
     declare_tables(ctx.run, ctx.plan)
     pop, refs, best_ref = restored(ctx)
-    if pop.generation >= ctx.plan.generations:
-        return pop
-    ctx.actors = start_workers(data_ref, ctx.job.trainer, n_workers)
     try:
         while pop.generation < ctx.plan.generations:
+            began = time.perf_counter()
             refs, best_ref = run_generation(ctx, pop, refs, best_ref)
+            left = ctx.plan.generations - pop.generation
+            if not ctx.pool.on_ray and ctx.to_ray is not None and worth_ray(
+                    time.perf_counter() - began, left, ctx.ray_workers):
+                ctx.pool.close()
+                ctx.pool = ctx.to_ray()   # the states handed on are values: Ray takes them as they are
     finally:
-        stop_workers(ctx.actors)
+        ctx.pool.close()
     return pop

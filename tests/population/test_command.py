@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import caviar
-from tests.support import ROOT, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
+from tests.support import ROOT, caviar_main, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
 
 QUADRATIC = {
     "data": {"source": "blobs"},
@@ -51,6 +51,36 @@ def test_the_same_job_and_seed_give_identical_events_and_scores_on_two_workers_o
     assert len(trials) == 8 and len(epochs) == 8 * 8 and (events["event"] == "exploit").sum() == 2 * 3
     assert {"member", "source", "old_learning_rate", "new_learning_rate"} <= set(events.columns)
     assert "copied_from" in trials and "params_learning_rate" in epochs
+
+
+def test_on_the_driver_or_on_ray_or_moving_between_them_the_run_is_the_same(tmp_path, ray_session, monkeypatch):
+    """Without --address a population starts on the driver (no Ray); with Ray free to start
+    (RAY_START_SECONDS 0) it moves there after its first generation; with --address it trains on Ray."""
+    import caviar.population.pools as pools
+
+    job = write_job(tmp_path, "pop", DIGITS_PBT, model={"sleep": 0.0})
+    assert run_sweep(job, tmp_path / "out", ray_session, "--name", "ray") == 0
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--name", "driver", "--concurrency", "1",
+                       "--quiet") == 0   # one worker: never worth starting Ray
+    monkeypatch.setattr(pools, "RAY_START_SECONDS", 0.0)
+    moved = []
+    monkeypatch.setattr(pools.RayPool, "close", lambda self: moved.append(self) or self._stop(self.actors))
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--name", "moved", "--quiet") == 0
+    assert len(moved) == 1   # it did move to Ray (the session's, which it joined and left running)
+    assert_same_run(tmp_path / "out" / "ray", tmp_path / "out" / "driver")
+    assert_same_run(tmp_path / "out" / "ray", tmp_path / "out" / "moved")
+    import ray
+
+    assert ray.is_initialized()
+
+
+def test_ray_is_worth_starting_only_when_the_rest_would_end_sooner_there():
+    from caviar.population.pools import worth_ray
+
+    assert worth_ray(2.0, 10, 2, ray_start_seconds=5.0)          # 20 s here, 5 + 10 s there
+    assert not worth_ray(0.5, 10, 2, ray_start_seconds=5.0)      # 5 s here, 5 + 2.5 s there
+    assert not worth_ray(60.0, 10, 1, ray_start_seconds=0.0)     # one worker: nothing to gain
+    assert not worth_ray(60.0, 0, 8, ray_start_seconds=0.0)      # nothing left
 
 
 def test_pbt_beats_every_member_of_the_same_population_kept_fixed(tmp_path, ray_address):
