@@ -32,6 +32,9 @@ from caviar.store.layout import visible_parts
 from caviar.store.vocabulary import Mode
 
 COPY_STREAM = 0xC0   # spawn_key (member, generation, COPY_STREAM): a copy's fresh data order
+# Committed rows reach the tables at most this often (and at the end): each write is a Parquet part
+# and two fsyncs, a third of a small generation's time. Until then the commit holds them.
+FLUSH_SECONDS = 1.0
 
 
 @dataclass
@@ -51,6 +54,9 @@ class Context:
     ray_workers: int = 1
     ray_startup: float = 0.0   # seconds Ray took to start or join (0: not yet)
     ray_started: bool = False  # this run started a Ray of its own (so it stops it)
+    pending: dict[str, list[dict]] | None = None   # committed rows not yet in the tables
+    flushed: float = 0.0       # time.monotonic() of the last write to the tables
+    train_seconds: float = 0.0  # the last generation's training, its members' summed
 
 
 def reshuffle_seed(job_seed: int, member: int, generation: int) -> int:
@@ -183,6 +189,7 @@ def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any
     generation, plan, pool = pop.generation, ctx.plan, ctx.pool
     calls = [pool.train(i, _task(ctx, i, m, generation), refs[i]) for i, m in enumerate(pop.members)]
     reports = pool.get([report for report, _, _ in calls])
+    ctx.train_seconds = sum(report.seconds for report in reports)
     refs = [state for _, state, _ in calls]
     epoch_rows = _record(ctx, pop, reports, generation)
     until = plan.until(generation)
@@ -193,16 +200,20 @@ def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any
     refs = _apply(ctx, pop, copies, refs, best_ref, generation)
     pop.generation = generation + 1
     states = pool.get(refs + ([best_ref] if best_ref is not None else []))
-    rows = {"epochs": epoch_rows, "events": events}
+    pending = ctx.pending or {"epochs": [], "events": []}
+    rows = {"epochs": pending["epochs"] + epoch_rows, "events": pending["events"] + events}
     save_commit(ctx.run.checkpoints_dir, pop, states[:len(refs)], states[len(refs)] if best_ref is not None else None,
                 rows)
-    write_rows(ctx.run, rows)
+    ctx.pending = rows
+    if pop.generation >= plan.generations or time.monotonic() - ctx.flushed >= FLUSH_SECONDS:
+        write_rows(ctx.run, rows)
+        ctx.pending, ctx.flushed = None, time.monotonic()
     ctx.say(_progress(ctx, pop, copies, until))
     return refs, best_ref
 
 
 def write_rows(run: Any, rows: dict[str, list[dict]]) -> None:
-    """A committed generation's rows into the tables, epochs first (events point at them)."""
+    """Committed generations' rows into the tables, epochs first (events point at them)."""
     for name in ("epochs", "events"):
         if rows[name]:
             table = run.table(name)
@@ -219,28 +230,33 @@ def _progress(ctx: Context, pop: Population, copies: list[Copy], until: int) -> 
 
 
 def restored(ctx: Context) -> tuple[Population, list[Any], Any]:
-    """The population to go on from: the last committed generation (its rows written where the tables
-    lack them), or a new one."""
+    """The population to go on from: the last committed generation (the rows it holds written where
+    the tables lack them), or a new one."""
     commit = load_commit(ctx.run.checkpoints_dir) if ctx.run.resumed else None
     if commit is None:
         return Population([Member(dict(v)) for v in ctx.plan.values]), [None] * ctx.plan.size, None
     pop, states, best_state, rows = commit
-    write_missing(ctx.run, pop.generation - 1, rows)
+    write_missing(ctx.run, rows)
+    ctx.flushed = time.monotonic()
     put = ctx.pool.put
     return pop, [put(state) for state in states], put(best_state) if best_state is not None else None
 
 
-def write_missing(run: Any, generation: int, rows: dict[str, list[dict]]) -> None:
-    """Append a committed generation's rows to the tables that lack them (a kill or Ctrl-C came
-    between the commit and the writes)."""
-    write_rows(run, {name: rows[name] if generation not in _generations(run, name) else [] for name in rows})
+def write_missing(run: Any, rows: dict[str, list[dict]]) -> None:
+    """Append the committed rows of each generation a table lacks (a kill or Ctrl-C came between the
+    commit and the write, or before the rows were due)."""
+    missing = {}
+    for name, table_rows in rows.items():
+        present = _generations(run, name)
+        missing[name] = [row for row in table_rows if row["generation"] not in present]
+    write_rows(run, missing)
 
 
 def settle(run: Any) -> None:
     """After Ctrl-C: every committed generation's rows in the tables, so what finished is kept."""
     commit = load_commit(run.checkpoints_dir)
     if commit is not None:
-        write_missing(run, commit[0].generation - 1, commit[3])
+        write_missing(run, commit[3])
 
 
 def _generations(run: Any, table: str) -> set[int]:
@@ -272,11 +288,9 @@ def run_population(ctx: Context) -> Population:
     pop, refs, best_ref = restored(ctx)
     try:
         while pop.generation < ctx.plan.generations:
-            began = time.perf_counter()
             refs, best_ref = run_generation(ctx, pop, refs, best_ref)
             left = ctx.plan.generations - pop.generation
-            if not ctx.pool.on_ray and ctx.to_ray is not None and worth_ray(
-                    time.perf_counter() - began, left, ctx.ray_workers):
+            if not ctx.pool.on_ray and ctx.to_ray is not None and worth_ray(ctx.train_seconds, left, ctx.ray_workers):
                 ctx.pool.close()
                 ctx.pool = ctx.to_ray()   # the states handed on are values: Ray takes them as they are
     finally:

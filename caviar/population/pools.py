@@ -22,16 +22,16 @@ from caviar.population.worker import Task, train_segment
 RAY_START_SECONDS = 5.0
 
 
-def worth_ray(generation_seconds: float, generations_left: int, workers: int,
+def worth_ray(train_seconds: float, generations_left: int, workers: int,
               ray_start_seconds: float | None = None) -> bool:
     """Whether the remaining generations end sooner on `workers` Ray actors (after starting Ray) than
-    on the driver: on the driver they take generations_left x generation_seconds (the last one's
-    wall time, s), on Ray that over `workers` plus the start (default RAY_START_SECONDS)."""
+    on the driver. train_seconds: the last generation's training, every member's summed (s); the
+    rest of a generation (deciding, committing) costs the same either way, so Ray saves
+    generations_left x train_seconds x (1 - 1/workers), against its start (default RAY_START_SECONDS)."""
     ray_start_seconds = RAY_START_SECONDS if ray_start_seconds is None else ray_start_seconds
     if generations_left <= 0 or workers <= 1:
         return False
-    on_driver = generations_left * generation_seconds
-    return ray_start_seconds + on_driver / workers < on_driver
+    return generations_left * train_seconds * (1 - 1 / workers) > ray_start_seconds
 
 
 class DriverPool:

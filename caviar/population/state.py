@@ -2,7 +2,8 @@
 
 `checkpoints/population.npz` holds, after each generation, every member's state as it starts the
 next one (copies included), the population's best-ever state, and in its JSON meta the members'
-values and counters and that generation's table rows. It is written whole or not at all
+values and counters and the table rows of the generations not yet in the tables (the driver writes
+them at most every second, `caviar.population.loop.FLUSH_SECONDS`). It is written whole or not at all
 (`caviar.store.checkpoints`: temp file, then `os.replace`) before those rows are appended to the
 tables, so a SIGKILL at any moment leaves either the generation before or this one committed, and
 `--resume` appends any committed rows the tables lack and trains on from there: the run ends as the

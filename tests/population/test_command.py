@@ -77,8 +77,9 @@ def test_on_the_driver_or_on_ray_or_moving_between_them_the_run_is_the_same(tmp_
 def test_ray_is_worth_starting_only_when_the_rest_would_end_sooner_there():
     from caviar.population.pools import worth_ray
 
-    assert worth_ray(2.0, 10, 2, ray_start_seconds=5.0)          # 20 s here, 5 + 10 s there
+    assert worth_ray(2.0, 10, 2, ray_start_seconds=5.0)          # 20 s of training here, 5 + 10 s there
     assert not worth_ray(0.5, 10, 2, ray_start_seconds=5.0)      # 5 s here, 5 + 2.5 s there
+    assert worth_ray(0.5, 10, 8, ray_start_seconds=4.0)          # 5 s here, 4 + 0.6 s there
     assert not worth_ray(60.0, 10, 1, ray_start_seconds=0.0)     # one worker: nothing to gain
     assert not worth_ray(60.0, 0, 8, ray_start_seconds=0.0)      # nothing left
 
