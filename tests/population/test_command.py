@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import caviar
+from caviar.population.state import load_commit
 from tests.support import ROOT, caviar_main, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
 
 QUADRATIC = {
@@ -123,9 +124,11 @@ def test_sigkill_then_resume_ends_equal_to_the_uninterrupted_run(tmp_path, ray_a
     assert run_sweep(job, out, ray_address, "--name", "whole") == 0
     driver = caviar_start("parallel", job, "--out", out, "--name", "cut", "--address", ray_address, "--quiet",
                           cwd=ROOT)
-    commit = out / "cut" / "checkpoints" / "population.npz"
+    checkpoints = out / "cut" / "checkpoints"
     deadline = time.monotonic() + 120
-    while not commit.exists():
+    # two generations committed: the second's rows may still wait in the commit for their table write
+    while (commit := load_commit(checkpoints) if (checkpoints / "population.npz").exists() else None) is None \
+            or commit[0].generation < 2:
         assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
         time.sleep(0.02)
     driver.send_signal(signal.SIGKILL)
