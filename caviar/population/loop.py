@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from caviar.population.plan import Plan
-from caviar.population.policy import Best, Copy, Generation, decide, improved, policy_rng
+from caviar.population.policy import Copy, Generation, decide, improved, policy_rng
 from caviar.population.pools import worth_ray
 from caviar.population.state import Member, Population, load_commit, save_commit
 from caviar.population.worker import Task, population_worker_class
