@@ -9,14 +9,16 @@ learning rates drawn wide (1e-4 .. 1 with Adam and no batch norm: the top ones d
 - Ray Tune PBT:      `tune.schedulers.PopulationBasedTraining` on the same trainer, data, population,
                      epochs, interval and mutations (quantile 0.25, resample 0.25), checkpoints as .npz.
 
-Scores: caviar's trials score (pbt: each member's last epoch; fixed and random: each trial's best
-epoch, which flatters them); Ray Tune: the best member's last validation accuracy. Wall time of each
-run includes starting its own local Ray. Target: caviar pbt >= fixed on both problems, and >= 5x
-faster than Ray Tune's PBT at an equal or better score.
+Scores, the same for every method: best, the best validation accuracy any member or trial reached
+at any epoch (caviar's trials score: a trial's best epoch; Ray Tune: each trial's history); last,
+the best at the last epoch. Wall time of each run includes starting its own local Ray, when it
+starts one (a small caviar population trains on the driver and never does). Target: caviar pbt >=
+fixed on both problems, and >= 5x faster than Ray Tune's PBT at an equal or better score.
 
-    python benchmarks/pbt.py [--epochs 30] [--population 8] [--problems digits,spiral]
+    python benchmarks/pbt.py [--epochs 30] [--population 8] [--problems digits,spiral] [--seeds 0,1,2]
 
-Timings on a shared machine are noisy: methods are interleaved and compared within one run.
+Timings on a shared machine are noisy: methods are interleaved within each seed, and the summary
+gives the median over the seeds of each figure and of each ratio (Ray Tune / caviar, per seed).
 """
 
 from __future__ import annotations
@@ -145,11 +147,54 @@ def run_tune(problem: str, epochs: int, population: int, seed: int, storage: Pat
                                       stop={"training_iteration": epochs}, verbose=0),
         )
         results = tuner.fit()
-        best = max(r.metrics.get("val_accuracy", 0.0) for r in results if r.metrics)
+        best = max(float(r.metrics_dataframe["val_accuracy"].max()) for r in results if r.metrics)
+        last = max(r.metrics.get("val_accuracy", 0.0) for r in results if r.metrics)
     finally:
         ray.shutdown()
-    return {"best": float(best), "last": float(best), "wall": time.perf_counter() - start, "ray": ready,
+    return {"best": float(best), "last": float(last), "wall": time.perf_counter() - start, "ray": ready,
             "failed": 0, "diverged": 0}
+
+
+METHODS = ("caviar pbt", "fixed", "random", "ray tune pbt")
+
+
+def run_seed(folder: Path, problem: str, args: argparse.Namespace, seed: int) -> dict[str, dict | None]:
+    """Every method once on `problem` with `seed`, interleaved."""
+    make = lambda scheduler, s: job_text(problem, args.epochs, args.population, scheduler, s)  # noqa: E731
+    results: dict[str, dict | None] = {"caviar pbt": run_caviar(folder, f"{problem}-{seed}-pbt", make("pbt", seed))}
+    results["ray tune pbt"] = None if args.no_tune else run_tune(problem, args.epochs, args.population, seed,
+                                                                  folder / "tune")
+    results["fixed"] = run_caviar(folder, f"{problem}-{seed}-fixed", make("fifo", seed))
+    # other configurations: a seed no other run of this benchmark uses
+    results["random"] = run_caviar(folder, f"{problem}-{seed}-random", make("fifo", seed + 1000))
+    return results
+
+
+def print_tables(rows: list[tuple[str, int, dict]], args: argparse.Namespace) -> None:
+    print(f"population {args.population}, {args.epochs} epochs, learning rate log-uniform [{LOW}, {HIGH}] (Adam, "
+          f"no batch norm), interval {INTERVAL}, seeds {args.seeds}. best: the best validation accuracy at any "
+          "epoch; last: at the last epoch; net s: wall minus starting Ray")
+    print(f"{'problem':8} {'seed':>4} {'method':14} {'best':>7} {'last':>7} {'wall s':>7} {'net s':>7} "
+          f"{'failed':>7} {'diverged':>8}")
+    for problem, seed, results in rows:
+        for method in METHODS:
+            r = results[method]
+            if r is not None:
+                print(f"{problem:8} {seed:4d} {method:14} {r['best']:7.4f} {r['last']:7.4f} {r['wall']:7.1f} "
+                      f"{r['wall'] - r['ray']:7.1f} {r['failed']:7d} {r['diverged']:8d}")
+    print("\nmedians over the seeds")
+    for problem in dict.fromkeys(p for p, _, _ in rows):
+        runs = [results for p, _, results in rows if p == problem]
+        med = lambda method, f: float(np.median([f(r[method]) for r in runs]))  # noqa: E731
+        line = f"{problem:8} best: " + ", ".join(f"{m} {med(m, lambda r: r['best']):.4f}" for m in METHODS
+                                                if runs[0][m] is not None)
+        line += f"; pbt - fixed (best) {med('caviar pbt', lambda r: r['best']) - med('fixed', lambda r: r['best']):+.4f}"
+        if runs[0]["ray tune pbt"] is not None:
+            wall = float(np.median([r["ray tune pbt"]["wall"] / r["caviar pbt"]["wall"] for r in runs]))
+            net = float(np.median([(r["ray tune pbt"]["wall"] - r["ray tune pbt"]["ray"])
+                                   / max(r["caviar pbt"]["wall"] - r["caviar pbt"]["ray"], 1e-9) for r in runs]))
+            line += f"; tune / pbt wall {wall:.1f}x, without starting Ray {net:.1f}x"
+        print(line)
 
 
 def main() -> None:
@@ -157,36 +202,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--problems", default="digits,spiral")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated job seeds; medians over them")
     parser.add_argument("--no-tune", action="store_true", help="skip Ray Tune (caviar's methods only)")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        for problem in args.problems.split(","):
-            make = lambda scheduler, seed: job_text(problem, args.epochs, args.population, scheduler, seed)  # noqa: E731
-            pbt = run_caviar(folder, f"{problem}-pbt", make("pbt", args.seed))
-            tune_result = None if args.no_tune else run_tune(problem, args.epochs, args.population, args.seed,
-                                                              folder / "tune")
-            fixed = run_caviar(folder, f"{problem}-fixed", make("fifo", args.seed))
-            random = run_caviar(folder, f"{problem}-random", make("fifo", args.seed + 1))
-            rows.append((problem, pbt, fixed, random, tune_result))
-    print(f"population {args.population}, {args.epochs} epochs, learning rate log-uniform [{LOW}, {HIGH}] (Adam, "
-          f"no batch norm), interval {INTERVAL}. best: the best trial score (fixed, random: each trial's best "
-          "epoch); last: the best val_accuracy at the last epoch; net s: wall minus starting Ray")
-    print(f"{'problem':8} {'method':14} {'best':>7} {'last':>7} {'wall s':>7} {'net s':>7} {'failed':>7} {'diverged':>8}")
-    for problem, *results in rows:
-        pbt, fixed, tuned = results[0], results[1], results[3]
-        for method, r in zip(("caviar pbt", "fixed", "random", "ray tune pbt"), results):
-            if r is not None:
-                print(f"{problem:8} {method:14} {r['best']:7.4f} {r['last']:7.4f} {r['wall']:7.1f} "
-                      f"{r['wall'] - r['ray']:7.1f} {r['failed']:7d} {r['diverged']:8d}")
-        line = f"{problem:8} pbt - fixed: best {pbt['best'] - fixed['best']:+.4f}, last {pbt['last'] - fixed['last']:+.4f}"
-        if tuned is not None:
-            net = (tuned["wall"] - tuned["ray"]) / max(pbt["wall"] - pbt["ray"], 1e-9)
-            line += (f"; pbt - tune {pbt['best'] - tuned['best']:+.4f}; tune / pbt wall {tuned['wall'] / pbt['wall']:.1f}x, "
-                     f"without starting Ray {net:.1f}x")
-        print(line)
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for problem in args.problems.split(","):
+                rows.append((problem, seed, run_seed(Path(tmp), problem, args, seed)))
+                print(f"done: {problem} seed {seed}", flush=True)
+    print_tables(rows, args)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,37 @@ class NoisyQuadraticTrainer:
         self.noise_seed = int(seed)
 
 
+class PeakingTrainer:
+    """val_accuracy peaks after `peak` epochs of training, then falls 0.05 an epoch (over-training):
+    0.9 - 0.1 * (log10(learning_rate) + 2)**2 - 0.05 * |epochs trained - peak|. Deterministic; its
+    state is the epochs it has trained, so a copy of an earlier state scores as that epoch did.
+
+    Config: learning_rate, peak (default 3).
+    """
+
+    metrics = ("val_accuracy", "train_loss")
+    hyperparameters = {"learning_rate": float, "peak": int, "epochs": int}
+    mutable = ("learning_rate",)
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        self.config, self.trained = dict(config), 0
+
+    def train_epoch(self) -> dict[str, float]:
+        self.trained += 1
+        lr = float(self.config["learning_rate"])
+        acc = 0.9 - 0.1 * (math.log10(lr) + 2) ** 2 - 0.05 * abs(self.trained - int(self.config.get("peak", 3)))
+        return {"val_accuracy": acc, "train_loss": 1.0, "learning_rate": lr}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"trained": np.array(self.trained)}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        self.trained = int(state["trained"])
+
+    def set_hyperparameters(self, **changes: Any) -> None:
+        self.config.update(changes)
+
+
 def _mlp() -> type:
     from caviar import MLPTrainer
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Any
 
@@ -30,7 +31,7 @@ def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, sampler:
     with lifecycle.locked(request):
         if request.resume:
             _check_resume(request, plan)
-        return _run(job, plan, request, data, args)
+        return _run(job, trainer, plan, request, data, args)
 
 
 def _check_resume(request: lifecycle.RunRequest, plan: Plan) -> None:
@@ -41,23 +42,21 @@ def _check_resume(request: lifecycle.RunRequest, plan: Plan) -> None:
                          f"{len(commit[0].members)} members); run it under a new --name instead")
 
 
-def _run(job: Any, plan: Plan, request: lifecycle.RunRequest, data: Any, args: argparse.Namespace) -> int:
-    import ray
-
-    from caviar.sweep.plan import worker_count
-    from caviar.sweep.ray_session import connect_ray
-
+def _run(job: Any, trainer: type, plan: Plan, request: lifecycle.RunRequest, data: Any,
+         args: argparse.Namespace) -> int:
     quiet = bool(args.quiet)
-    started, run = False, None
+    run = None
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    ctx = _context(job, trainer, plan, data, args, say)
     try:
-        started, startup = connect_ray(args.address)
-        run = lifecycle.open_folder(request, job)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        n_workers = worker_count(args.concurrency or job.search.concurrency, cpus, plan.size, quiet)
-        say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+        if args.address or os.environ.get("RAY_ADDRESS"):   # a cluster to join: train there from the start
+            ctx.pool = ctx.to_ray()
+        run = ctx.run = lifecycle.open_folder(request, job)
+        where = (f"on {len(ctx.pool.actors)} Ray workers (Ray ready in {ctx.ray_startup:.1f} s)" if ctx.pool.on_ray
+                 else f"on the driver, then on {ctx.ray_workers} Ray workers if the rest is worth starting Ray")
         say(f"caviar: {job.name}: a population of {plan.size} for {plan.epochs} epochs, deciding every "
-            f"{plan.interval} on {n_workers} workers (Ray ready in {startup:.1f} s); results in {run.path}")
-        pop = run_population(Context(job, plan, run, [], say), ray.put(data), n_workers)
+            f"{plan.interval}, {where}; results in {run.path}")
+        pop = run_population(ctx)
         write_trials(run, job, plan, pop)
         run.compact()
     except KeyboardInterrupt:
@@ -67,9 +66,41 @@ def _run(job: Any, plan: Plan, request: lifecycle.RunRequest, data: Any, args: a
             return lifecycle.interrupted(request, "the finished generations are")
         raise
     finally:
-        if started or ray.is_initialized() and args.address is None:
+        if ctx.ray_started:   # only a Ray of its own (never one it joined, nor import Ray to ask)
+            import ray
+
             ray.shutdown()
     return print_summary(run, job)
+
+
+def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Namespace, say: Any) -> Context:
+    """Where the population starts: on Ray at once when it joins a cluster (--address, $RAY_ADDRESS),
+    else on the driver, with a way to Ray (`caviar.population.pools` says why)."""
+    from caviar.population.pools import DriverPool
+    from caviar.sweep.plan import worker_count
+
+    requested = args.concurrency or job.search.concurrency
+    workers = worker_count(requested, os.cpu_count() or 1, plan.size, quiet=True)
+    ctx = Context(job, plan, None, DriverPool(trainer, data), say, ray_workers=workers)
+
+    def to_ray() -> Any:
+        import ray
+
+        from caviar.population.loop import start_workers, stop_workers
+        from caviar.population.pools import RayPool
+        from caviar.sweep.ray_session import connect_ray
+
+        # set before connecting too: a Ctrl-C while a local Ray starts must still stop it
+        ctx.ray_started = not ray.is_initialized()
+        ctx.ray_started, ctx.ray_startup = connect_ray(args.address)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        n_workers = worker_count(requested, cpus, plan.size, bool(args.quiet))
+        if ctx.run is not None:
+            say(f"caviar: moving the population to {n_workers} Ray workers (Ray ready in {ctx.ray_startup:.1f} s)")
+        return RayPool(start_workers(ray.put(data), job.trainer, n_workers), stop_workers)
+
+    ctx.to_ray = to_ray
+    return ctx
 
 
 def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
@@ -78,7 +109,7 @@ def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
     for i, m in enumerate(pop.members):
         row = {"trial_id": i, "status": "failed" if m.diverged else "completed"}
         row.update({f"params_{name}": value for name, value in m.values.items()})
-        row.update(score=math.nan if m.diverged else m.score, epochs=plan.epochs, seconds=m.seconds,
+        row.update(score=math.nan if m.diverged else m.best, epochs=plan.epochs, seconds=m.seconds,
                    seed=plan.seeds[i], error=m.diverged, node=m.node, round=0, copied_from=m.copied_from)
         rows.append({**row, **m.metrics})
     return rows

@@ -1,8 +1,9 @@
 """The population driver loop: synchronous generations on Ray actors, decisions by the pure policy.
 
-Each generation, every member trains `interval` epochs on a `PopulationWorker` (member m on worker
-m mod W), from the state it was left with, passed by reference through Ray's object store. The
-driver fetches the reports (one `ray.get` for the whole generation), ranks the members, applies
+Each generation, every member trains `interval` epochs in the context's pool (`caviar.population.
+pools`: on the driver, or on `PopulationWorker` actors, member m on worker m mod W, states passed by
+reference through Ray's object store) from the state it was left with. The driver fetches the
+reports (one call for the whole generation), ranks the members, applies
 `caviar.population.policy.decide` (diverged members copy the best, the worst quantile copies the
 best quantile, then explores) by handing each copy its source's state reference, commits the
 generation (`caviar.population.state`), then appends its rows to the tables. The decisions depend
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -22,23 +24,39 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from caviar.population.plan import Plan
-from caviar.population.policy import Best, Copy, Generation, decide, improved, policy_rng
+from caviar.population.policy import Copy, Generation, decide, improved, policy_rng
+from caviar.population.pools import worth_ray
 from caviar.population.state import Member, Population, load_commit, save_commit
 from caviar.population.worker import Task, population_worker_class
 from caviar.store.layout import visible_parts
+from caviar.store.vocabulary import Mode
 
 COPY_STREAM = 0xC0   # spawn_key (member, generation, COPY_STREAM): a copy's fresh data order
+# Committed rows reach the tables at most this often (and at the end): each write is a Parquet part
+# and two fsyncs, a third of a small generation's time. Until then the commit holds them.
+FLUSH_SECONDS = 1.0
 
 
 @dataclass
 class Context:
-    """What every generation needs: the job, its plan, the open run folder, the workers."""
+    """What every generation needs: the job, its plan, the open run folder, where members train.
+
+    pool: a `DriverPool` or a `RayPool`. to_ray: starts (or joins) Ray and returns a RayPool, for a
+    run on the driver that `worth_ray` sends there with `ray_workers` actors.
+    """
 
     job: Any
     plan: Plan
     run: Any
-    actors: list[Any]
+    pool: Any
     say: Callable[[str], None]
+    to_ray: Callable[[], Any] | None = None
+    ray_workers: int = 1
+    ray_startup: float = 0.0   # seconds Ray took to start or join (0: not yet)
+    ray_started: bool = False  # this run started a Ray of its own (so it stops it)
+    pending: dict[str, list[dict]] | None = None   # committed rows not yet in the tables
+    flushed: float = 0.0       # time.monotonic() of the last write to the tables
+    train_seconds: float = 0.0  # the last generation's training, its members' summed
 
 
 def reshuffle_seed(job_seed: int, member: int, generation: int) -> int:
@@ -64,7 +82,8 @@ def _task(ctx: Context, member: int, m: Member, generation: int) -> Task:
     return Task(member=member, config=job.config(m.values), seed=plan.seeds[member],
                 start=plan.until(generation - 1) if generation else 0, until=plan.until(generation),
                 metric=job.search.metric, divergence_ratio=job.babysit.divergence_ratio,
-                changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle, first_loss=m.first_loss)
+                changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle, first_loss=m.first_loss,
+                mode=job.search.mode)
 
 
 def _epoch_rows(ctx: Context, report: Any, member: Member, generation: int) -> list[dict]:
@@ -92,7 +111,35 @@ def _record(ctx: Context, pop: Population, reports: list[Any], generation: int) 
         if report.epochs:
             member.metrics = {k: v for k, v in report.epochs[-1][1].items() if k != "learning_rate"}
         member.score = math.nan if report.diverged else member.metrics.get(ctx.job.search.metric, math.nan)
+        if report.best_epoch is not None:
+            score = _segment_best(ctx, report)
+            if Mode(ctx.job.search.mode).better(score, member.best):
+                member.best = score
     return rows
+
+
+def _segment_best(ctx: Context, report: Any) -> float:
+    """The metric at the report's best epoch (NaN: none)."""
+    return next((float(m[ctx.job.search.metric]) for e, m, _ in report.epochs if e == report.best_epoch), math.nan)
+
+
+def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any], best_refs: list[Any],
+              best_ref: Any) -> tuple[dict | None, Any]:
+    """A new best ever among the generation's best epochs: its `improved` event row and its state's
+    reference (the member's end state, or its best epoch's when that came earlier), else (None, best_ref)."""
+    reports = sorted(reports, key=lambda r: r.member)
+    scores = [_segment_best(ctx, r) if r.best_epoch is not None else math.nan for r in reports]
+    gen = Generation(scores, [not math.isfinite(s) for s in scores], [m.values for m in pop.members])
+    better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports])
+    if better is None:
+        return None, best_ref
+    pop.best = better
+    event = {"epoch": better.epoch, "event": "improved", "base_learning_rate": float(
+        better.values.get("learning_rate", math.nan)), "score": better.score, "member": better.member,
+        "detail": f"member {better.member} is the best so far (epoch {better.epoch})", "generation": pop.generation}
+    # best_refs[m] holds None when the best epoch was the last: the end state is the best state then
+    return event, best_refs[better.member] if reports[better.member].best_epoch != ctx.plan.until(
+        pop.generation) else refs[better.member]
 
 
 def _event_row(ctx: Context, copy: Copy, pop: Population, epoch: int, generation: int) -> dict:
@@ -139,39 +186,34 @@ def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], b
 
 def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any) -> tuple[list[Any], Any]:
     """Train, decide, commit and write one generation; the members' and the best's state references."""
-    import ray
-
-    generation, plan = pop.generation, ctx.plan
-    calls = [ctx.actors[i % len(ctx.actors)].train.remote(_task(ctx, i, m, generation), refs[i])
-             for i, m in enumerate(pop.members)]
-    reports = ray.get([report for report, _ in calls])
-    refs = [state for _, state in calls]
+    generation, plan, pool = pop.generation, ctx.plan, ctx.pool
+    calls = [pool.train(i, _task(ctx, i, m, generation), refs[i]) for i, m in enumerate(pop.members)]
+    reports = pool.get([report for report, _, _ in calls])
+    ctx.train_seconds = sum(report.seconds for report in reports)
+    refs = [state for _, state, _ in calls]
     epoch_rows = _record(ctx, pop, reports, generation)
     until = plan.until(generation)
-    events = []
-    gen = Generation([m.score for m in pop.members], [m.diverged is not None for m in pop.members],
-                     [m.values for m in pop.members])
-    better = improved(pop.best, gen, ctx.job.search.mode, until)
-    if better is not None:
-        pop.best, best_ref = better, refs[better.member]
-        events.append({"epoch": until, "event": "improved", "base_learning_rate": float(
-            better.values.get("learning_rate", math.nan)), "score": better.score, "member": better.member,
-            "detail": f"member {better.member} is the best so far", "generation": generation})
+    event, best_ref = _improved(ctx, pop, reports, refs, [best for _, _, best in calls], best_ref)
+    events = [event] if event is not None else []
     copies = _decide(ctx, pop, generation) if generation + 1 < plan.generations else []
     events += [_event_row(ctx, copy, pop, until, generation) for copy in copies]
     refs = _apply(ctx, pop, copies, refs, best_ref, generation)
     pop.generation = generation + 1
-    states = ray.get(refs + ([best_ref] if best_ref is not None else []))
-    rows = {"epochs": epoch_rows, "events": events}
+    states = pool.get(refs + ([best_ref] if best_ref is not None else []))
+    pending = ctx.pending or {"epochs": [], "events": []}
+    rows = {"epochs": pending["epochs"] + epoch_rows, "events": pending["events"] + events}
     save_commit(ctx.run.checkpoints_dir, pop, states[:len(refs)], states[len(refs)] if best_ref is not None else None,
                 rows)
-    write_rows(ctx.run, rows)
+    ctx.pending = rows
+    if pop.generation >= plan.generations or time.monotonic() - ctx.flushed >= FLUSH_SECONDS:
+        write_rows(ctx.run, rows)
+        ctx.pending, ctx.flushed = None, time.monotonic()
     ctx.say(_progress(ctx, pop, copies, until))
     return refs, best_ref
 
 
 def write_rows(run: Any, rows: dict[str, list[dict]]) -> None:
-    """A committed generation's rows into the tables, epochs first (events point at them)."""
+    """Committed generations' rows into the tables, epochs first (events point at them)."""
     for name in ("epochs", "events"):
         if rows[name]:
             table = run.table(name)
@@ -188,29 +230,33 @@ def _progress(ctx: Context, pop: Population, copies: list[Copy], until: int) -> 
 
 
 def restored(ctx: Context) -> tuple[Population, list[Any], Any]:
-    """The population to go on from: the last committed generation (its rows written where the tables
-    lack them), or a new one."""
-    import ray
-
+    """The population to go on from: the last committed generation (the rows it holds written where
+    the tables lack them), or a new one."""
     commit = load_commit(ctx.run.checkpoints_dir) if ctx.run.resumed else None
     if commit is None:
         return Population([Member(dict(v)) for v in ctx.plan.values]), [None] * ctx.plan.size, None
     pop, states, best_state, rows = commit
-    write_missing(ctx.run, pop.generation - 1, rows)
-    return pop, [ray.put(state) for state in states], ray.put(best_state) if best_state is not None else None
+    write_missing(ctx.run, rows)
+    ctx.flushed = time.monotonic()
+    put = ctx.pool.put
+    return pop, [put(state) for state in states], put(best_state) if best_state is not None else None
 
 
-def write_missing(run: Any, generation: int, rows: dict[str, list[dict]]) -> None:
-    """Append a committed generation's rows to the tables that lack them (a kill or Ctrl-C came
-    between the commit and the writes)."""
-    write_rows(run, {name: rows[name] if generation not in _generations(run, name) else [] for name in rows})
+def write_missing(run: Any, rows: dict[str, list[dict]]) -> None:
+    """Append the committed rows of each generation a table lacks (a kill or Ctrl-C came between the
+    commit and the write, or before the rows were due)."""
+    missing = {}
+    for name, table_rows in rows.items():
+        present = _generations(run, name)
+        missing[name] = [row for row in table_rows if row["generation"] not in present]
+    write_rows(run, missing)
 
 
 def settle(run: Any) -> None:
     """After Ctrl-C: every committed generation's rows in the tables, so what finished is kept."""
     commit = load_commit(run.checkpoints_dir)
     if commit is not None:
-        write_missing(run, commit[0].generation - 1, commit[3])
+        write_missing(run, commit[3])
 
 
 def _generations(run: Any, table: str) -> set[int]:
@@ -235,16 +281,18 @@ def declare_tables(run: Any, plan: Plan) -> None:
     run.table("epochs", types={"generation": pa.int64()})
 
 
-def run_population(ctx: Context, data_ref: Any, n_workers: int) -> Population:
-    """Every generation not yet committed; the population at the end. Ctrl-C propagates."""
+def run_population(ctx: Context) -> Population:
+    """Every generation not yet committed, moving from the driver to Ray when `worth_ray` says so;
+    the population at the end. Ctrl-C propagates; the pool is closed whatever happens."""
     declare_tables(ctx.run, ctx.plan)
     pop, refs, best_ref = restored(ctx)
-    if pop.generation >= ctx.plan.generations:
-        return pop
-    ctx.actors = start_workers(data_ref, ctx.job.trainer, n_workers)
     try:
         while pop.generation < ctx.plan.generations:
             refs, best_ref = run_generation(ctx, pop, refs, best_ref)
+            left = ctx.plan.generations - pop.generation
+            if not ctx.pool.on_ray and ctx.to_ray is not None and worth_ray(ctx.train_seconds, left, ctx.ray_workers):
+                ctx.pool.close()
+                ctx.pool = ctx.to_ray()   # the states handed on are values: Ray takes them as they are
     finally:
-        stop_workers(ctx.actors)
+        ctx.pool.close()
     return pop

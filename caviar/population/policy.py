@@ -2,8 +2,8 @@
 
 At the end of each generation (`interval` epochs of every member) `decide` ranks the members and says:
 
-- diverged (NaN, or a train loss above `divergence_ratio` x its untrained loss): copies the best member
-  at once, whatever its rank, instead of failing;
+- diverged (NaN, or a train loss above `divergence_ratio` x its untrained loss): copies a member of
+  the best `quantile` at once, drawn at random, whatever its rank, instead of failing;
 - in the worst `quantile` (exploit): copies a member of the best `quantile`, drawn at random;
 - every copy then explores (`explore`): each changeable value is resampled from its [space] dimension
   with probability `resample_probability`, else moved by a factor on its own scale (a log dimension
@@ -147,9 +147,9 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
     top, bottom = healthy[:k], healthy[len(healthy) - k:] if k else []
     behind = best_ever is not None and Mode(mode).worse_by(gen.scores[healthy[0]], best_ever.score) > tolerance
     sources: dict[int, tuple[int, str, bool]] = {}
-    for member in range(n):
-        if member not in healthy:
-            sources[member] = (healthy[0], "diverged", False)
+    for member in range(n):   # drawn from the best quantile, as an exploit: all of them copying the one
+        if member not in healthy:   # best would collapse the population onto one lineage at once
+            sources[member] = (top[int(rng.integers(len(top)))], "diverged", False)
     for member in bottom:
         if behind:
             sources[member] = (best_ever.member, "rollback", True)
@@ -164,11 +164,13 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
     return copies
 
 
-def improved(best: Best | None, gen: Generation, mode: str, epoch: int) -> Best | None:
-    """The new best ever when a member beats `best` this generation (the best of them), else None."""
+def improved(best: Best | None, gen: Generation, mode: str, epoch: int | Sequence[int]) -> Best | None:
+    """The new best ever when a member beats `best` this generation (the best of them), else None.
+    `gen.scores`: each member's best epoch of the generation, reached at `epoch` (one for all, or one
+    per member), so the best ever is the best epoch any member reached, as a trial's score is."""
     scores, values = gen.scores, gen.values
     order = ranking(scores, gen.diverged, mode)
     top = order[0] if order else None
     if top is None or gen.diverged[top] or not Mode(mode).better(scores[top], None if best is None else best.score):
         return None
-    return Best(float(scores[top]), top, epoch, dict(values[top]))
+    return Best(float(scores[top]), top, epoch if isinstance(epoch, int) else int(epoch[top]), dict(values[top]))

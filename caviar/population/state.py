@@ -2,7 +2,8 @@
 
 `checkpoints/population.npz` holds, after each generation, every member's state as it starts the
 next one (copies included), the population's best-ever state, and in its JSON meta the members'
-values and counters and that generation's table rows. It is written whole or not at all
+values and counters and the table rows of the generations not yet in the tables (the driver writes
+them at most every second, `caviar.population.loop.FLUSH_SECONDS`). It is written whole or not at all
 (`caviar.store.checkpoints`: temp file, then `os.replace`) before those rows are appended to the
 tables, so a SIGKILL at any moment leaves either the generation before or this one committed, and
 `--resume` appends any committed rows the tables lack and trains on from there: the run ends as the
@@ -35,7 +36,8 @@ class Member:
     seconds: float = 0.0
     node: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-    score: float = math.nan           # its metric at its last epoch
+    score: float = math.nan           # its metric at its last epoch (what exploit ranks)
+    best: float = math.nan            # its metric at its best epoch so far (its trials score)
     diverged: str | None = None       # why its last generation stopped early
 
 

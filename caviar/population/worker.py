@@ -5,9 +5,13 @@ state it starts from (its own, or the member's it copied), sets the values it ex
 the generation's last epoch, and hands back what happened and the state it ends with. A member
 that diverges stops at once: the driver replaces it from the best.
 
+It also keeps the state of the segment's best epoch (by the job's metric and mode) when that is not
+its last: the population's best ever is its best epoch, as a trial's score is its best epoch, and
+the driver can roll back to it.
+
 `PopulationWorker` is the Ray actor around it, one per CPU, reused for every member and generation.
-Its `train` returns two objects: the report, which the driver fetches, and the state, which stays in
-Ray's object store and goes, by reference, to whichever worker trains that member (or its copies)
+Its `train` returns three objects: the report, which the driver fetches, the state at the end and
+the best epoch's state (None: the end's), which stay in Ray's object store and goes, by reference, to whichever worker trains that member (or its copies)
 next: states move between workers without passing through the disk.
 """
 
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from caviar.population.policy import diverged
+from caviar.store.vocabulary import Mode
 from caviar.trainers.check import checked_metrics
 
 
@@ -31,6 +36,7 @@ class Task:
     changes: its current changeable values, set after a state is loaded (a state may hold others).
     reshuffle: a fresh data-order seed after a copy (a copy would else retrace its source's batches).
     first_loss: its untrained model's loss, the divergence yardstick; None: measure it now.
+    mode: "max" or "min", how `metric` ranks the segment's epochs.
     """
 
     member: int
@@ -43,12 +49,14 @@ class Task:
     changes: Mapping[str, Any] = field(default_factory=dict)
     reshuffle: int | None = None
     first_loss: float | None = None
+    mode: str = "max"
 
 
 @dataclass
 class Report:
     """What a generation did to one member: one (epoch, metrics, seconds) per epoch trained, and why
-    it stopped early if it diverged."""
+    it stopped early if it diverged. best_epoch: the epoch of its best finite, undiverged metric
+    (None: none), whose state is the segment's best state."""
 
     member: int
     epochs: list[tuple[int, dict[str, float], float]]
@@ -56,6 +64,7 @@ class Report:
     first_loss: float | None
     seconds: float
     node: str = ""
+    best_epoch: int | None = None
 
 
 def initial_loss(trainer: Any, data: Any) -> float | None:
@@ -68,8 +77,10 @@ def initial_loss(trainer: Any, data: Any) -> float | None:
     return float(loss) if loss is not None and math.isfinite(loss) else None
 
 
-def train_segment(trainer_class: type, data: Any, task: Task, state: Mapping[str, Any] | None) -> tuple[Report, dict]:
-    """Train `task`'s member from `state` (None: from scratch); (its report, its state at the end)."""
+def train_segment(trainer_class: type, data: Any, task: Task,
+                  state: Mapping[str, Any] | None) -> tuple[Report, dict, dict | None]:
+    """Train `task`'s member from `state` (None: from scratch); (its report, its state at the end, its
+    best epoch's state when that is an earlier epoch, else None)."""
     start = time.perf_counter()
     trainer = trainer_class(dict(task.config), data, task.seed)
     first_loss = task.first_loss
@@ -81,7 +92,8 @@ def train_segment(trainer_class: type, data: Any, task: Task, state: Mapping[str
             trainer.set_hyperparameters(**task.changes)
     if task.reshuffle is not None and callable(getattr(trainer, "reshuffle", None)):
         trainer.reshuffle(task.reshuffle)
-    epochs, why = [], None
+    epochs, why, mode = [], None, Mode(task.mode)
+    best_epoch, best_score, best_state = None, None, None
     for epoch in range(task.start + 1, task.until + 1):
         began = time.perf_counter()
         metrics = checked_metrics(trainer.train_epoch())
@@ -92,8 +104,13 @@ def train_segment(trainer_class: type, data: Any, task: Task, state: Mapping[str
         if why is not None:
             why = f"{why} at epoch {epoch}"
             break
-    report = Report(task.member, epochs, why, first_loss, time.perf_counter() - start)
-    return report, trainer.state_dict()
+        if mode.better(metrics[task.metric], best_score):
+            best_epoch, best_score = epoch, metrics[task.metric]
+            # a copy only while a later epoch may be worse: at most one state per improving epoch
+            best_state = {key: value.copy() for key, value in trainer.state_dict().items()}
+    report = Report(task.member, epochs, why, first_loss, time.perf_counter() - start, best_epoch=best_epoch)
+    end = trainer.state_dict()
+    return report, end, None if best_epoch == task.until else best_state
 
 
 def _make_actor_class() -> Any:
@@ -117,11 +134,11 @@ def _make_actor_class() -> Any:
         def node(self) -> str:
             return ray.util.get_node_ip_address()
 
-        @ray.method(num_returns=2)
-        def train(self, task: Task, state: Mapping[str, Any] | None) -> tuple[Report, dict]:
-            report, state_out = train_segment(self.trainer_class, self.data, task, state)
+        @ray.method(num_returns=3)
+        def train(self, task: Task, state: Mapping[str, Any] | None) -> tuple[Report, dict, dict | None]:
+            report, state_out, best_state = train_segment(self.trainer_class, self.data, task, state)
             report.node = ray.util.get_node_ip_address()
-            return report, state_out
+            return report, state_out, best_state
 
     return PopulationWorker
 

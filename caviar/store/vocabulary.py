@@ -107,8 +107,11 @@ RENAMED = {"events": {"learning_rate": "base_learning_rate"}}
 # Names a trainer may not report as a metric, in either mode: the columns the drivers write
 # themselves. `learning_rate` is not among them: a trainer that reports it tells the rate it
 # trained with, and that value goes to the epochs table's column of that name.
-RESERVED_METRICS = frozenset(name for table in COLUMNS.values() for name in table
-                             if not name.endswith("*") and name != "learning_rate")
+# A population (caviar.population) also writes `generation` (epochs, events), `member` and `source`
+# (events) and `copied_from` (trials) beside a member's metrics.
+POPULATION_COLUMNS = ("generation", "member", "source", "copied_from")
+RESERVED_METRICS = frozenset([*(name for table in COLUMNS.values() for name in table
+                                if not name.endswith("*") and name != "learning_rate"), *POPULATION_COLUMNS])
 
 
 def reserved_metric(name: str) -> bool:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 import caviar
-from tests.support import ROOT, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
+from caviar.population.state import load_commit
+from tests.support import ROOT, caviar_main, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
 
 QUADRATIC = {
     "data": {"source": "blobs"},
@@ -53,6 +54,37 @@ def test_the_same_job_and_seed_give_identical_events_and_scores_on_two_workers_o
     assert "copied_from" in trials and "params_learning_rate" in epochs
 
 
+def test_on_the_driver_or_on_ray_or_moving_between_them_the_run_is_the_same(tmp_path, ray_session, monkeypatch):
+    """Without --address a population starts on the driver (no Ray); with Ray free to start
+    (RAY_START_SECONDS 0) it moves there after its first generation; with --address it trains on Ray."""
+    import caviar.population.pools as pools
+
+    job = write_job(tmp_path, "pop", DIGITS_PBT, model={"sleep": 0.0})
+    assert run_sweep(job, tmp_path / "out", ray_session, "--name", "ray") == 0
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--name", "driver", "--concurrency", "1",
+                       "--quiet") == 0   # one worker: never worth starting Ray
+    monkeypatch.setattr(pools, "RAY_START_SECONDS", 0.0)
+    moved = []
+    monkeypatch.setattr(pools.RayPool, "close", lambda self: moved.append(self) or self._stop(self.actors))
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--name", "moved", "--quiet") == 0
+    assert len(moved) == 1   # it did move to Ray (the session's, which it joined and left running)
+    assert_same_run(tmp_path / "out" / "ray", tmp_path / "out" / "driver")
+    assert_same_run(tmp_path / "out" / "ray", tmp_path / "out" / "moved")
+    import ray
+
+    assert ray.is_initialized()
+
+
+def test_ray_is_worth_starting_only_when_the_rest_would_end_sooner_there():
+    from caviar.population.pools import worth_ray
+
+    assert worth_ray(2.0, 10, 2, ray_start_seconds=5.0)          # 20 s of training here, 5 + 10 s there
+    assert not worth_ray(0.5, 10, 2, ray_start_seconds=5.0)      # 5 s here, 5 + 2.5 s there
+    assert worth_ray(0.5, 10, 8, ray_start_seconds=4.0)          # 5 s here, 4 + 0.6 s there
+    assert not worth_ray(60.0, 10, 1, ray_start_seconds=0.0)     # one worker: nothing to gain
+    assert not worth_ray(60.0, 0, 8, ray_start_seconds=0.0)      # nothing left
+
+
 def test_pbt_beats_every_member_of_the_same_population_kept_fixed(tmp_path, ray_address):
     """The good rate starts high and must decay: the population discovers it, no fixed rate can."""
     job = write_job(tmp_path, "pop", QUADRATIC)
@@ -92,9 +124,11 @@ def test_sigkill_then_resume_ends_equal_to_the_uninterrupted_run(tmp_path, ray_a
     assert run_sweep(job, out, ray_address, "--name", "whole") == 0
     driver = caviar_start("parallel", job, "--out", out, "--name", "cut", "--address", ray_address, "--quiet",
                           cwd=ROOT)
-    commit = out / "cut" / "checkpoints" / "population.npz"
+    checkpoints = out / "cut" / "checkpoints"
     deadline = time.monotonic() + 120
-    while not commit.exists():
+    # two generations committed: the second's rows may still wait in the commit for their table write
+    while (commit := load_commit(checkpoints) if (checkpoints / "population.npz").exists() else None) is None \
+            or commit[0].generation < 2:
         assert driver.poll() is None and time.monotonic() < deadline, driver.stderr.read()
         time.sleep(0.02)
     driver.send_signal(signal.SIGKILL)
@@ -138,3 +172,23 @@ def test_bad_pbt_input_exits_2_with_one_line_naming_the_field_and_writes_nothing
     assert status == 2 and out == ""
     assert err.startswith(f"caviar parallel: error: {field}: ") and err.count("\n") == 1, err
     assert snapshot(tmp_path) == before
+
+
+def test_a_population_fallen_behind_its_best_ever_epoch_rolls_back_to_that_state(tmp_path, ray_address):
+    """Every member peaks at epoch 3, mid-generation, then over-trains: the best ever is that epoch's
+    state (kept by its worker), and the worst member, once the best now is 0.05 below it, copies it."""
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"trainer": "tests.toys:PeakingTrainer", "epochs": 6},
+                    space={"learning_rate": {"choice": [0.01, 0.003, 0.03, 0.1]}},
+                    search={"trials": 4, "metric": "val_accuracy", "mode": "max", "sampler": "grid"},
+                    pbt={"interval": 2, "factors": [1.0], "resample_probability": 0.0})
+    assert run_sweep(job, tmp_path / "out", ray_address) == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    improved = run.events.query("event == 'improved'")
+    assert improved["epoch"].iloc[-1] == 3 and improved["score"].iloc[-1] == pytest.approx(0.9)   # mid-generation
+    best = int(improved["member"].iloc[-1])
+    rollback = run.events.query("event == 'rollback'")
+    assert len(rollback) and set(rollback["source"]) == {best} and rollback["epoch"].iloc[0] == 4
+    member = int(rollback["member"].iloc[0])
+    after = run.epochs.query("trial_id == @member and epoch == 5")["val_accuracy"].iloc[0]
+    assert after == pytest.approx(0.85)   # trains on from epoch 3's state (0.9 - 0.05), not from its own epoch 4
+    assert run.trials["score"].max() == pytest.approx(0.9)   # a member's score is its best epoch's

@@ -52,7 +52,7 @@ def test_the_plan_draws_the_sweeps_configurations_and_seeds():
 
 
 def test_a_commit_reads_back_exactly(tmp_path):
-    members = [Member({"learning_rate": 0.1}, first_loss=2.3, copied_from=None, score=0.5,
+    members = [Member({"learning_rate": 0.1}, first_loss=2.3, copied_from=None, score=0.5, best=0.6,
                       metrics={"val_loss": 0.7}),
                Member({"learning_rate": 0.01}, copied_from=0, reshuffle=77, score=math.nan, diverged="nan")]
     states = [{"x": np.arange(3.0), "step": np.array(4)}, {"x": np.ones(3), "step": np.array(5)}]

@@ -43,11 +43,21 @@ def test_the_worst_quarter_copies_the_best_quarter_and_nobody_else_moves():
     assert all(c.old["learning_rate"] == 1e-3 * (c.member + 1) for c in copies)
 
 
-def test_a_diverged_member_copies_the_best_at_once_whatever_its_rank():
+def test_a_diverged_member_copies_a_member_of_the_best_quantile_at_once_whatever_its_rank():
     copies = decide(gen([0.95, 0.9, 0.5, 0.6], [True, False, False, False]), rng=policy_rng(0, 0), **rules())
     by_member = {c.member: c for c in copies}
     assert by_member[0].source == 1 and by_member[0].reason == "diverged"
     assert by_member[2].reason == "exploit"   # the healthy worst still exploits
+
+
+def test_diverged_members_spread_over_the_best_quantile_rather_than_all_copy_the_best():
+    """Three of eight diverging at once must not put six members on one lineage (3 + the exploits)."""
+    scores = [math.nan, 0.9, math.nan, 0.8, math.nan, 0.7, 0.6, 0.5]
+    sources = set()
+    for generation in range(20):
+        copies = decide(gen(scores, [not s == s for s in scores]), rng=policy_rng(0, generation), **rules())
+        sources |= {c.source for c in copies if c.reason == "diverged"}
+    assert sources == {1, 3}   # the best quantile of the five healthy: ceil(5 / 4) = 2 members
 
 
 def test_nothing_to_copy_from_when_every_member_diverged():

@@ -27,8 +27,8 @@ def trained_state(data) -> dict:
 def test_a_copy_holds_exactly_the_sources_state_weights_moments_and_batch_norm_statistics():
     data = load_dataset("digits")
     source = trained_state(data)
-    report, copied = train_segment(MLPTrainer, data, task(start=2, until=2), source)   # no epoch: the copy itself
-    assert report.epochs == [] and report.diverged is None
+    report, copied, best = train_segment(MLPTrainer, data, task(start=2, until=2), source)   # no epoch: the copy itself
+    assert report.epochs == [] and report.diverged is None and best is None and report.best_epoch is None
     assert copied.keys() == source.keys()
     assert any(k.startswith("optim.") for k in source) and any("running" in k or "mean" in k for k in source)
     for key in source:
@@ -37,7 +37,7 @@ def test_a_copy_holds_exactly_the_sources_state_weights_moments_and_batch_norm_s
 
 def test_explored_values_take_effect_after_the_copy():
     data = load_dataset("digits")
-    report, state = train_segment(MLPTrainer, data, task(start=2, until=3, changes={"learning_rate": 0.002}),
+    report, state, _ = train_segment(MLPTrainer, data, task(start=2, until=3, changes={"learning_rate": 0.002}),
                                   trained_state(data))
     assert [epoch for epoch, _, _ in report.epochs] == [3]
     assert report.epochs[0][1]["learning_rate"] == 0.002 and float(state["hp.learning_rate"]) == 0.002
@@ -46,9 +46,21 @@ def test_explored_values_take_effect_after_the_copy():
 def test_a_member_that_diverges_stops_at_once_and_says_why():
     data = load_dataset("digits")
     config = {**CONFIG, "optimizer": "sgd", "learning_rate": 5000.0, "batch_norm": False}
-    report, _ = train_segment(MLPTrainer, data, task(config=config, until=6, changes={}), None)
+    report, _, _ = train_segment(MLPTrainer, data, task(config=config, until=6, changes={}), None)
     assert report.diverged is not None and len(report.epochs) < 6
     assert report.first_loss is not None and report.first_loss > 0   # the untrained model's loss
+
+
+def test_the_segments_best_epoch_keeps_its_state_when_a_later_epoch_is_worse():
+    from tests.toys import PeakingTrainer
+
+    peaking = task(config={"learning_rate": 0.01, "peak": 2}, until=4, changes={})
+    report, end, best = train_segment(PeakingTrainer, None, peaking, None)
+    assert [round(m["val_accuracy"], 6) for _, m, _ in report.epochs] == [0.85, 0.9, 0.85, 0.8]
+    assert report.best_epoch == 2 and int(best["trained"]) == 2 and int(end["trained"]) == 4
+    report, end, best = train_segment(PeakingTrainer, None, task(config={"learning_rate": 0.01, "peak": 9},
+                                                                  until=4, changes={}), None)
+    assert report.best_epoch == 4 and best is None   # the end state is the best one: no second copy
 
 
 def test_on_ray_the_state_travels_by_reference_and_arrives_exact(ray_session):
@@ -58,7 +70,7 @@ def test_on_ray_the_state_travels_by_reference_and_arrives_exact(ray_session):
     source = trained_state(data)
     worker = population_worker_class().remote(ray.put(data), "mlp", [])
     try:
-        report_ref, state_ref = worker.train.remote(task(start=2, until=2), ray.put(source))
+        report_ref, state_ref, _ = worker.train.remote(task(start=2, until=2), ray.put(source))
         report, copied = ray.get([report_ref, state_ref])
         assert report.member == 1 and report.node
         for key in source:

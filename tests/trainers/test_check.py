@@ -175,7 +175,7 @@ def test_an_optional_method_that_is_not_callable_is_named(name):
 # --- what a class declares -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("reserved", ["score", "trial_id", "epoch", "status", "seconds", "params_x",
-                                      "params_learning_rate"])
+                                      "params_learning_rate", "generation", "member", "source", "copied_from"])
 def test_a_declared_metric_with_a_reserved_name_is_refused_in_the_words_of_the_epoch_check(reserved):
     declared = problems(subclass(metrics=("val_accuracy", reserved)))
     reported = metrics_refusal({"val_accuracy": 0.5, reserved: 1.0})
