@@ -112,13 +112,18 @@ def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, he
     trial = sweep.active[segment.trial_id]
     call = Call(stream=None, segments=[segment])
     started = time.perf_counter()
-    for event in runner.run(segment):
-        if event[0] == "epoch" and _hand_over(sweep, head, rows):
-            spent, epochs = trial.seconds + time.perf_counter() - started, event[2]
-            if (trial.max_epochs - epochs) * spent / epochs > HANDOVER_SECONDS:
-                _move_to_workers(sweep, runner, slot, trial)
-                return
-        sweep._on_event(slot, call, event)
+    sweep.training_here = 1   # the progress line counts it as running
+    try:
+        for event in runner.run(segment):
+            if event[0] == "epoch" and _hand_over(sweep, head, rows):
+                spent, epochs = trial.seconds + time.perf_counter() - started, event[2]
+                if (trial.max_epochs - epochs) * spent / epochs > HANDOVER_SECONDS:
+                    _move_to_workers(sweep, runner, slot, trial)
+                    return
+            sweep._on_event(slot, call, event)
+            sweep.on_change(sweep)   # the display redraws at its own pace, not at each call
+    finally:
+        sweep.training_here = 0
     runner.drop(slot.drop)
     slot.drop = []
 
@@ -151,7 +156,6 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay) 
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 sweep.flush(trials=True)
                 last_flush = time.monotonic()
-            sweep.on_change(sweep)
     finally:
         limits.restore_original_limits()
         rows.close()

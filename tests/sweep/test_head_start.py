@@ -207,3 +207,22 @@ def test_a_ray_that_comes_up_too_late_to_pay_for_joining_is_never_joined(ray_ses
     trials = pd.read_parquet(tmp_path / "out" / "late" / "trials.parquet")
     assert sorted(trials.trial_id) == list(range(12)) and set(trials.node) == {"the-driver"}
     assert head.looks > 1 and not head.joined
+
+
+def test_the_progress_line_counts_the_trial_the_driver_trains_as_running(tmp_path, monkeypatch):
+    """While Ray boots, the driver's own trial is the one running: the line says so at each epoch
+    (it said "0 running"), and 0 once the sweep is done."""
+    import caviar.sweep.local_ray as local_ray
+    import caviar.sweep.ray_session as ray_session_module
+    import caviar.sweep.run as run_module
+
+    job = write_job(tmp_path, "shown", TOY_SWEEP, search={"trials": 3}, model={"epochs": 3})
+    monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
+    monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: BootingHead(looks=1000)))
+    shown: list[tuple[int, int]] = []   # (done, running) at each draw the sweep asks for
+    draw = run_module.show_progress
+    monkeypatch.setattr(run_module, "show_progress",
+                        lambda sweep, progress: (shown.append((len(sweep.finished), sweep.running)), draw(sweep, progress)))
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
+    assert len(shown) >= 3 * 3 and {running for _, running in shown} == {1}, shown
+    assert [done for done, _ in shown][-1] == 3
