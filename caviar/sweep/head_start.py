@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from caviar.sweep.costs import Costs
 from caviar.sweep.local_ray import LocalRay
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
@@ -178,7 +179,8 @@ class WorkersStarting:
         return self.node
 
 
-def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool) -> None:
+def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool,
+                  costs: Costs | None = None) -> None:
     """The whole sweep with a local Ray that is still booting: trials here until it is up (and on,
     if what is left is not worth joining it), then join it and start the workers, trials here
     until they have started, then the workers only."""
@@ -187,7 +189,7 @@ def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *,
         train_while_ray_starts(sweep, runner, head)
     if not work_left(sweep):
         return
-    join(head, sweep, data)
+    join(head, sweep, data, costs or Costs())
     sweep.start_workers()
     if runner is not None:
         train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head))   # type: ignore[arg-type]
@@ -195,10 +197,12 @@ def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *,
         sweep.run()
 
 
-def join(head: LocalRay, sweep: Sweep, data: Any) -> None:
+def join(head: LocalRay, sweep: Sweep, data: Any, costs: Costs) -> None:
     """Wait for the local Ray, join it, and give the sweep its dataset there (for its workers)."""
+    with costs.timed("waiting for and joining Ray"):
+        head.wait()
+        head.join()
     import ray
 
-    head.wait()
-    head.join()
-    sweep.data_ref = ray.put(data)
+    with costs.timed("data to Ray"):
+        sweep.data_ref = ray.put(data)

@@ -77,6 +77,7 @@ class Slot:
     drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
     segment_started: float = 0.0                          # when the running segment began
     created: float = 0.0                                  # when its actor was asked for
+    started: float = 0.0                                  # when the driver saw it started (for timing)
 
 
 class Sweep:
@@ -152,6 +153,7 @@ class Sweep:
                 slot.node_ref = ray.get(slot.node_ref, timeout=10)
             except RayError:
                 slot.node_ref = ""
+            slot.started = time.monotonic()
         return slot.node_ref
 
     def stop_workers(self) -> None:
