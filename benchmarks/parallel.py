@@ -90,13 +90,10 @@ def train(config: dict, data, seed: int, report=None) -> list[dict]:
 _POOL_DATA = None
 
 
-def _pool_init(n_trials: int, epochs: int, hidden: str) -> None:
-    global _POOL_DATA
+def _pool_init() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    _, _, job = sweep_configs(n_trials, epochs, hidden)
-    _POOL_DATA = load_data(job)
 
 
 def _pool_trial(config: dict, seed: int) -> list[dict]:
@@ -110,9 +107,16 @@ def run_sequential(configs, seeds, data) -> float:
     return time.perf_counter() - start
 
 
-def run_pool(configs, seeds, n_trials, epochs, hidden, cores) -> float:
+def run_pool(configs, seeds, data, cores) -> float:
+    """The bare baseline: forked processes that have the dataset already (a fork shares this one's:
+    nothing is loaded, imported or sent but each trial's config)."""
+    global _POOL_DATA
+    import multiprocessing
+
+    _POOL_DATA = data
     start = time.perf_counter()
-    with futures.ProcessPoolExecutor(cores, initializer=_pool_init, initargs=(n_trials, epochs, hidden)) as pool:
+    with futures.ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork"),
+                                     initializer=_pool_init) as pool:
         list(pool.map(_pool_trial, configs, seeds))
     return time.perf_counter() - start
 
@@ -135,6 +139,19 @@ def run_ray_tasks(configs, seeds, data, cores) -> float:
     return time.perf_counter() - start
 
 
+# Each caviar run's fixed costs (caviar.sweep.costs: name -> seconds), from its CAVIAR_DEBUG line.
+CAVIAR_COSTS: list[dict[str, float]] = []
+
+
+def parse_costs(stderr: str) -> dict[str, float]:
+    """The fixed costs a caviar run printed with CAVIAR_DEBUG=1: "name 1.23 s, ..." -> {name: 1.23}."""
+    from caviar.sweep.costs import PREFIX
+
+    line = next((line for line in stderr.splitlines() if line.startswith(PREFIX)), "")
+    parts = (part.strip().rsplit(" ", 2) for part in line[len(PREFIX):].split(",") if part.strip().endswith(" s"))
+    return {name: float(seconds) for name, seconds, _ in parts}
+
+
 def run_caviar(n_trials, epochs, hidden, cores) -> float:
     import contextlib
     import io
@@ -142,11 +159,18 @@ def run_caviar(n_trials, epochs, hidden, cores) -> float:
     from caviar.cli import main
 
     sets = [arg for item in overrides(n_trials, epochs, hidden) for arg in ("--set", item)]
-    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        start = time.perf_counter()
-        status = main(["parallel", str(JOB), "--out", out, "--quiet", "--concurrency", str(cores), *sets])
-        wall = time.perf_counter() - start
-    assert status == 0
+    err = io.StringIO()
+    os.environ["CAVIAR_DEBUG"] = "1"   # for its fixed-cost line
+    try:
+        with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(err):
+            start = time.perf_counter()
+            status = main(["parallel", str(JOB), "--out", out, "--quiet", "--concurrency", str(cores), *sets])
+            wall = time.perf_counter() - start
+    finally:
+        del os.environ["CAVIAR_DEBUG"]
+    assert status == 0, err.getvalue()
+    CAVIAR_COSTS.append(parse_costs(err.getvalue()))
     return wall
 
 
@@ -327,7 +351,7 @@ def loop_methods(args, skip: set[str], cores: int) -> None:
     rows = []
     runners = {
         "caviar": lambda: run_caviar(args.trials, args.epochs, args.hidden, cores),
-        "process pool": lambda: run_pool(configs, seeds, args.trials, args.epochs, args.hidden, cores),
+        "process pool": lambda: run_pool(configs, seeds, data, cores),
         "plain Ray tasks": lambda: run_ray_tasks(configs, seeds, data, cores),
         "Ray Tune": lambda: run_tune(configs, seeds, data, cores),
         "Optuna (n_jobs)": lambda: run_optuna(configs, seeds, data, cores),
@@ -356,6 +380,14 @@ def loop_methods(args, skip: set[str], cores: int) -> None:
     print("\nmethod            wall s   efficiency   caviar speed-up")
     for name, wall, eff in rows:
         print(f"{name:<16} {wall:8.1f}   {eff:10.2f}   {wall / medians.get('caviar', wall):8.2f}x")
+    if "caviar" in medians and "process pool" in medians:
+        print(f"caviar's efficiency / the process pool's: {medians['process pool'] / medians['caviar']:.3f} "
+              "(target >= 0.95)")
+    if CAVIAR_COSTS:
+        names = dict.fromkeys(name for costs in CAVIAR_COSTS for name in costs)
+        print("caviar's fixed costs, median s: " + ", ".join(
+            f"{name} {statistics.median(c.get(name, 0.0) for c in CAVIAR_COSTS):.2f}" for name in names)
+            + f" (of a {medians['caviar']:.1f} s wall)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Work starts at once: the driver trains trials itself while its local Ray boots.
+"""Work starts at once: the driver trains trials itself while its local Ray boots (and so does
+its forked helper, `caviar.sweep.helper`, on a second core).
 
 A local Ray takes seconds to start (3.7-5.5 s on a laptop, more on a loaded machine); a first sweep
 of digits is about a second of compute. So the driver does not wait: it trains trials, one after
@@ -25,6 +26,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from caviar.sweep.costs import Costs
+from caviar.sweep.helper import Helper, start_helper
 from caviar.sweep.local_ray import LocalRay
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
@@ -105,28 +108,64 @@ def _move_to_workers(sweep: Sweep, runner: SegmentRunner, slot: Slot, trial: Tri
     sweep.retry_queue.appendleft(trial)
 
 
+def _feed(sweep: Sweep, helper: Helper | None, head: LocalRay, rows: HeldRows, wait: float = 0.0) -> None:
+    """Take in what the helper said; give it the next trial when it is idle and the workers have
+    not taken over."""
+    if helper is None or helper.stopped:
+        return
+    try:
+        helper.pump(sweep, wait)
+    except (EOFError, OSError):   # it died (killed, out of memory): its trials go to the driver or workers
+        _take_back(sweep, helper)
+        return
+    if not helper.busy and not _hand_over(sweep, head, rows):
+        helper.give(sweep)
+
+
+def _take_back(sweep: Sweep, helper: Helper | None) -> None:
+    """Stop the helper; its unfinished trials go to the workers, each to rerun from its start."""
+    if helper is None or helper.stopped and not helper.trials():
+        return
+    helper.stop()
+    for trial_id in reversed(helper.trials()):
+        trial = sweep.active[trial_id]
+        trial.restart()
+        sweep.retry_queue.appendleft(trial)
+    helper.slot.held.clear()
+    helper.call = None
+
+
 def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: LocalRay,
-           rows: HeldRows) -> None:
+           rows: HeldRows, helper: Helper | None) -> None:
     """Run one segment here, each event through the sweep as if a worker had sent it; stop early
     (and hand the trial over) when the workers take over and much of the trial is left."""
     trial = sweep.active[segment.trial_id]
     call = Call(stream=None, segments=[segment])
     started = time.perf_counter()
-    for event in runner.run(segment):
-        if event[0] == "epoch" and _hand_over(sweep, head, rows):
-            spent, epochs = trial.seconds + time.perf_counter() - started, event[2]
-            if (trial.max_epochs - epochs) * spent / epochs > HANDOVER_SECONDS:
-                _move_to_workers(sweep, runner, slot, trial)
-                return
-        sweep._on_event(slot, call, event)
+    sweep.training_here = 1   # the progress line counts it as running
+    try:
+        for event in runner.run(segment):
+            if event[0] == "epoch" and _hand_over(sweep, head, rows):
+                spent, epochs = trial.seconds + time.perf_counter() - started, event[2]
+                if (trial.max_epochs - epochs) * spent / epochs > HANDOVER_SECONDS:
+                    _move_to_workers(sweep, runner, slot, trial)
+                    return
+            sweep._on_event(slot, call, event)
+            _feed(sweep, helper, head, rows)
+            sweep.training_here = 1 + bool(helper is not None and helper.busy)
+            sweep.on_change(sweep)   # the display redraws at its own pace, not at each call
+    finally:
+        sweep.training_here = 0
     runner.drop(slot.drop)
     slot.drop = []
 
 
-def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay) -> None:
-    """Train the sweep's trials here, one at a time, until the local Ray is up or none is left.
+def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay, helper: Helper | None = None) -> None:
+    """Train the sweep's trials here, one at a time (and one at a time on `helper`, if any), until
+    the local Ray is up or none is left.
 
-    Returns with every trial the driver started either finished or queued for the workers.
+    Returns with every trial the driver or its helper started either finished or queued for the
+    workers (the helper stopped then).
     """
     from threadpoolctl import threadpool_limits
 
@@ -142,16 +181,23 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay) 
             if _hand_over(sweep, head, rows) and not (held and _seconds_left(held[0]) <= HANDOVER_SECONDS):
                 for trial in held:
                     _move_to_workers(sweep, runner, slot, trial)
+                _take_back(sweep, helper)
                 break
+            _feed(sweep, helper, head, rows)
             segments = sweep._take_work(slot, 1)
-            if not segments:
+            if segments:
+                _train(sweep, runner, slot, segments[0], head, rows, helper)
+            elif helper is not None and helper.busy:   # the last trials are the helper's
+                sweep.training_here = 1
+                _feed(sweep, helper, head, rows, wait=0.05)
+                sweep.on_change(sweep)
+                sweep.training_here = 0
+            else:
                 break
-            _train(sweep, runner, slot, segments[0], head, rows)
             rows.release()
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 sweep.flush(trials=True)
                 last_flush = time.monotonic()
-            sweep.on_change(sweep)
     finally:
         limits.restore_original_limits()
         rows.close()
@@ -174,16 +220,22 @@ class WorkersStarting:
         return self.node
 
 
-def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool) -> None:
+def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool,
+                  costs: Costs | None = None) -> None:
     """The whole sweep with a local Ray that is still booting: trials here until it is up (and on,
     if what is left is not worth joining it), then join it and start the workers, trials here
     until they have started, then the workers only."""
     runner = SegmentRunner(data, trainer_name) if train_here else None
     if runner is not None:
-        train_while_ray_starts(sweep, runner, head)
+        helper = start_helper(data, trainer_name, head.cpus)
+        try:
+            train_while_ray_starts(sweep, runner, head, helper)
+        finally:
+            if helper is not None:
+                helper.stop()
     if not work_left(sweep):
         return
-    join(head, sweep, data)
+    join(head, sweep, data, costs or Costs())
     sweep.start_workers()
     if runner is not None:
         train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head))   # type: ignore[arg-type]
@@ -191,10 +243,12 @@ def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *,
         sweep.run()
 
 
-def join(head: LocalRay, sweep: Sweep, data: Any) -> None:
+def join(head: LocalRay, sweep: Sweep, data: Any, costs: Costs) -> None:
     """Wait for the local Ray, join it, and give the sweep its dataset there (for its workers)."""
+    with costs.timed("waiting for and joining Ray"):
+        head.wait()
+        head.join()
     import ray
 
-    head.wait()
-    head.join()
-    sweep.data_ref = ray.put(data)
+    with costs.timed("data to Ray"):
+        sweep.data_ref = ray.put(data)

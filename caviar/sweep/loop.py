@@ -73,6 +73,7 @@ class Sweep:
         self.metric_names: dict[str, None] = {}  # every metric reported so far, in first-seen order
         self.segment_seconds = 0.0              # running mean, sizes the batches
         self.slots: list[Slot] = []
+        self.training_here = 0                  # trials the driver itself trains now (while its Ray starts)
         self.last_flush = time.monotonic()
         self.notices: list[str] = []            # one-off messages for the user; the caller shows and clears them
         self.start_checked = 0.0
@@ -111,6 +112,7 @@ class Sweep:
                 slot.node_ref = ray.get(slot.node_ref, timeout=10)
             except RayError:
                 slot.node_ref = ""
+            slot.started = time.monotonic()
         return slot.node_ref
 
     def stop_workers(self) -> None:
@@ -137,8 +139,9 @@ class Sweep:
 
     @property
     def running(self) -> int:
-        """Workers training now (one waiting for a CPU has work queued but is not running it)."""
-        return sum(1 for slot in self.slots if slot.calls and self._started(slot))
+        """Trials training now: on workers (one waiting for a CPU has work queued but is not running
+        it) and on the driver."""
+        return self.training_here + sum(1 for slot in self.slots if slot.calls and self._started(slot))
 
     # ---- work assignment -----------------------------------------------------------------------
     def _new_trial(self) -> TrialState | None:

@@ -57,3 +57,4 @@ class Slot:
     drop: list[int] = field(default_factory=list)         # pruned trials to forget at the next call
     segment_started: float = 0.0                          # when the running segment began
     created: float = 0.0                                  # when its actor was asked for
+    started: float = 0.0                                  # when the driver saw it started (for timing)

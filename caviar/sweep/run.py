@@ -13,6 +13,7 @@ from typing import Any
 
 from caviar import lifecycle
 from caviar.store.vocabulary import JOB_FILE, Status
+from caviar.sweep.costs import Costs
 from caviar.sweep.plan import max_epochs, param_types, settle_lag, worker_count
 from caviar.sweep.resources import actor_resources, cluster_nodes, one_cpu_each, trial_slots, trial_threads
 from caviar.sweep.restore import Restored, restore
@@ -103,11 +104,14 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     writer = Writer(run, param_types(job.space))
     progress = Progress(sampler.n_trials, job.search.metric, already_done=len(done.finished),
                         stream=open(os.devnull, "w") if quiet else None)
-    sweep = build_sweep(job, trainer, sampler, scheduler, None if head is not None else _put(data), writer, done,
-                        n_workers, progress)
+    costs = Costs()
+    with costs.timed("data to Ray"):
+        data_ref = None if head is not None else _put(data)
+    sweep = build_sweep(job, trainer, sampler, scheduler, data_ref, writer, done, n_workers, progress)
     try:
         if head is not None:   # only a worker can be stopped in the middle of an epoch: no timeout here
-            head_start.run_with_head(sweep, head, data, job.trainer, train_here=not job.search.trial_timeout)
+            head_start.run_with_head(sweep, head, data, job.trainer, train_here=not job.search.trial_timeout,
+                                     costs=costs)
         elif head_start.work_left(sweep):
             sweep.start_workers()
             sweep.run()
@@ -119,8 +123,12 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
         writer.flush()   # whatever else stopped the sweep, every finished trial reaches the disk
         raise
     finally:
-        sweep.stop_workers()
+        costs.workers(sweep.slots)
+        with costs.timed("stopping workers"):
+            sweep.stop_workers()
     progress.update(len(sweep.finished), 0, sweep.counts[Status.PRUNED], sweep.counts[Status.FAILED], sweep.best, force=True)
     progress.close()
-    writer.compact()
+    with costs.timed("compaction"):
+        writer.compact()
+    costs.report()
     return 0

@@ -1,0 +1,72 @@
+"""The driver's forked trainer while its Ray boots (caviar/sweep/helper.py): the same events as the
+workers' SegmentRunner in this process, gone when stopped or when the driver dies, none on one core.
+Its place in a sweep (each trial once, the same results) is tested in test_head_start.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import psutil
+
+from caviar.data import Dataset
+from caviar.sweep.helper import start_helper
+from caviar.sweep.worker import Segment, SegmentRunner
+from tests.support import ROOT
+
+
+def tiny_data() -> Dataset:
+    x = np.zeros((4, 2), np.float32)
+    y = np.array([0, 1, 0, 1])
+    return Dataset(x, y, x, y, x[:0], y[:0], 2, "tiny")
+
+
+def without_seconds(events: list[tuple]) -> list[tuple]:
+    return [event[:4] if event[0] == "epoch" else event[:3] for event in events]
+
+
+def test_the_helper_sends_the_events_a_runner_here_gives_and_stops_at_once():
+    segments = [Segment(7, {"learning_rate": 0.01}, 11, 2, 3), Segment(7, {"learning_rate": 0.01}, 11, 3, 3)]
+    here = SegmentRunner(tiny_data(), "tests.toys:ToyTrainer")
+    expected = [event for segment in segments for event in here.run(segment)]
+    helper = start_helper(tiny_data(), "tests.toys:ToyTrainer", cpus=2)
+    assert helper is not None
+    try:
+        got = []
+        for segment in segments:   # paused after epoch 2, then on from there in the same process
+            helper.conn.send((segment, []))
+            while not got or got[-1][0] == "epoch" or got[-1][1:3] != (7, segment.until_epoch):
+                assert helper.conn.poll(60)
+                got.append(helper.conn.recv())
+        assert without_seconds(got) == without_seconds(expected)
+    finally:
+        helper.stop()
+    assert not helper.process.is_alive() and not psutil.pid_exists(helper.process.pid)
+
+
+def test_one_core_has_no_helper():
+    assert start_helper(tiny_data(), "tests.toys:ToyTrainer", cpus=1) is None
+
+
+def test_the_helper_dies_with_its_driver_even_by_sigkill():
+    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import sys, time
+        from tests.sweep.test_helper import tiny_data
+        from caviar.sweep.helper import start_helper
+        helper = start_helper(tiny_data(), "tests.toys:ToyTrainer", cpus=2)
+        print(helper.process.pid, flush=True)
+        time.sleep(600)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pid = int(driver.stdout.readline())
+    assert psutil.pid_exists(pid)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(30)
+    deadline = time.monotonic() + 30
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the helper outlived its driver"
+        time.sleep(0.05)
