@@ -47,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import rivals  # noqa: E402  (after the path: run as a script)
+
 JOB = ROOT / "jobs" / "digits.toml"
 # After ray.init, Ray boots one idle worker process per CPU in the background (about a second
 # here); each Ray run waits that long first, so that no method is timed booting them.
@@ -101,10 +103,7 @@ def _pool_trial(config: dict, seed: int) -> list[dict]:
 
 
 def run_sequential(configs, seeds, data) -> float:
-    start = time.perf_counter()
-    for config, seed in zip(configs, seeds):
-        train(config, data, seed)
-    return time.perf_counter() - start
+    return rivals.sequential_wall(train, configs, seeds, data)
 
 
 def run_pool(configs, seeds, data, cores) -> float:
@@ -175,41 +174,11 @@ def run_caviar(n_trials, epochs, hidden, cores) -> float:
 
 
 def run_tune(configs, seeds, data, cores) -> float:
-    from ray import tune
-
-    def trainable(config, data=None):
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1):
-            index = config["index"]
-            train(configs[index], data, seeds[index], report=lambda e, m: tune.report(m))
-
-    with tempfile.TemporaryDirectory() as storage:
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(trainable, data=data), {"cpu": 1}),
-            param_space={"index": tune.grid_search(list(range(len(configs))))},
-            tune_config=tune.TuneConfig(max_concurrent_trials=cores),
-            run_config=tune.RunConfig(storage_path=storage, verbose=0),
-        )
-        start = time.perf_counter()
-        tuner.fit()
-        return time.perf_counter() - start
+    return rivals.tune_wall(train, configs, seeds, data, cores, one_blas_thread=True)
 
 
 def run_optuna(configs, seeds, data, cores) -> float:
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    def objective(trial):
-        index = trial.number
-        history = train(configs[index], data, seeds[index], report=lambda e, m: trial.report(m["val_accuracy"], e))
-        return max(m["val_accuracy"] for m in history)
-
-    study = optuna.create_study(direction="maximize")
-    start = time.perf_counter()
-    study.optimize(objective, n_trials=len(configs), n_jobs=cores)
-    return time.perf_counter() - start
+    return rivals.optuna_wall(train, configs, seeds, data, cores)
 
 
 # ---- the whole command, start-up included ---------------------------------------------------------------

@@ -26,7 +26,7 @@ import pytest
 import tomli_w
 
 from caviar.store.layout import arrow_type
-from caviar.store.vocabulary import (COLUMNS, MAX_NAME, MODES, RESERVED_METRICS, STATUSES, TABLES, TIMESTAMP, Mode,
+from caviar.store.vocabulary import (COLUMNS, MAX_NAME, MODES, POPULATION_COLUMNS, RESERVED_METRICS, STATUSES, TABLES, TIMESTAMP, Mode,
                                      RunKind, Status, model_columns, reserved_metric, utc_at, utc_now,
                                      validate_run_name)
 
@@ -132,7 +132,7 @@ def test_a_trainer_may_not_report_a_metric_named_like_a_column_caviar_writes(nam
 
 def test_every_declared_column_but_learning_rate_is_reserved():
     declared = {name for columns in COLUMNS.values() for name in columns} - {"params_*", "model_*"}
-    assert RESERVED_METRICS == declared - {"learning_rate"}
+    assert RESERVED_METRICS == (declared | set(POPULATION_COLUMNS)) - {"learning_rate"}
 
 
 def test_learning_rate_is_a_metric_a_trainer_may_report():
