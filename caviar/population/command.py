@@ -19,7 +19,7 @@ from caviar.population.loop import Context, run_population, settle
 from caviar.population.plan import Plan, make_plan
 from caviar.population.state import Population, load_commit
 from caviar.store.layout import holds_results
-from caviar.store.vocabulary import CHECKPOINTS
+from caviar.store.vocabulary import CHECKPOINTS, Status, model_columns
 
 EXIT_ALL_FAILED = 1
 
@@ -104,14 +104,16 @@ def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Name
 
 
 def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
-    """One trials row per member: its final values and score, the member it last copied."""
+    """One trials row per member: its final values and score, the member it last copied, and the
+    job's fixed values (`model_<name>`) as a sweep's trials have them."""
+    fixed = model_columns({"trainer": job.trainer, **job.config()}, job.space.names)
     rows = []
     for i, m in enumerate(pop.members):
-        row = {"trial_id": i, "status": "failed" if m.diverged else "completed"}
+        row = {"trial_id": i, "status": Status.FAILED if m.diverged else Status.COMPLETED}
         row.update({f"params_{name}": value for name, value in m.values.items()})
         row.update(score=math.nan if m.diverged else m.best, epochs=plan.epochs, seconds=m.seconds,
                    seed=plan.seeds[i], error=m.diverged, node=m.node, round=0, copied_from=m.copied_from)
-        rows.append({**row, **m.metrics})
+        rows.append({**row, **fixed, **m.metrics})
     return rows
 
 
@@ -137,7 +139,7 @@ def print_summary(run: Any, job: Any) -> int:
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
     print("\n" + schedule_text(loaded))
     print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
-    if len(trials) and (trials["status"] == "failed").all():
+    if len(trials) and (trials["status"] == Status.FAILED).all():
         print("caviar parallel: error: every member of the population diverged", file=sys.stderr)
         return EXIT_ALL_FAILED
     return 0

@@ -52,6 +52,9 @@ def test_the_same_job_and_seed_give_identical_events_and_scores_on_two_workers_o
     assert len(trials) == 8 and len(epochs) == 8 * 8 and (events["event"] == "exploit").sum() == 2 * 3
     assert {"member", "source", "old_learning_rate", "new_learning_rate"} <= set(events.columns)
     assert "copied_from" in trials and "params_learning_rate" in epochs
+    # The job's fixed values, as a sweep records them (load_all compares runs by them); searched: none.
+    assert set(trials["model_trainer"]) == {"tests.toys:NoisyQuadraticTrainer"} and set(trials["model_epochs"]) == {8}
+    assert "model_learning_rate" not in trials
 
 
 def test_on_the_driver_or_on_ray_or_moving_between_them_the_run_is_the_same(tmp_path, ray_session, monkeypatch):
