@@ -31,8 +31,7 @@ import pyarrow.parquet as pq
 
 from caviar.serve.tables import rows_since
 from caviar.store.layout import Part, covered_parts, part_range, visible_parts
-from caviar.store.reader import _renamed
-from caviar.store.vocabulary import RENAMED
+from caviar.store.reader import todays_names
 
 BIG_PART = 100_000  # rows from which a part is read with pyarrow's threads
 RECENT = 1.0  # seconds: a folder changed this recently may change again within its clock's tick
@@ -239,4 +238,4 @@ def _read(path: str | Path) -> pa.Table | None:
         return None
     except (OSError, pa.ArrowException):
         return pa.table({})
-    return _renamed(table, RENAMED.get(Path(path).parent.name.removesuffix(".parquet"), {}))
+    return todays_names(table, Path(path).parent)

@@ -59,16 +59,17 @@ def read_table(table_path: Path, columns: list[str] | None = None) -> pa.Table |
             break
     if not tables:
         return None
-    renamed = RENAMED.get(Path(table_path).name.removesuffix(".parquet"), {})
-    tables = [_renamed(t, renamed) for t in tables]
+    tables = [todays_names(t, table_path) for t in tables]
     try:
         return pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         return pa.concat_tables(tables, promote_options="permissive")  # foreign parts: int + float
 
 
-def _renamed(table: pa.Table, renamed: dict[str, str]) -> pa.Table:
-    """A part written by an older caviar, with its columns under today's names."""
+def todays_names(table: pa.Table, table_path: str | Path) -> pa.Table:
+    """A part of the table folder `table_path` (".../events.parquet"), written by an older caviar
+    perhaps, with its columns under today's names."""
+    renamed = RENAMED.get(Path(table_path).name.removesuffix(".parquet"), {})
     names = [renamed.get(n, n) if renamed.get(n, n) not in table.column_names else n for n in table.column_names]
     return table.rename_columns(names) if names != table.column_names else table
 
