@@ -78,9 +78,10 @@ def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Name
     else on the driver, with a way to Ray (`caviar.population.pools` says why)."""
     from caviar.population.pools import DriverPool
     from caviar.sweep.plan import worker_count
+    from caviar.sweep.ray_session import local_cpus
 
     requested = args.concurrency or job.search.concurrency
-    workers = worker_count(requested, os.cpu_count() or 1, plan.size, quiet=True)
+    workers = worker_count(requested, local_cpus(), plan.size, quiet=True)
     ctx = Context(job, plan, None, DriverPool(trainer, data), say, ray_workers=workers)
 
     def to_ray() -> Any:

@@ -130,7 +130,7 @@ def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) ->
     Without an address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
     boots in a child process while this one trains (`caviar.sweep.head_start`) -- when each trial
     asks for one CPU and no GPU, as the driver's own core can give; otherwise Ray starts first."""
-    from caviar.sweep.ray_session import connect_ray, joined_already, stop_ray, wants_local_head
+    from caviar.sweep.ray_session import connect_ray, joined_already, local_cpus, stop_ray, wants_local_head
     from caviar.sweep.resources import check_cluster, one_cpu_each
 
     job = prepared.job
@@ -154,11 +154,6 @@ def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) ->
         raise
     finally:
         stop_ray(head, started, options.address, joined)
-
-
-def local_cpus() -> int:
-    """The CPUs a local Ray gets: those this process may run on (as Ray counts them)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _resume_flags(options: Options) -> tuple[str, ...]:

@@ -60,6 +60,11 @@ def connect_ray(address: str | None) -> tuple[bool, float]:
 
 
 
+def local_cpus() -> int:
+    """The CPUs a local Ray gets: those this process may run on (as Ray counts them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def wants_local_head(address: str | None) -> bool:
     """Whether this sweep starts a Ray of its own: no address given or in $RAY_ADDRESS, and this
     process not connected to a Ray already. Never imports Ray."""
