@@ -73,10 +73,13 @@ class TableCache:
                 self.chunks = [self.chunks[0].combine_chunks()]
         return self.chunks[0]
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = False) -> None:
         """Read whatever the table gained since the last call (thread-safe); within `interval`
-        seconds of the last look, nothing is looked at (one page's poll asks for a table twice)."""
+        seconds of the last look, nothing is looked at (one page's poll asks for a table twice),
+        unless `force` (a run whose driver has just let go: its last rows must be seen now)."""
         with self._lock:
+            if force:
+                self._looked = 0.0
             self._refresh_due()
 
     def since(self, cursor: tuple[int, int], columns: Sequence[str] | None = None) -> dict[str, Any]:

@@ -70,11 +70,12 @@ class RunCache:
     _tally: tuple[Any, dict[str, Any]] | None = None
     _kind: RunKind | None = None
 
-    def refresh(self, names: tuple[str, ...] = TABLES) -> None:
-        """Read the job (when it changed) and whatever the tables `names` gained."""
+    def refresh(self, names: tuple[str, ...] = TABLES, force: bool = False) -> None:
+        """Read the job (when it changed) and whatever the tables `names` gained (`force`: now,
+        whenever they were last looked at)."""
         self._read_job()
         for name in names:
-            self.table(name).refresh()
+            self.table(name).refresh(force)
 
     def table(self, name: str) -> TableCache:
         """The cache of table `name`; it looks at the folder at most every `LOOK_EVERY` seconds."""
@@ -110,12 +111,16 @@ class RunCache:
         tally is computed again only when a table changed."""
         kind = self.kind
         needed = ("trials",) if kind == RunKind.SWEEP else ("epochs", "events")
-        self.refresh(needed)
+        # The lock first, then the rows: a driver writes its last rows before it lets go, so rows read
+        # after seeing it gone are all of them (read on a throttled look, a run that had just ended
+        # showed as interrupted, its "final" event not yet seen).
+        running = holder(self.path) is not None
+        self.refresh(needed, force=not running)
         stamp = (kind, tuple((self.table(n).generation, self.table(n).rows) for n in needed), self._job_stamp)
         if self._tally is None or self._tally[0] != stamp:
             self._tally = (stamp, tally(kind, self.job, {n: self.table(n).table for n in needed}))
         counted = self._tally[1]
-        status = state(kind, running=holder(self.path) is not None, events=self.table("events").table,
+        status = state(kind, running=running, events=self.table("events").table,
                        done=counted["done"], planned=counted["planned"], compacted=len(self.table("trials").parts) <= 1)
         return summarize(self.path.name, kind, counted, status=status, started=_started(self.path),
                          ended=_ended(self.path), now=time.time())
