@@ -28,18 +28,27 @@ from caviar.sweep.worker import SegmentRunner
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when the driver dies (elsewhere: its pipe's end ends it)."""
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when the driver dies (elsewhere: its pipe's end ends it).
+
+    The driver may have died between the fork and this call (the kernel then never sends the
+    signal): a parent other than the driver means it has, so the helper ends here.
+    """
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent_pid:
+        os._exit(0)
 
 
-def _serve(conn: Any, data: Any, trainer_name: str) -> None:
+def _serve(conn: Any, parent_end: Any, parent_pid: int, data: Any, trainer_name: str) -> None:
     """The helper's life: segments in, events out, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent_pid)
+    # The fork gave this process the driver's end of the pipe too: closed here, so the pipe ends
+    # (EOFError below) when the driver's end does, wherever the death signal is not available.
+    parent_end.close()
     # A session of its own, like the local Ray's: Linux's autogroup scheduler shares a busy
     # machine's CPU between sessions, so in the driver's session it would only halve the driver's.
     os.setsid()
@@ -63,7 +72,8 @@ class Helper:
     def __init__(self, data: Any, trainer_name: str) -> None:
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, data, trainer_name), daemon=True)
+        self.process = context.Process(target=_serve, args=(child, self.conn, os.getpid(), data, trainer_name),
+                                       daemon=True)
         self.process.start()
         child.close()
         self.slot = Slot(node_ref="")

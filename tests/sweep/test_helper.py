@@ -70,3 +70,23 @@ def test_the_helper_dies_with_its_driver_even_by_sigkill():
     while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
         assert time.monotonic() < deadline, "the helper outlived its driver"
         time.sleep(0.05)
+
+
+def test_helpers_die_with_a_driver_killed_the_moment_they_were_forked():
+    """The driver dies before its helpers have asked Linux for the death signal: they end anyway
+    (they see their parent changed, and the pipe's far end is closed in them)."""
+    driver = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import os, signal
+        from tests.sweep.test_helper import tiny_data
+        from caviar.sweep.helper import start_helper
+        helpers = [start_helper(tiny_data(), "tests.toys:ToyTrainer", cpus=2) for _ in range(5)]
+        print(" ".join(str(h.process.pid) for h in helpers), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pids = [int(pid) for pid in driver.stdout.readline().split()]
+    driver.wait(30)
+    deadline = time.monotonic() + 30
+    alive = lambda pid: psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE  # noqa: E731
+    while any(alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, "a helper outlived its driver"
+        time.sleep(0.05)
