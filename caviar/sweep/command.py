@@ -127,19 +127,22 @@ def execute(prepared: Prepared, invocation: lifecycle.Invocation, options: Optio
 def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) -> int:
     """Start or join Ray, open the folder, run the sweep (under the run's lock): the exit status.
 
-    Without an address (or $RAY_ADDRESS, or a Ray this process already joined), the sweep's own Ray
-    boots in a child process while this one trains (`caviar.sweep.head_start`) -- when each trial
-    asks for one CPU and no GPU, as the driver's own core can give; otherwise Ray starts first."""
+    Without an address (or $RAY_ADDRESS, or a Ray this process already joined), this process trains
+    from the first moment and the sweep's own Ray boots in a child process once the work left is
+    worth it (`caviar.sweep.head_start`, `ray_on_demand`) -- when each trial asks for one CPU and no
+    GPU, as the driver's own core can give; otherwise Ray starts first."""
     from caviar.sweep.ray_session import connect_ray, joined_already, local_cpus, stop_ray, wants_local_head
     from caviar.sweep.resources import check_cluster, one_cpu_each
 
     job = prepared.job
     started, startup, head, joined = False, 0.0, None, joined_already()   # a caller's Ray stays connected
     try:
-        if wants_local_head(options.address) and one_cpu_each(job.search):   # first thing: Ray boots
-            from caviar.sweep.local_ray import LocalRay                       # while this process works
+        if wants_local_head(options.address) and one_cpu_each(job.search):
+            from caviar.sweep.ray_on_demand import RayOnDemand
 
-            head = LocalRay.start(local_cpus())
+            head = RayOnDemand(local_cpus())
+            if job.search.trial_timeout:   # only workers train such a job: its Ray boots first thing
+                head.boot()
         else:
             started, startup = connect_ray(options.address)
             check_cluster(job.search)   # a trial bigger than any node: exit 2, the folder untouched

@@ -1,9 +1,10 @@
-"""Work starts at once: the driver trains trials itself while its local Ray boots (and so does
-its forked helper, `caviar.sweep.helper`, on a second core).
+"""Work starts at once: the driver trains trials itself (and so does its forked helper,
+`caviar.sweep.helper`, on a second core) while its local Ray boots, or instead of it.
 
 A local Ray takes seconds to start (3.7-5.5 s on a laptop, more on a loaded machine); a first sweep
-of digits is about a second of compute. So the driver does not wait: it trains trials, one after
-another, through the sweep's own decisions (`Sweep._take_work`, `Sweep._on_event`: the same
+of digits is about a second of compute. So the driver does not wait: the Ray boots only once the
+work left would outlast its boot (`caviar.sweep.ray_on_demand`, judged at each epoch here), and
+meanwhile the driver trains trials, one after another, through the sweep's own decisions (`Sweep._take_work`, `Sweep._on_event`: the same
 sampler, scheduler, seeds and rows as a worker's) with a `SegmentRunner` of its own, the code every
 worker runs. When the head is up, the driver stops taking new trials and the sweep goes on on Ray's
 workers; a sweep that ends first never joins Ray at all, nor one whose work left is less than
@@ -14,8 +15,7 @@ The driver's trial in progress when Ray comes up is finished here if little of i
 result depends only on its config and seed, so either way it is the trial a worker alone gives.
 
 A trial trained here names as its `node` the address the local Ray gives this machine, as a
-worker's does; the child says it about a second after it starts, and a trial finished before that
-waits in memory for it (written as soon as it is known, and on any way out, Ctrl-C included).
+worker's does (`RowsHere`).
 
 Once Ray is up, its worker actors take a second or more to start (each imports the trainer's
 modules); the driver goes on training until they have, by the same rule (`WorkersStarting`).
@@ -28,7 +28,7 @@ from typing import Any
 
 from caviar.sweep.costs import Costs
 from caviar.sweep.helper import Helper, start_helper
-from caviar.sweep.local_ray import LocalRay
+from caviar.sweep.ray_on_demand import RayOnDemand, compute_left
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
 
@@ -41,41 +41,24 @@ HANDOVER_SECONDS = 1.0
 JOIN_SHARE = 0.5
 
 
-class HeldRows:
-    """The trial rows the driver finished before the local Ray named its node: kept in order, then
-    written with the node filled in. Wraps `sweep.write_trial` while the driver trains."""
+class RowsHere:
+    """The trial rows the driver writes while it trains (its helper's too), each with the node's
+    name filled in as a worker's is; counts them, with their epochs and compute. Wraps
+    `sweep.write_trial` while the driver trains."""
 
-    def __init__(self, sweep: Sweep, head: LocalRay) -> None:
-        self.sweep, self.head = sweep, head
+    def __init__(self, sweep: Sweep, head: Any) -> None:
+        self.sweep, self.node = sweep, head.node
         self.write = sweep.write_trial
-        self.held: list[tuple[dict, list[dict]]] = []
-        self.trials, self.seconds = 0, 0.0   # trials finished here, and their compute
+        self.trials, self.epochs, self.seconds = 0, 0, 0.0
         sweep.write_trial = self
 
     def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
-        self.trials, self.seconds = self.trials + 1, self.seconds + float(row.get("seconds") or 0.0)
-        if self.head.node is None:
-            self.held.append((row, epoch_rows))
-            return
-        self.release()
-        self.write({**row, "node": self.head.node}, epoch_rows)
-
-    def release(self, wait: float = 0.0) -> None:
-        """Write the rows held so far if the node's name is known (waiting up to `wait` seconds
-        for it); with `wait`, written in any case (node empty if the child never said it)."""
-        if self.held and self.head.node is None and wait:
-            try:
-                self.head.node_ip(timeout=wait)
-            except OSError:
-                pass   # a trial is never lost for want of its node's name
-        if self.head.node is None and not wait:
-            return
-        rows, self.held = self.held, []
-        for row, epoch_rows in rows:
-            self.write({**row, "node": self.head.node or ""}, epoch_rows)
+        self.trials += 1
+        self.epochs += len(epoch_rows)
+        self.seconds += float(row.get("seconds") or 0.0)
+        self.write({**row, "node": self.node}, epoch_rows)
 
     def close(self) -> None:
-        self.release(wait=10.0)
         self.sweep.write_trial = self.write
 
 
@@ -84,7 +67,7 @@ def work_left(sweep: Sweep) -> bool:
     return len(sweep.finished) < sweep.sampler.n_trials
 
 
-def _hand_over(sweep: Sweep, head: LocalRay, rows: HeldRows) -> bool:
+def _hand_over(sweep: Sweep, head: Any, rows: RowsHere) -> bool:
     """Whether the workers should take over now: Ray is up, and the work left (the trials without a
     row, at the mean compute of those trained here) is worth the cost of joining it."""
     if not head.ready():
@@ -93,6 +76,21 @@ def _hand_over(sweep: Sweep, head: LocalRay, rows: HeldRows) -> bool:
         return True
     left = (sweep.sampler.n_trials - len(sweep.finished)) * rows.seconds / rows.trials
     return left > 2 * JOIN_SHARE * head.boot_seconds
+
+
+def _consider_boot(sweep: Sweep, head: Any, rows: RowsHere, helper: Helper | None) -> None:
+    """Boot a sweep's own Ray once the work left, trained here, would outlast its boot
+    (`caviar.sweep.ray_on_demand`); a Ray up or booting already, or joined, is left as it is."""
+    if not isinstance(head, RayOnDemand) or head.booted or not sweep.active:
+        return
+    running = [(trial.epochs, trial.max_epochs) for trial in sweep.active.values()]
+    trials_left = max(0, sweep.sampler.n_trials - len(sweep.finished) - len(running))
+    epochs = rows.epochs + sum(trial.epochs for trial in sweep.active.values())
+    seconds = rows.seconds + sum(trial.seconds for trial in sweep.active.values())
+    trainers = 1 + bool(helper is not None and not helper.stopped)
+    longest = max(most for _, most in running)
+    head.consider(compute_left(trials_left, running, epochs, seconds), trainers,
+                  (trials_left + len(running)) * longest)
 
 
 def _seconds_left(trial: TrialState) -> float:
@@ -108,7 +106,7 @@ def _move_to_workers(sweep: Sweep, runner: SegmentRunner, slot: Slot, trial: Tri
     sweep.retry_queue.appendleft(trial)
 
 
-def _feed(sweep: Sweep, helper: Helper | None, head: LocalRay, rows: HeldRows, wait: float = 0.0) -> None:
+def _feed(sweep: Sweep, helper: Helper | None, head: Any, rows: RowsHere, wait: float = 0.0) -> None:
     """Take in what the helper said; give it the next trial when it is idle and the workers have
     not taken over."""
     if helper is None or helper.stopped:
@@ -135,8 +133,8 @@ def _take_back(sweep: Sweep, helper: Helper | None) -> None:
     helper.call = None
 
 
-def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: LocalRay,
-           rows: HeldRows, helper: Helper | None) -> None:
+def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: Any,
+           rows: RowsHere, helper: Helper | None) -> None:
     """Run one segment here, each event through the sweep as if a worker had sent it; stop early
     (and hand the trial over) when the workers take over and much of the trial is left."""
     trial = sweep.active[segment.trial_id]
@@ -151,6 +149,7 @@ def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, he
                     _move_to_workers(sweep, runner, slot, trial)
                     return
             sweep._on_event(slot, call, event)
+            _consider_boot(sweep, head, rows, helper)
             _feed(sweep, helper, head, rows)
             sweep.training_here = 1 + bool(helper is not None and helper.busy)
             sweep.on_change(sweep)   # the display redraws at its own pace, not at each call
@@ -160,7 +159,7 @@ def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, he
     slot.drop = []
 
 
-def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay, helper: Helper | None = None) -> None:
+def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: Any, helper: Helper | None = None) -> None:
     """Train the sweep's trials here, one at a time (and one at a time on `helper`, if any), until
     the local Ray is up or none is left.
 
@@ -170,7 +169,7 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay, 
     from threadpoolctl import threadpool_limits
 
     slot = Slot(node_ref="")
-    rows = HeldRows(sweep, head)
+    rows = RowsHere(sweep, head)
     last_flush = time.monotonic()
     # One BLAS thread, as on a worker: the other cores are booting Ray (and threads fighting over
     # them made a trial here ten times slower than on a worker).
@@ -185,6 +184,7 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay, 
                 break
             _feed(sweep, helper, head, rows)
             segments = sweep._take_work(slot, 1)
+            _consider_boot(sweep, head, rows, helper)
             if segments:
                 _train(sweep, runner, slot, segments[0], head, rows, helper)
             elif helper is not None and helper.busy:   # the last trials are the helper's
@@ -194,7 +194,6 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: LocalRay, 
                 sweep.training_here = 0
             else:
                 break
-            rows.release()
             if time.monotonic() - last_flush >= FLUSH_SECONDS:
                 sweep.flush(trials=True)
                 last_flush = time.monotonic()
@@ -210,22 +209,21 @@ class WorkersStarting:
 
     boot_seconds = 0.0   # joined already: handing over costs nothing more
 
-    def __init__(self, sweep: Sweep, head: LocalRay) -> None:
+    def __init__(self, sweep: Sweep, head: Any) -> None:
         self.sweep, self.node = sweep, head.node
 
     def ready(self) -> bool:
         return all(self.sweep._started(slot) for slot in self.sweep.slots)
 
-    def node_ip(self, timeout: float = 0.0) -> str | None:
-        return self.node
 
-
-def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *, train_here: bool,
+def run_with_head(sweep: Sweep, head: RayOnDemand, data: Any, trainer_name: str, *, train_here: bool,
                   costs: Costs | None = None) -> None:
     """The whole sweep with a local Ray that is still booting: trials here until it is up (and on,
     if what is left is not worth joining it), then join it and start the workers, trials here
     until they have started, then the workers only."""
     runner = SegmentRunner(data, trainer_name) if train_here else None
+    if runner is None or head.expected <= 0:
+        head.boot()
     if runner is not None:
         helper = start_helper(data, trainer_name, head.cpus)
         try:
@@ -243,7 +241,7 @@ def run_with_head(sweep: Sweep, head: LocalRay, data: Any, trainer_name: str, *,
         sweep.run()
 
 
-def join(head: LocalRay, sweep: Sweep, data: Any, costs: Costs) -> None:
+def join(head: Any, sweep: Sweep, data: Any, costs: Costs) -> None:
     """Wait for the local Ray, join it, and give the sweep its dataset there (for its workers)."""
     with costs.timed("waiting for and joining Ray"):
         head.wait()

@@ -49,7 +49,6 @@ class LocalRay:
     def __init__(self, process: subprocess.Popen, cpus: int) -> None:
         self.process, self.cpus = process, cpus
         self.started = time.monotonic()
-        self.node: str | None = None       # the node's IP, as Ray names it (the trials' `node`)
         self.address: str | None = None    # host:port of the head's GCS, once it is up
         self.boot_seconds = 0.0            # from start() to the head being up
         self.joined = False
@@ -70,13 +69,13 @@ class LocalRay:
         )
         return cls(process, cpus)
 
-    def _read(self, timeout: float, want: str = "address") -> None:
+    def _read(self, timeout: float) -> None:
         """Take in what the child says within `timeout` seconds (0: only what is there now), until
-        it has said `want` ("node" or "address")."""
+        it has said its address."""
         stream = self.process.stdout
         assert stream is not None
         deadline = time.monotonic() + timeout
-        while getattr(self, want) is None and self.address is None:
+        while self.address is None:
             if not select.select([stream], [], [], max(0.0, deadline - time.monotonic()))[0]:
                 return
             line = stream.readline()
@@ -86,7 +85,6 @@ class LocalRay:
             message = json.loads(line)
             if "error" in message:
                 raise RayStartError(f"the local Ray did not start: {message['error']}")
-            self.node = message.get("node", self.node)
             if "address" in message:
                 self.address = message["address"]
                 self.boot_seconds = time.monotonic() - self.started
@@ -96,13 +94,6 @@ class LocalRay:
         if self.address is None:
             self._read(0.0)
         return self.address is not None
-
-    def node_ip(self, timeout: float = 60.0) -> str:
-        """The node's IP as Ray reports it; the child says it within a second of starting."""
-        self._read(timeout, want="node")
-        if self.node is None:
-            raise RayStartError("the local Ray did not say its node's address in time")
-        return self.node
 
     def wait(self, timeout: float = 600.0) -> None:
         """Block until the head is up; RayStartError if it fails or takes longer than `timeout`."""

@@ -7,7 +7,6 @@ cluster. (Ray's start in a thread of the driver crashed Ray's GCS subscriber und
 
 The protocol with the driver (`caviar.sweep.local_ray.LocalRay`), one JSON object a line on stdout:
 
-    {"node": "192.0.2.2"}         at once: the address Ray will give this node (the trials' `node`)
     {"address": "192.0.2.2:1234"}  the head is up: `ray.init(address=...)` joins it
     {"error": "..."}              it could not start; the process then exits with status 1
 
@@ -115,9 +114,6 @@ def main(argv: list[str]) -> int:
         os.setpgid(0, 0)   # a group of our own: the stop ends this Ray's processes, never our parent's
     threading.Thread(target=_stop_when_stdin_closes, daemon=True).start()
     try:
-        from ray._private.services import get_node_ip_address
-
-        _say(node=get_node_ip_address())
         node = start_head(int(argv[0]))
         _say(address=node.gcs_address)
     except Exception as exc:   # noqa: BLE001 - any failure to start is the driver's one line

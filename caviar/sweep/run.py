@@ -81,9 +81,9 @@ def _put(data: Any) -> Any:
 
 def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, sampler: Any, scheduler: Any,
               data: Any, *, concurrency: int, quiet: bool, startup: float, head: Any = None) -> int:
-    """Run the sweep into `run`: on the connected Ray, or with `head` (a `LocalRay` still booting),
-    on this process until that Ray is up and on its workers after. Returns the exit status (0, or
-    130 on Ctrl-C)."""
+    """Run the sweep into `run`: on the connected Ray, or with `head` (a `RayOnDemand`: the sweep's
+    own Ray, booted when the work left is worth it), on this process until that Ray is up and on
+    its workers after. Returns the exit status (0, or 130 on Ctrl-C)."""
     from caviar.sweep import head_start
 
     done = restore(run, sampler, scheduler, job.search.metric) if request.resume else Restored()
@@ -98,7 +98,8 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     job = settle_lag(job, sampler, n_workers)   # tpe/gp/cmaes: lag "auto" becomes a number, recorded
     lifecycle.record_job(run.path / JOB_FILE, job.to_toml())
     if not quiet:
-        ray_state = "training here while Ray starts" if head is not None else f"Ray ready in {startup:.1f} s"
+        ray_state = "training here; Ray starts if the work left needs it" if head is not None \
+            else f"Ray ready in {startup:.1f} s"
         print(f"caviar: {job.name}: {sampler.n_trials} trials on {n_workers} workers "
               f"({cpus} CPUs; {ray_state}); results in {run.path}", file=sys.stderr)
     writer = Writer(run, param_types(job.space))

@@ -21,6 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 
+from caviar.sweep.ray_on_demand import this_node_ip
 from tests.support import CAVIAR, ROOT, TOY_SWEEP, caviar_main, run_command, write_job
 
 MARK = "CAVIAR_TEST_RAY_MARK"
@@ -48,9 +49,11 @@ def gone(mark: str, within: float = 0.0) -> bool:
 
 
 def start_driver(argv: list, mark: str) -> subprocess.Popen:
-    """`python -m caviar ARGV` with its own Ray (no address), marked, SIGINT as a terminal gives it."""
+    """`python -m caviar ARGV` with its own Ray (no address), marked, SIGINT as a terminal gives it;
+    its Ray boots at once (CAVIAR_RAY_BOOT_SECONDS=0), as if the work were long."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    return subprocess.Popen(CAVIAR + [str(a) for a in argv], cwd=ROOT, env={**env, MARK: mark}, text=True,
+    env.update({MARK: mark, "CAVIAR_RAY_BOOT_SECONDS": "0"})
+    return subprocess.Popen(CAVIAR + [str(a) for a in argv], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -61,7 +64,7 @@ def test_a_sweep_done_before_its_ray_is_up_records_each_trial_once_and_leaves_no
     driver = start_driver(["parallel", job, "--out", tmp_path / "out"], mark)
     _, err = driver.communicate(timeout=300)
     assert driver.returncode == 0, err
-    assert "training here while Ray starts" in err
+    assert "training here; Ray starts if the work left needs it" in err
     trials = pd.read_parquet(tmp_path / "out" / "quick" / "trials.parquet")
     assert sorted(trials.trial_id) == list(range(6)) and set(trials.status) == {"completed"}
     assert trials.node.str.len().min() > 0   # the node Ray names this machine by, as a worker writes it
@@ -117,7 +120,6 @@ class BootingHead:
     The driver looks once before each trial and once after each epoch it trains."""
 
     cpus = 2
-    node = "the-driver"
 
     def __init__(self, looks: int, boot_seconds: float = 0.0) -> None:
         self.looks, self.left = 0, looks
@@ -127,9 +129,6 @@ class BootingHead:
     def ready(self) -> bool:
         self.looks += 1
         return self.looks > self.left
-
-    def node_ip(self, timeout: float = 0.0) -> str:
-        return self.node
 
     def wait(self, timeout: float = 0.0) -> None:
         pass
@@ -157,6 +156,7 @@ def test_ray_up_mid_sweep_splits_the_trials_each_once_with_an_all_worker_runs_re
     assert caviar_main("parallel", job, "--out", tmp_path / "workers", "--address", ray_session, "--quiet") == 0
 
     head = BootingHead(looks=17)   # 5 looks a trial: Ray comes up after the 4th trial's 2nd epoch
+    monkeypatch.setenv("CAVIAR_RAY_BOOT_SECONDS", "0")   # booted at once, as if the work were long
     monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
     monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: head))
     if handover is not None:
@@ -168,7 +168,7 @@ def test_ray_up_mid_sweep_splits_the_trials_each_once_with_an_all_worker_runs_re
     split = pd.read_parquet(tmp_path / "split" / "split" / "trials.parquet").sort_values("trial_id")
     alone = pd.read_parquet(tmp_path / "workers" / "split" / "trials.parquet").sort_values("trial_id")
     pd.testing.assert_frame_equal(split[columns].reset_index(drop=True), alone[columns].reset_index(drop=True))
-    here = set(split.trial_id[split.node == "the-driver"])   # the driver's and its helper's
+    here = set(split.trial_id[split.node == this_node_ip()])   # the driver's and its helper's
     # Both train from the first moment (which trial each takes, and how many the helper finishes
     # before the looks run out, depends on their speeds).
     assert len(here) >= 2, split[["trial_id", "node"]]
@@ -192,7 +192,7 @@ def test_a_job_with_a_trial_timeout_trains_on_workers_only(ray_session, tmp_path
     monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: head))
     assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
     trials = pd.read_parquet(tmp_path / "out" / "timed" / "trials.parquet")
-    assert sorted(trials.trial_id) == [0, 1, 2, 3] and "the-driver" not in set(trials.node)
+    assert sorted(trials.trial_id) == [0, 1, 2, 3] and this_node_ip() not in set(trials.node)
 
 
 def test_a_ray_that_comes_up_too_late_to_pay_for_joining_is_never_joined(ray_session, tmp_path, monkeypatch):
@@ -203,11 +203,12 @@ def test_a_ray_that_comes_up_too_late_to_pay_for_joining_is_never_joined(ray_ses
 
     job = write_job(tmp_path, "late", TOY_SWEEP, search={"trials": 12})
     head = BootingHead(looks=1, boot_seconds=1000.0)
+    monkeypatch.setenv("CAVIAR_RAY_BOOT_SECONDS", "0")
     monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
     monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: head))
     assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
     trials = pd.read_parquet(tmp_path / "out" / "late" / "trials.parquet")
-    assert sorted(trials.trial_id) == list(range(12)) and set(trials.node) == {"the-driver"}
+    assert sorted(trials.trial_id) == list(range(12)) and set(trials.node) == {this_node_ip()}
     assert head.looks > 1 and not head.joined
 
 

@@ -1,0 +1,168 @@
+"""A sweep's own Ray, booted only when the work left is worth it.
+
+A local Ray's boot takes seconds (3.7-5.5 s here, benchmarks/ray_boot.py) and keeps about half a
+core busy all that time. A first sweep of digits is about a second of compute: booted at once, that
+Ray would only slow down the trials the driver and its helper train meanwhile, and be stopped
+unused. So the driver boots it only when the sweep, trained here, would still be running once Ray
+is up: when the compute left (projected from the epochs trained so far) divided among the trainers
+here (the driver, and its helper if any) exceeds the boot's expected seconds. Before the first epoch
+ends a timer stands in for the projection: if the first epoch is still running after its share of
+the budget (`first_deadline`), epochs are long and Ray boots then, from that thread, so that a job of
+minute-long epochs does not wait one for its Ray.
+
+The expected boot is EXPECTED_BOOT_SECONDS, or $CAVIAR_RAY_BOOT_SECONDS (0: boot at once, as a
+sweep always did; a large value: train here unless the sweep is long).
+
+`RayOnDemand` answers as a `caviar.sweep.local_ray.LocalRay` does (`ready`, `wait`, `join`, `stop`,
+`boot_seconds`, `node`), so `caviar.sweep.head_start` drives either alike.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+# A local Ray's boot on the machines caviar was measured on (benchmarks/ray_boot.py: 3.7-5.5 s).
+EXPECTED_BOOT_SECONDS = 4.0
+
+
+def expected_boot_seconds() -> float:
+    """The boot time the rule assumes: $CAVIAR_RAY_BOOT_SECONDS when set, else EXPECTED_BOOT_SECONDS."""
+    text = os.environ.get("CAVIAR_RAY_BOOT_SECONDS", "")
+    try:
+        value = float(text) if text else EXPECTED_BOOT_SECONDS
+    except ValueError:
+        value = EXPECTED_BOOT_SECONDS
+    return value if math.isfinite(value) and value >= 0 else EXPECTED_BOOT_SECONDS
+
+
+def this_node_ip() -> str:
+    """The address Ray gives this machine (what a worker here writes as its trials' `node`): the one
+    the route to a public address leaves from, as Ray finds it (no packet is sent), else loopback."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("8.8.8.8", 53))
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+def compute_left(trials_left: int, running: Iterable[tuple[int, int]], epochs_done: int,
+                 seconds_done: float) -> float | None:
+    """The compute a sweep still needs, in seconds of one core; None before any epoch has ended.
+
+    Args:
+        trials_left: trials not started yet.
+        running: (epochs run, max epochs) of each trial started and not finished.
+        epochs_done, seconds_done: epochs ended so far and their compute (the mean epoch's cost).
+
+    Every trial is assumed to run its max epochs (a pruner only makes the sweep shorter), and a trial
+    not started to run as many as the longest of those started.
+    """
+    if epochs_done <= 0:
+        return None
+    running = list(running)
+    longest = max((most for _, most in running), default=1)
+    epochs_left = trials_left * longest + sum(max(0, most - ran) for ran, most in running)
+    return epochs_left * seconds_done / epochs_done
+
+
+def worth_booting(seconds_left: float, trainers: int, boot_seconds: float) -> bool:
+    """Whether the trainers here would still be at work when a Ray booting now is up."""
+    return seconds_left / max(1, trainers) > boot_seconds
+
+
+def first_deadline(epochs_in_sweep: int, trainers: int, boot_seconds: float) -> float:
+    """Seconds after which a first epoch still running says the sweep is worth a Ray: at that pace
+    the sweep's epochs (`epochs_in_sweep`, at most) would keep the trainers busy past the boot."""
+    return boot_seconds * max(1, trainers) / max(1, epochs_in_sweep)
+
+
+class RayOnDemand:
+    """A local Ray with `cpus` CPUs, started by `boot()` (at most once, from any thread).
+
+    Until then it is not ready and costs nothing; `wait()` boots it if need be.
+    """
+
+    def __init__(self, cpus: int, boot_seconds: float | None = None) -> None:
+        self.cpus = cpus
+        self.expected = expected_boot_seconds() if boot_seconds is None else boot_seconds
+        self.node = this_node_ip()
+        self.head: Any = None   # the LocalRay, once booted
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._stopped = False
+
+    @property
+    def booted(self) -> bool:
+        return self.head is not None
+
+    @property
+    def joined(self) -> bool:
+        return self.head is not None and self.head.joined
+
+    @property
+    def boot_seconds(self) -> float:
+        """How long the Ray took to come up (0 until it is)."""
+        return self.head.boot_seconds if self.head is not None else 0.0
+
+    def boot(self) -> None:
+        """Start the Ray's boot in its child process (returns at once; nothing after a stop)."""
+        from caviar.sweep.local_ray import LocalRay
+
+        with self._lock:
+            if self.head is None and not self._stopped:
+                self.head = LocalRay.start(self.cpus)
+
+    def boot_after(self, seconds: float) -> None:
+        """Boot from a timer thread in `seconds`, unless `cancel_timer()` or `boot()` comes first."""
+        if self._timer is None and self.head is None:
+            self._timer = threading.Timer(seconds, self.boot)
+            self._timer.daemon = True
+            self._timer.start()
+
+    @property
+    def timer_set(self) -> bool:
+        return self._timer is not None
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def consider(self, seconds_left: float | None, trainers: int, epochs_in_sweep: int) -> None:
+        """Boot now if the projected compute left is worth it; before any projection, set the timer."""
+        if self.head is not None:
+            return
+        if seconds_left is None:
+            self.boot_after(first_deadline(epochs_in_sweep, trainers, self.expected))
+            return
+        self.cancel_timer()   # measured now: the projection decides from here on
+        if worth_booting(seconds_left, trainers, self.expected):
+            self.boot()
+
+    def ready(self) -> bool:
+        head = self.head
+        return head is not None and head.ready()
+
+    def node_ip(self, timeout: float = 0.0) -> str:
+        return self.node
+
+    def wait(self, timeout: float = 600.0) -> None:
+        """Block until the Ray is up, booting it first if nothing has."""
+        self.boot()
+        self.head.wait(timeout)
+
+    def join(self) -> None:
+        self.head.join()
+
+    def stop(self) -> None:
+        """No boot from now on; a booted Ray is ended, every process of it."""
+        self.cancel_timer()
+        with self._lock:   # a boot under way in the timer's thread finishes first, then is ended
+            self._stopped = True
+        if self.head is not None:
+            self.head.stop()
