@@ -28,7 +28,7 @@ from typing import Any
 
 from caviar.sweep.costs import Costs
 from caviar.sweep.helper import Helper, start_helper
-from caviar.sweep.ray_on_demand import RayOnDemand, compute_left
+from caviar.sweep.ray_on_demand import RayOnDemand, compute_left, this_node_ip
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
 
@@ -46,8 +46,8 @@ class RowsHere:
     name filled in as a worker's is; counts them, with their epochs and compute. Wraps
     `sweep.write_trial` while the driver trains."""
 
-    def __init__(self, sweep: Sweep, head: Any) -> None:
-        self.sweep, self.node = sweep, head.node
+    def __init__(self, sweep: Sweep, node: str) -> None:
+        self.sweep, self.node = sweep, node
         self.write = sweep.write_trial
         self.trials, self.epochs, self.seconds = 0, 0, 0.0
         sweep.write_trial = self
@@ -169,7 +169,7 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: Any, helpe
     from threadpoolctl import threadpool_limits
 
     slot = Slot(node_ref="")
-    rows = RowsHere(sweep, head)
+    rows = RowsHere(sweep, head.node)
     last_flush = time.monotonic()
     # One BLAS thread, as on a worker: the other cores are booting Ray (and threads fighting over
     # them made a trial here ten times slower than on a worker).
@@ -209,8 +209,8 @@ class WorkersStarting:
 
     boot_seconds = 0.0   # joined already: handing over costs nothing more
 
-    def __init__(self, sweep: Sweep, head: Any) -> None:
-        self.sweep, self.node = sweep, head.node
+    def __init__(self, sweep: Sweep, node: str) -> None:
+        self.sweep, self.node = sweep, node
 
     def ready(self) -> bool:
         return all(self.sweep._started(slot) for slot in self.sweep.slots)
@@ -236,7 +236,18 @@ def run_with_head(sweep: Sweep, head: RayOnDemand, data: Any, trainer_name: str,
     join(head, sweep, data, costs or Costs())
     sweep.start_workers()
     if runner is not None:
-        train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head))   # type: ignore[arg-type]
+        train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head.node))
+    if work_left(sweep):
+        sweep.run()
+
+
+def run_joined(sweep: Sweep, data: Any, trainer_name: str, *, train_here: bool) -> None:
+    """The whole sweep on a Ray this process had joined before it (a caller's own, on this
+    machine): the workers start at once, and with `train_here` the driver trains trials until they
+    have started (each is a new process that imports Ray: a third of a second or more)."""
+    sweep.start_workers()
+    if train_here:
+        train_while_ray_starts(sweep, SegmentRunner(data, trainer_name), WorkersStarting(sweep, this_node_ip()))
     if work_left(sweep):
         sweep.run()
 

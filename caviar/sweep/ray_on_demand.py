@@ -125,10 +125,6 @@ class RayOnDemand:
             self._timer.daemon = True
             self._timer.start()
 
-    @property
-    def timer_set(self) -> bool:
-        return self._timer is not None
-
     def cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -147,9 +143,6 @@ class RayOnDemand:
     def ready(self) -> bool:
         head = self.head
         return head is not None and head.ready()
-
-    def node_ip(self, timeout: float = 0.0) -> str:
-        return self.node
 
     def wait(self, timeout: float = 600.0) -> None:
         """Block until the Ray is up, booting it first if nothing has."""
