@@ -148,13 +148,9 @@ def _run(prepared: Prepared, request: lifecycle.RunRequest, options: Options) ->
             check_cluster(job.search)   # a trial bigger than any node: exit 2, the folder untouched
         from caviar.sweep.run import run_sweep
 
-        # A caller's own Ray (joined before, no address named): the driver trains while its workers start.
-        here = joined and not (options.address or os.environ.get("RAY_ADDRESS")) and one_cpu_each(job.search) \
-            and not job.search.trial_timeout
         run = lifecycle.open_folder(request, job)
         return run_sweep(job, prepared.trainer, run, request, prepared.sampler, prepared.scheduler, prepared.data,
-                         concurrency=options.concurrency or 0, quiet=options.quiet, startup=startup, head=head,
-                         train_here=here)
+                         concurrency=options.concurrency or 0, quiet=options.quiet, startup=startup, head=head)
     except KeyboardInterrupt:   # while Ray starts, the folder opens or the end compacts: the same rule
         if request.resume or holds_results(request.path):
             return lifecycle.interrupted(request, "the finished trials are")

@@ -4,11 +4,12 @@
 A local Ray takes seconds to start (3.7-5.5 s on a laptop, more on a loaded machine); a first sweep
 of digits is about a second of compute. So the driver does not wait: the Ray boots only once the
 work left would outlast its boot (`caviar.sweep.ray_on_demand`, judged at each epoch here), and
-meanwhile the driver trains trials, one after another, through the sweep's own decisions (`Sweep._take_work`, `Sweep._on_event`: the same
-sampler, scheduler, seeds and rows as a worker's) with a `SegmentRunner` of its own, the code every
-worker runs. When the head is up, the driver stops taking new trials and the sweep goes on on Ray's
-workers; a sweep that ends first never joins Ray at all, nor one whose work left is less than
-joining would cost (JOIN_SHARE of the time Ray took to boot, twice over).
+meanwhile the driver trains trials, one after another, through the sweep's own decisions
+(`Sweep._take_work`, `Sweep._on_event`: the same sampler, scheduler, seeds and rows as a worker's)
+with a `SegmentRunner` of its own, the code every worker runs. When the head is up, the driver
+stops taking new trials and the sweep goes on on Ray's workers; a sweep that ends first never
+joins Ray at all, nor one whose work left is less than joining would cost (JOIN_SHARE of the time
+Ray took to boot, twice over).
 
 The driver's trial in progress when Ray comes up is finished here if little of it is left
 (HANDOVER_SECONDS), else handed to a worker, which trains it again from the start: a trial's
@@ -28,7 +29,7 @@ from typing import Any
 
 from caviar.sweep.costs import Costs
 from caviar.sweep.helper import Helper, start_helper
-from caviar.sweep.ray_on_demand import RayOnDemand, compute_left, this_node_ip
+from caviar.sweep.ray_on_demand import RayOnDemand, compute_left
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
 
@@ -49,13 +50,14 @@ class RowsHere:
     def __init__(self, sweep: Sweep, node: str) -> None:
         self.sweep, self.node = sweep, node
         self.write = sweep.write_trial
-        self.trials, self.epochs, self.seconds = 0, 0, 0.0
+        self.trials, self.seconds = 0, 0.0
+        self.epoch_seconds: list[float] = []   # each epoch's compute, in finish order
         sweep.write_trial = self
 
     def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
         self.trials += 1
-        self.epochs += len(epoch_rows)
         self.seconds += float(row.get("seconds") or 0.0)
+        self.epoch_seconds += [float(epoch["seconds"]) for epoch in epoch_rows]
         self.write({**row, "node": self.node}, epoch_rows)
 
     def close(self) -> None:
@@ -85,12 +87,11 @@ def _consider_boot(sweep: Sweep, head: Any, rows: RowsHere, helper: Helper | Non
         return
     running = [(trial.epochs, trial.max_epochs) for trial in sweep.active.values()]
     trials_left = max(0, sweep.sampler.n_trials - len(sweep.finished) - len(running))
-    epochs = rows.epochs + sum(trial.epochs for trial in sweep.active.values())
-    seconds = rows.seconds + sum(trial.seconds for trial in sweep.active.values())
+    epoch_seconds = rows.epoch_seconds + [float(epoch["seconds"]) for trial in sweep.active.values()
+                                          for epoch in trial.epoch_rows]
     trainers = 1 + bool(helper is not None and not helper.stopped)
     longest = max(most for _, most in running)
-    head.consider(compute_left(trials_left, running, epochs, seconds), trainers,
-                  (trials_left + len(running)) * longest)
+    head.consider(compute_left(trials_left, running, epoch_seconds), trainers, (trials_left + len(running)) * longest)
 
 
 def _seconds_left(trial: TrialState) -> float:
@@ -237,17 +238,6 @@ def run_with_head(sweep: Sweep, head: RayOnDemand, data: Any, trainer_name: str,
     sweep.start_workers()
     if runner is not None:
         train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head.node))
-    if work_left(sweep):
-        sweep.run()
-
-
-def run_joined(sweep: Sweep, data: Any, trainer_name: str, *, train_here: bool) -> None:
-    """The whole sweep on a Ray this process had joined before it (a caller's own, on this
-    machine): the workers start at once, and with `train_here` the driver trains trials until they
-    have started (each is a new process that imports Ray: a third of a second or more)."""
-    sweep.start_workers()
-    if train_here:
-        train_while_ray_starts(sweep, SegmentRunner(data, trainer_name), WorkersStarting(sweep, this_node_ip()))
     if work_left(sweep):
         sweep.run()
 

@@ -4,11 +4,12 @@ A local Ray's boot takes seconds (3.7-5.5 s here, benchmarks/ray_boot.py) and ke
 core busy all that time. A first sweep of digits is about a second of compute: booted at once, that
 Ray would only slow down the trials the driver and its helper train meanwhile, and be stopped
 unused. So the driver boots it only when the sweep, trained here, would still be running once Ray
-is up: when the compute left (projected from the epochs trained so far) divided among the trainers
-here (the driver, and its helper if any) exceeds the boot's expected seconds. Before the first epoch
-ends a timer stands in for the projection: if the first epoch is still running after its share of
-the budget (`first_deadline`), epochs are long and Ray boots then, from that thread, so that a job of
-minute-long epochs does not wait one for its Ray.
+is up: when the compute left (projected from the epochs trained so far, MIN_EPOCHS at least)
+divided among the trainers here (the driver, and its helper if any) exceeds the boot's expected
+seconds. Until enough epochs have ended a timer stands in for the projection: if they are still
+running after their share of the budget (`first_deadline`, WARMUP_SECONDS at least), epochs are
+long and Ray boots then, from that thread, so that a job of minute-long epochs does not wait for
+them to end.
 
 The expected boot is EXPECTED_BOOT_SECONDS, or $CAVIAR_RAY_BOOT_SECONDS (0: boot at once, as a
 sweep always did; a large value: train here unless the sweep is long).
@@ -22,12 +23,18 @@ from __future__ import annotations
 import math
 import os
 import socket
+import statistics
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # A local Ray's boot on the machines caviar was measured on (benchmarks/ray_boot.py: 3.7-5.5 s).
 EXPECTED_BOOT_SECONDS = 4.0
+# Epochs measured before the projection decides (until then, the first epochs' timer does).
+MIN_EPOCHS = 5
+# How long first epochs may run before they count as long: one-time costs (imports, PyTorch's
+# first batch: 1.5 s here) are not the sweep's pace.
+WARMUP_SECONDS = 2.0
 
 
 def expected_boot_seconds() -> float:
@@ -51,24 +58,25 @@ def this_node_ip() -> str:
         return "127.0.0.1"
 
 
-def compute_left(trials_left: int, running: Iterable[tuple[int, int]], epochs_done: int,
-                 seconds_done: float) -> float | None:
-    """The compute a sweep still needs, in seconds of one core; None before any epoch has ended.
+def compute_left(trials_left: int, running: Iterable[tuple[int, int]], epoch_seconds: Sequence[float]) -> float | None:
+    """The compute a sweep still needs, in seconds of one core; None before MIN_EPOCHS epochs have ended.
 
     Args:
         trials_left: trials not started yet.
         running: (epochs run, max epochs) of each trial started and not finished.
-        epochs_done, seconds_done: epochs ended so far and their compute (the mean epoch's cost).
+        epoch_seconds: the durations of the epochs ended so far.
 
-    Every trial is assumed to run its max epochs (a pruner only makes the sweep shorter), and a trial
-    not started to run as many as the longest of those started.
+    An epoch costs the median of those: a process's first epoch often carries one-time costs
+    (PyTorch sets up its kernels on its first batch: 1.5 s for a 0.05 s epoch here), and the median
+    ignores the driver's and its helper's. Every trial is assumed to run its max epochs (a pruner
+    only makes the sweep shorter), and a trial not started as many as the longest of those started.
     """
-    if epochs_done <= 0:
+    if len(epoch_seconds) < MIN_EPOCHS:
         return None
     running = list(running)
     longest = max((most for _, most in running), default=1)
     epochs_left = trials_left * longest + sum(max(0, most - ran) for ran, most in running)
-    return epochs_left * seconds_done / epochs_done
+    return epochs_left * statistics.median(epoch_seconds)
 
 
 def worth_booting(seconds_left: float, trainers: int, boot_seconds: float) -> bool:
@@ -77,9 +85,10 @@ def worth_booting(seconds_left: float, trainers: int, boot_seconds: float) -> bo
 
 
 def first_deadline(epochs_in_sweep: int, trainers: int, boot_seconds: float) -> float:
-    """Seconds after which a first epoch still running says the sweep is worth a Ray: at that pace
-    the sweep's epochs (`epochs_in_sweep`, at most) would keep the trainers busy past the boot."""
-    return boot_seconds * max(1, trainers) / max(1, epochs_in_sweep)
+    """Seconds after which first epochs still running say the sweep is worth a Ray: at that pace the
+    sweep's epochs (`epochs_in_sweep`, at most) would keep the trainers busy past the boot. Never
+    less than WARMUP_SECONDS, the one-time costs a first epoch may carry."""
+    return max(WARMUP_SECONDS, boot_seconds * max(1, trainers) / max(1, epochs_in_sweep))
 
 
 class RayOnDemand:

@@ -80,12 +80,10 @@ def _put(data: Any) -> Any:
 
 
 def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, sampler: Any, scheduler: Any,
-              data: Any, *, concurrency: int, quiet: bool, startup: float, head: Any = None,
-              train_here: bool = False) -> int:
+              data: Any, *, concurrency: int, quiet: bool, startup: float, head: Any = None) -> int:
     """Run the sweep into `run`: on the connected Ray, or with `head` (a `RayOnDemand`: the sweep's
     own Ray, booted when the work left is worth it), on this process until that Ray is up and on
-    its workers after; `train_here` (a Ray joined already), this process trains while the workers
-    start. Returns the exit status (0, or 130 on Ctrl-C)."""
+    its workers after. Returns the exit status (0, or 130 on Ctrl-C)."""
     from caviar.sweep import head_start
 
     done = restore(run, sampler, scheduler, job.search.metric) if request.resume else Restored()
@@ -116,7 +114,8 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
             head_start.run_with_head(sweep, head, data, job.trainer, train_here=not job.search.trial_timeout,
                                      costs=costs)
         elif head_start.work_left(sweep):
-            head_start.run_joined(sweep, data, job.trainer, train_here=train_here)
+            sweep.start_workers()
+            sweep.run()
     except KeyboardInterrupt:
         writer.flush()
         progress.close()

@@ -259,26 +259,3 @@ def test_a_helper_that_dies_loses_no_trial(tmp_path, monkeypatch):
     epochs = pd.read_parquet(tmp_path / "out" / "orphan" / "epochs.parquet")
     assert len(epochs) == 6 * 3 and not epochs.duplicated(["trial_id", "epoch"]).any()
 
-
-def test_on_a_ray_joined_before_the_driver_trains_while_its_workers_start(ray_session, tmp_path, monkeypatch):
-    """A caller's own Ray (`ray.init` before `caviar.sweep`, no address named): the workers are new
-    processes that take a while to start, and the driver trains meanwhile (here: until its 6th look),
-    with the results of an all-worker run; the caller's connection stays up."""
-    import ray
-
-    import caviar.sweep.head_start as head_start
-
-    job = write_job(tmp_path, "joined", TOY_SWEEP, search={"trials": 8}, model={"epochs": 3})
-    assert caviar_main("parallel", job, "--out", tmp_path / "workers", "--address", ray_session, "--quiet") == 0
-    looks = []
-    monkeypatch.setattr(head_start.WorkersStarting, "ready", lambda self: looks.append(1) or len(looks) > 6)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert ray.is_initialized()   # this test process is the caller, joined to the session's Ray
-    assert caviar_main("parallel", job, "--out", tmp_path / "mixed", "--quiet") == 0
-    assert ray.is_initialized()
-    columns = ["trial_id", "status", "params_learning_rate", "score", "epochs", "seed"]
-    mixed = pd.read_parquet(tmp_path / "mixed" / "joined" / "trials.parquet").sort_values("trial_id")
-    alone = pd.read_parquet(tmp_path / "workers" / "joined" / "trials.parquet").sort_values("trial_id")
-    pd.testing.assert_frame_equal(mixed[columns].reset_index(drop=True), alone[columns].reset_index(drop=True))
-    here = set(mixed.trial_id[mixed.node == this_node_ip()])
-    assert 1 <= len(here) < 8, mixed[["trial_id", "node"]]

@@ -11,16 +11,19 @@ import threading
 import pandas as pd
 import pytest
 
-from caviar.sweep.ray_on_demand import (EXPECTED_BOOT_SECONDS, RayOnDemand, compute_left, expected_boot_seconds,
-                                        first_deadline, this_node_ip, worth_booting)
+from caviar.sweep.ray_on_demand import (EXPECTED_BOOT_SECONDS, MIN_EPOCHS, WARMUP_SECONDS, RayOnDemand, compute_left,
+                                        expected_boot_seconds, first_deadline, this_node_ip, worth_booting)
 from tests.support import TOY_SWEEP, caviar_main, write_job
 
 
-def test_the_compute_left_is_every_epoch_left_at_the_mean_epochs_cost():
+def test_the_compute_left_is_every_epoch_left_at_the_median_epochs_cost():
     # 3 trials not started (each as long as the longest started, 10), two running: 10-4 and 8-8 left.
-    assert compute_left(3, [(4, 10), (8, 8)], epochs_done=20, seconds_done=2.0) == pytest.approx((30 + 6) * 0.1)
-    assert compute_left(3, [(0, 10)], epochs_done=0, seconds_done=0.0) is None   # nothing measured yet
-    assert compute_left(0, [], epochs_done=5, seconds_done=1.0) == 0.0
+    epochs = [0.1] * 20
+    assert compute_left(3, [(4, 10), (8, 8)], epochs) == pytest.approx((30 + 6) * 0.1)
+    assert compute_left(3, [(0, 10)], [0.1] * (MIN_EPOCHS - 1)) is None   # too little measured yet
+    assert compute_left(0, [], epochs) == 0.0
+    # The driver's and its helper's first epochs carried PyTorch's set-up: the pace is the others'.
+    assert compute_left(10, [(0, 5)], [1.5, 1.5, 0.05, 0.05, 0.05]) == pytest.approx(55 * 0.05)
 
 
 def test_ray_is_worth_booting_when_the_trainers_here_would_outlast_its_boot():
@@ -28,8 +31,10 @@ def test_ray_is_worth_booting_when_the_trainers_here_would_outlast_its_boot():
     assert not worth_booting(7.0, trainers=2, boot_seconds=4.0)    # 3.5 s each: done before Ray is up
     assert worth_booting(5.0, trainers=1, boot_seconds=4.0)
     # The first epoch's deadline: past it, the sweep's epochs at that pace outlast the boot.
-    deadline = first_deadline(480, trainers=2, boot_seconds=4.0)
-    assert worth_booting(480 * deadline * 1.01, 2, 4.0) and not worth_booting(480 * deadline * 0.99, 2, 4.0)
+    deadline = first_deadline(40, trainers=2, boot_seconds=100.0)
+    assert deadline > WARMUP_SECONDS
+    assert worth_booting(40 * deadline * 1.01, 2, 100.0) and not worth_booting(40 * deadline * 0.99, 2, 100.0)
+    assert first_deadline(480, trainers=2, boot_seconds=4.0) == WARMUP_SECONDS   # a first epoch may warm up
 
 
 def test_the_expected_boot_comes_from_the_environment_when_it_makes_sense(monkeypatch):
@@ -95,8 +100,12 @@ def test_a_sweep_that_would_outlast_the_boot_boots_its_ray_once(tmp_path, monkey
 
 
 def test_a_first_epoch_that_runs_long_boots_the_ray_before_it_ends(tmp_path, monkeypatch):
-    """Epochs of 0.5 s, 4 epochs in the sweep, a 0.2 s boot for 2 trainers: past 0.1 s into the first
-    epoch the sweep is worth a Ray, and the driver, inside that epoch, cannot look: the timer boots it."""
+    """Epochs of 0.5 s, 4 epochs in the sweep, a 0.2 s boot for 2 trainers, no warm-up allowed: past
+    0.1 s into the first epoch the sweep is worth a Ray, and the driver, inside that epoch, cannot
+    look: the timer boots it."""
+    import caviar.sweep.ray_on_demand as ray_on_demand
+
+    monkeypatch.setattr(ray_on_demand, "WARMUP_SECONDS", 0.0)
     booted_by, trials = sweep_here(tmp_path, monkeypatch, "0.2", "slow", search={"trials": 2},
                                    model={"sleep": 0.5, "epochs": 2})
     assert booted_by == [False]   # from the timer's thread, not the driver's
