@@ -24,6 +24,24 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def _haswell_capable() -> bool:
+    """An x86-64 CPU with the instructions OpenBLAS's Haswell kernels use (AVX2, FMA)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return {"avx2", "fma"} <= set(flags.split())
+
+
+# One family of BLAS kernels for every process the tests start (caviar's commands, the session's Ray
+# and its workers): the golden frames (tests/golden/) were recorded with OpenBLAS's Haswell kernels,
+# and the AVX-512 ones it picks on newer CPUs round sums differently; over dozens of epochs that
+# flips a babysitter's decision. So the tests check caviar's arithmetic, not the CPU's. A value the
+# caller set is kept.
+if _haswell_capable():
+    os.environ.setdefault("OPENBLAS_CORETYPE", "Haswell")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A results folder holding a two-round sweep "sweep" and a babysat run "panda", written as the
