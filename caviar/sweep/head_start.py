@@ -25,6 +25,7 @@ modules); the driver goes on training until they have, by the same rule (`Worker
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from caviar.sweep.costs import Costs
@@ -40,6 +41,8 @@ HANDOVER_SECONDS = 1.0
 # connecting, the workers' start: both grow alike with the machine's load); it joins only when the
 # work left would take it more than twice that alone.
 JOIN_SHARE = 0.5
+# The boot rule's pace is the median of at most this many of the latest epochs finished here.
+EPOCH_SAMPLE = 64
 
 
 class RowsHere:
@@ -51,13 +54,15 @@ class RowsHere:
         self.sweep, self.node = sweep, node
         self.write = sweep.write_trial
         self.trials, self.seconds = 0, 0.0
-        self.epoch_seconds: list[float] = []   # each epoch's compute, in finish order
+        # The compute of the latest epochs finished here: the pace the boot rule projects from
+        # (a bounded sample, so that judging at each epoch costs the same all sweep long).
+        self.epoch_seconds: deque[float] = deque(maxlen=EPOCH_SAMPLE)
         sweep.write_trial = self
 
     def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
         self.trials += 1
         self.seconds += float(row.get("seconds") or 0.0)
-        self.epoch_seconds += [float(epoch["seconds"]) for epoch in epoch_rows]
+        self.epoch_seconds.extend(float(epoch["seconds"]) for epoch in epoch_rows)
         self.write({**row, "node": self.node}, epoch_rows)
 
     def close(self) -> None:
@@ -87,8 +92,8 @@ def _consider_boot(sweep: Sweep, head: Any, rows: RowsHere, helper: Helper | Non
         return
     running = [(trial.epochs, trial.max_epochs) for trial in sweep.active.values()]
     trials_left = max(0, sweep.sampler.n_trials - len(sweep.finished) - len(running))
-    epoch_seconds = rows.epoch_seconds + [float(epoch["seconds"]) for trial in sweep.active.values()
-                                          for epoch in trial.epoch_rows]
+    epoch_seconds = [*rows.epoch_seconds, *(float(epoch["seconds"]) for trial in sweep.active.values()
+                                           for epoch in trial.epoch_rows)]
     trainers = 1 + bool(helper is not None and not helper.stopped)
     longest = max(most for _, most in running)
     head.consider(compute_left(trials_left, running, epoch_seconds), trainers, (trials_left + len(running)) * longest)
