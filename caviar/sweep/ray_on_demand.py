@@ -111,10 +111,6 @@ class RayOnDemand:
         return self.head is not None
 
     @property
-    def joined(self) -> bool:
-        return self.head is not None and self.head.joined
-
-    @property
     def boot_seconds(self) -> float:
         """How long the Ray took to come up (0 until it is)."""
         return self.head.boot_seconds if self.head is not None else 0.0
