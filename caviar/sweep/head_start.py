@@ -30,17 +30,13 @@ from typing import Any
 
 from caviar.sweep.costs import Costs
 from caviar.sweep.helper import Helper, start_helper
-from caviar.sweep.ray_on_demand import RayOnDemand, compute_left
+from caviar.sweep.ray_on_demand import JOIN_SHARE, RayOnDemand, compute_left
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
 
 # A trial of the driver's with more compute than this left when Ray is up goes to a worker (it
 # restarts there): the cores are Ray's from then on. Less than this, the driver finishes it.
 HANDOVER_SECONDS = 1.0
-# Joining the Ray costs the driver about this share of the Ray's boot time (importing Ray,
-# connecting, the workers' start: both grow alike with the machine's load); it joins only when the
-# work left would take it more than twice that alone.
-JOIN_SHARE = 0.5
 # The boot rule's pace is the median of at most this many of the latest epochs finished here.
 EPOCH_SAMPLE = 64
 
@@ -96,7 +92,8 @@ def _consider_boot(sweep: Sweep, head: Any, rows: RowsHere, helper: Helper | Non
                                            for epoch in trial.epoch_rows)]
     trainers = 1 + bool(helper is not None and not helper.stopped)
     longest = max(most for _, most in running)
-    head.consider(compute_left(trials_left, running, epoch_seconds), trainers, (trials_left + len(running)) * longest)
+    head.consider(compute_left(trials_left, running, epoch_seconds), trainers, sweep.n_workers,
+                  (trials_left + len(running)) * longest)
 
 
 def _seconds_left(trial: TrialState) -> float:

@@ -1,15 +1,16 @@
 """A sweep's own Ray, booted only when the work left is worth it.
 
 A local Ray's boot takes seconds (3.7-5.5 s here, benchmarks/ray_boot.py) and keeps about half a
-core busy all that time. A first sweep of digits is about a second of compute: booted at once, that
-Ray would only slow down the trials the driver and its helper train meanwhile, and be stopped
-unused. So the driver boots it only when the sweep, trained here, would still be running once Ray
-is up: when the compute left (projected from the epochs trained so far, MIN_EPOCHS at least)
-divided among the trainers here (the driver, and its helper if any) exceeds the boot's expected
-seconds. Until enough epochs have ended a timer stands in for the projection: if they are still
-running after their share of the budget (`first_deadline`, WARMUP_SECONDS at least), epochs are
-long and Ray boots then, from that thread, so that a job of minute-long epochs does not wait for
-them to end.
+core busy all that time, and a sweep on it pays its workers' start and a little per epoch. So the
+driver boots it only when finishing on Ray would be sooner than finishing here, with the driver and
+its helper (`caviar.sweep.helper`): when Ray gives more trainers than these (a machine of more than
+two cores) and the compute left (projected from the epochs trained so far, MIN_EPOCHS at least) is
+more than `boot_threshold`. On a machine whose cores the trainers here fill already, Ray gives no
+speed, only a trial's isolation in a process of its own: it boots there only for a sweep that would
+keep the trainers here busy for more than LONG_SWEEP_SECONDS. Until enough epochs have ended a
+timer stands in for the projection: if they are still running after their share of that threshold
+(`first_deadline`, WARMUP_SECONDS at least), epochs are long and Ray boots then, from that thread,
+so that a job of minute-long epochs does not wait for them to end.
 
 The expected boot is EXPECTED_BOOT_SECONDS, or $CAVIAR_RAY_BOOT_SECONDS (0: boot at once, as a
 sweep always did; a large value: train here unless the sweep is long).
@@ -32,6 +33,13 @@ from typing import Any
 EXPECTED_BOOT_SECONDS = 4.0
 # Epochs measured before the projection decides (until then, the first epochs' timer does).
 MIN_EPOCHS = 5
+# Joining a booted Ray costs the driver about this share of the boot's time (importing Ray,
+# connecting, the workers' start: both grow alike with the machine's load).
+JOIN_SHARE = 0.5
+# A sweep that would keep the trainers here busy longer than this goes to Ray even where Ray gives
+# no more trainers: each trial then runs in a worker process of its own, which a crash or the
+# out-of-memory killer ends alone, and the driver is free to show progress between epochs.
+LONG_SWEEP_SECONDS = 60.0
 # How long first epochs may run before they count as long: one-time costs (imports, PyTorch's
 # first batch: 1.5 s here) are not the sweep's pace.
 WARMUP_SECONDS = 2.0
@@ -79,16 +87,33 @@ def compute_left(trials_left: int, running: Iterable[tuple[int, int]], epoch_sec
     return epochs_left * statistics.median(epoch_seconds)
 
 
-def worth_booting(seconds_left: float, trainers: int, boot_seconds: float) -> bool:
-    """Whether the trainers here would still be at work when a Ray booting now is up."""
-    return seconds_left / max(1, trainers) > boot_seconds
+def boot_threshold(trainers: int, workers: int, boot_seconds: float) -> float:
+    """The compute left (seconds of one core) above which booting Ray now ends the sweep sooner.
+
+    Here, `trainers` share it: left / trainers. On Ray: the boot (the trainers here go on meanwhile),
+    joining it (JOIN_SHARE of the boot), then `workers` share what is left:
+    boot + join + (left - boot * trainers) / workers. The second is shorter once
+    left > (boot + join - boot * trainers / workers) / (1 / trainers - 1 / workers), which needs more
+    workers than trainers; with no more, Ray pays only for a sweep of LONG_SWEEP_SECONDS and more.
+    """
+    trainers, workers = max(1, trainers), max(1, workers)
+    if workers <= trainers:
+        return max(LONG_SWEEP_SECONDS, boot_seconds) * trainers
+    join = JOIN_SHARE * boot_seconds
+    return (boot_seconds + join - boot_seconds * trainers / workers) / (1 / trainers - 1 / workers)
 
 
-def first_deadline(epochs_in_sweep: int, trainers: int, boot_seconds: float) -> float:
+def worth_booting(seconds_left: float, trainers: int, workers: int, boot_seconds: float) -> bool:
+    """Whether a Ray booting now, with `workers` workers, would end the sweep sooner than the
+    `trainers` here (or, where it gives no more trainers, whether the sweep is long)."""
+    return seconds_left > boot_threshold(trainers, workers, boot_seconds)
+
+
+def first_deadline(epochs_in_sweep: int, trainers: int, workers: int, boot_seconds: float) -> float:
     """Seconds after which first epochs still running say the sweep is worth a Ray: at that pace the
-    sweep's epochs (`epochs_in_sweep`, at most) would keep the trainers busy past the boot. Never
-    less than WARMUP_SECONDS, the one-time costs a first epoch may carry."""
-    return max(WARMUP_SECONDS, boot_seconds * max(1, trainers) / max(1, epochs_in_sweep))
+    sweep's epochs (`epochs_in_sweep`, at most) add up to more than `boot_threshold`. Never less than
+    WARMUP_SECONDS, the one-time costs a first epoch may carry."""
+    return max(WARMUP_SECONDS, boot_threshold(trainers, workers, boot_seconds) / max(1, epochs_in_sweep))
 
 
 class RayOnDemand:
@@ -134,15 +159,16 @@ class RayOnDemand:
         if self._timer is not None:
             self._timer.cancel()
 
-    def consider(self, seconds_left: float | None, trainers: int, epochs_in_sweep: int) -> None:
-        """Boot now if the projected compute left is worth it; before any projection, set the timer."""
+    def consider(self, seconds_left: float | None, trainers: int, workers: int, epochs_in_sweep: int) -> None:
+        """Boot now if the projected compute left is worth it (`trainers` here now, `workers` on the
+        Ray); before any projection, set the timer."""
         if self.head is not None:
             return
         if seconds_left is None:
-            self.boot_after(first_deadline(epochs_in_sweep, trainers, self.expected))
+            self.boot_after(first_deadline(epochs_in_sweep, trainers, workers, self.expected))
             return
         self.cancel_timer()   # measured now: the projection decides from here on
-        if worth_booting(seconds_left, trainers, self.expected):
+        if worth_booting(seconds_left, trainers, workers, self.expected):
             self.boot()
 
     def ready(self) -> bool:

@@ -11,8 +11,9 @@ import threading
 import pandas as pd
 import pytest
 
-from caviar.sweep.ray_on_demand import (EXPECTED_BOOT_SECONDS, MIN_EPOCHS, WARMUP_SECONDS, RayOnDemand, compute_left,
-                                        expected_boot_seconds, first_deadline, this_node_ip, worth_booting)
+from caviar.sweep.ray_on_demand import (EXPECTED_BOOT_SECONDS, LONG_SWEEP_SECONDS, MIN_EPOCHS, WARMUP_SECONDS,
+                                        RayOnDemand, boot_threshold, compute_left, expected_boot_seconds,
+                                        first_deadline, this_node_ip, worth_booting)
 from tests.support import TOY_SWEEP, caviar_main, write_job
 
 
@@ -26,15 +27,31 @@ def test_the_compute_left_is_every_epoch_left_at_the_median_epochs_cost():
     assert compute_left(10, [(0, 5)], [1.5, 1.5, 0.05, 0.05, 0.05]) == pytest.approx(55 * 0.05)
 
 
-def test_ray_is_worth_booting_when_the_trainers_here_would_outlast_its_boot():
-    assert worth_booting(9.0, trainers=2, boot_seconds=4.0)        # 4.5 s each > 4 s
-    assert not worth_booting(7.0, trainers=2, boot_seconds=4.0)    # 3.5 s each: done before Ray is up
-    assert worth_booting(5.0, trainers=1, boot_seconds=4.0)
-    # The first epoch's deadline: past it, the sweep's epochs at that pace outlast the boot.
-    deadline = first_deadline(40, trainers=2, boot_seconds=100.0)
+def test_ray_is_worth_booting_when_it_would_end_the_sweep_sooner_than_the_trainers_here():
+    # 2 trainers here, 8 workers on a Ray that boots in 4 s and costs 2 s to join: here, left / 2;
+    # there, 4 + 2 + (left - 8) / 8. Ray is sooner past (6 - 1) / (1/2 - 1/8) = 13.3 s of compute.
+    assert boot_threshold(2, 8, 4.0) == pytest.approx(5 / 0.375)
+    assert worth_booting(14.0, trainers=2, workers=8, boot_seconds=4.0)
+    assert not worth_booting(13.0, trainers=2, workers=8, boot_seconds=4.0)
+    # Always past the boot itself: a sweep the trainers here end before Ray is up never boots it.
+    assert boot_threshold(2, 1000, 4.0) > 4.0 * 2
+    assert worth_booting(5.0, trainers=1, workers=4, boot_seconds=1.0)
+
+
+def test_where_the_trainers_here_fill_the_cores_only_a_long_sweep_boots_ray():
+    # Two cores, the driver and its helper: Ray gives no more trainers, only a process per trial.
+    assert boot_threshold(2, 2, 4.0) == LONG_SWEEP_SECONDS * 2
+    assert not worth_booting(LONG_SWEEP_SECONDS * 2 - 1, trainers=2, workers=2, boot_seconds=4.0)
+    assert worth_booting(LONG_SWEEP_SECONDS * 2 + 1, trainers=2, workers=2, boot_seconds=4.0)
+    assert boot_threshold(1, 1, 1000.0) == 1000.0   # and never before the boot would be over
+
+
+def test_the_first_epochs_deadline_is_their_share_of_the_threshold():
+    deadline = first_deadline(40, trainers=2, workers=8, boot_seconds=100.0)
     assert deadline > WARMUP_SECONDS
-    assert worth_booting(40 * deadline * 1.01, 2, 100.0) and not worth_booting(40 * deadline * 0.99, 2, 100.0)
-    assert first_deadline(480, trainers=2, boot_seconds=4.0) == WARMUP_SECONDS   # a first epoch may warm up
+    assert worth_booting(40 * deadline * 1.01, 2, 8, 100.0) and not worth_booting(40 * deadline * 0.99, 2, 8, 100.0)
+    assert first_deadline(480, trainers=2, workers=8, boot_seconds=4.0) == WARMUP_SECONDS   # a first epoch may warm up
+    assert first_deadline(4, trainers=2, workers=2, boot_seconds=4.0) == LONG_SWEEP_SECONDS * 2 / 4
 
 
 def test_the_expected_boot_comes_from_the_environment_when_it_makes_sense(monkeypatch):
@@ -70,14 +87,17 @@ class NeverUp:
         pass
 
 
-def sweep_here(tmp_path, monkeypatch, boot_seconds: str, name: str, **sections) -> tuple[list[bool], pd.DataFrame]:
-    """Run a toy sweep with its own (never ready) Ray: who booted it (True: the main thread), and the rows."""
+def sweep_here(tmp_path, monkeypatch, boot_seconds: str, name: str, cpus: int = 4,
+               **sections) -> tuple[list[bool], pd.DataFrame]:
+    """Run a toy sweep with its own (never ready) Ray of `cpus` CPUs (4: more workers than the driver
+    and its helper): who booted it (True: the main thread), and the rows."""
     import caviar.sweep.local_ray as local_ray
     import caviar.sweep.ray_session as ray_session_module
 
     booted_by: list[bool] = []
     monkeypatch.setenv("CAVIAR_RAY_BOOT_SECONDS", boot_seconds)
     monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
+    monkeypatch.setattr(ray_session_module, "local_cpus", lambda: cpus)
     monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: NeverUp(booted_by)))
     job = write_job(tmp_path, name, TOY_SWEEP, **sections)
     assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
@@ -91,25 +111,40 @@ def test_a_sweep_done_here_before_a_ray_could_be_up_never_boots_one(tmp_path, mo
     assert set(trials.node) == {this_node_ip()}
 
 
-def test_a_sweep_that_would_outlast_the_boot_boots_its_ray_once(tmp_path, monkeypatch):
-    # 24 trials x 3 epochs x 20 ms: about 0.7 s per trainer here, more than the 0.1 s boot.
+def test_a_sweep_that_would_end_sooner_on_ray_boots_its_ray_once(tmp_path, monkeypatch):
+    # 24 trials x 3 epochs x 20 ms: about 0.7 s per trainer here, more than Ray's 0.1 s boot, join
+    # and 4 workers would take.
     booted_by, trials = sweep_here(tmp_path, monkeypatch, "0.1", "long", search={"trials": 24},
                                    model={"sleep": 0.02})
     assert len(booted_by) == 1
     assert sorted(trials.trial_id) == list(range(24)) and trials.trial_id.is_unique
 
 
+def test_a_sweep_whose_cores_the_trainers_here_fill_boots_no_ray_unless_it_is_long(tmp_path, monkeypatch):
+    import caviar.sweep.ray_on_demand as ray_on_demand
+
+    # The same sweep on two cores: Ray would give no more trainers than the driver and its helper.
+    booted_by, trials = sweep_here(tmp_path, monkeypatch, "0.1", "two", cpus=2, search={"trials": 24},
+                                   model={"sleep": 0.02})
+    assert booted_by == [] and sorted(trials.trial_id) == list(range(24))
+    # A sweep longer than LONG_SWEEP_SECONDS per trainer goes to Ray there too (a process per trial).
+    monkeypatch.setattr(ray_on_demand, "LONG_SWEEP_SECONDS", 0.3)
+    booted_by, trials = sweep_here(tmp_path, monkeypatch, "0.1", "twolong", cpus=2, search={"trials": 24},
+                                   model={"sleep": 0.02})
+    assert len(booted_by) == 1 and sorted(trials.trial_id) == list(range(24))
+
+
 def test_a_first_epoch_that_runs_long_boots_the_ray_before_it_ends(tmp_path, monkeypatch):
-    """Epochs of 0.5 s, 4 epochs in the sweep, a 0.2 s boot for 2 trainers, no warm-up allowed: past
-    0.1 s into the first epoch the sweep is worth a Ray, and the driver, inside that epoch, cannot
-    look: the timer boots it."""
+    """Epochs of 0.5 s, 8 epochs in the sweep, 4 workers, a 0.2 s boot for 2 trainers, no warm-up
+    allowed: past 0.1 s into the first epoch the sweep is worth a Ray, and the driver, inside that
+    epoch, cannot look: the timer boots it."""
     import caviar.sweep.ray_on_demand as ray_on_demand
 
     monkeypatch.setattr(ray_on_demand, "WARMUP_SECONDS", 0.0)
-    booted_by, trials = sweep_here(tmp_path, monkeypatch, "0.2", "slow", search={"trials": 2},
+    booted_by, trials = sweep_here(tmp_path, monkeypatch, "0.2", "slow", search={"trials": 4},
                                    model={"sleep": 0.5, "epochs": 2})
     assert booted_by == [False]   # from the timer's thread, not the driver's
-    assert sorted(trials.trial_id) == [0, 1]
+    assert sorted(trials.trial_id) == [0, 1, 2, 3]
 
 
 def test_a_stopped_ray_on_demand_never_boots(monkeypatch):
