@@ -39,6 +39,9 @@ from caviar.sweep.worker import Segment, SegmentRunner
 HANDOVER_SECONDS = 1.0
 # The boot rule's pace is the median of at most this many of the latest epochs finished here.
 EPOCH_SAMPLE = 64
+# The boot rule is applied at most this often (at each epoch, it cost the driver, which trains too,
+# a few percent of a sweep of short epochs; a boot decided this much later changes nothing).
+CONSIDER_SECONDS = 0.05
 
 
 class RowsHere:
@@ -53,6 +56,7 @@ class RowsHere:
         # The compute of the latest epochs finished here: the pace the boot rule projects from
         # (a bounded sample, so that judging at each epoch costs the same all sweep long).
         self.epoch_seconds: deque[float] = deque(maxlen=EPOCH_SAMPLE)
+        self.considered = -CONSIDER_SECONDS   # time.monotonic() of the boot rule's last look
         sweep.write_trial = self
 
     def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
@@ -86,6 +90,10 @@ def _consider_boot(sweep: Sweep, head: Any, rows: RowsHere, helper: Helper | Non
     (`caviar.sweep.ray_on_demand`); a Ray up or booting already, or joined, is left as it is."""
     if not isinstance(head, RayOnDemand) or head.booted or not sweep.active:
         return
+    now = time.monotonic()
+    if now - rows.considered < CONSIDER_SECONDS:
+        return
+    rows.considered = now
     running = [(trial.epochs, trial.max_epochs) for trial in sweep.active.values()]
     trials_left = max(0, sweep.sampler.n_trials - len(sweep.finished) - len(running))
     epoch_seconds = [*rows.epoch_seconds, *(float(epoch["seconds"]) for trial in sweep.active.values()

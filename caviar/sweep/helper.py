@@ -5,8 +5,10 @@ about half a core busy (benchmarks/ray_boot.py), so on a machine of two cores or
 trainer has room. The driver forks it before it imports Ray: the child has the trainer's modules
 and the dataset already, so it trains from its first moment. It runs the workers' `SegmentRunner`
 on one segment at a time that the driver sends down a pipe (the sweep's own decisions, as for a
-worker) and sends back each event as it happens; the driver feeds them to the sweep exactly as a
-worker's. When the workers take over, the helper is stopped and its unfinished trials go to them
+worker) and sends back its events in batches, as a worker does (`run_batch`: at most EVENT_SECONDS
+apart, and at once when the segment ends); the driver feeds them to the sweep exactly as a
+worker's. A message per epoch cost the driver, which trains too, a pipe read and an unpickling per
+epoch of the helper's. When the workers take over, the helper is stopped and its unfinished trials go to them
 (each reruns from its first epoch: a trial's result depends only on its config and seed).
 
 It never outlives the driver: the kernel kills it when the driver dies (PR_SET_PDEATHSIG, even on
@@ -23,9 +25,10 @@ import signal
 from typing import Any
 
 from caviar.sweep.loop import Call, Slot, Sweep
-from caviar.sweep.worker import SegmentRunner
+from caviar.sweep.worker import SegmentRunner, run_batch
 
 PR_SET_PDEATHSIG = 1
+EVENT_SECONDS = 0.1   # the helper's epochs reach the driver (and the display) at most this late
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -59,9 +62,8 @@ def _serve(conn: Any, parent_end: Any, parent_pid: int, data: Any, trainer_name:
     try:
         while True:
             segment, drop = conn.recv()
-            runner.drop(drop)
-            for event in runner.run(segment):
-                conn.send(event)
+            for events in run_batch(runner, [segment], drop, EVENT_SECONDS, flush_each_segment=True):
+                conn.send(events)
     except (EOFError, OSError):
         return   # the driver closed the pipe (or is gone): nothing here is the sweep's record
 
@@ -98,10 +100,10 @@ class Helper:
         """Feed the sweep what the helper has said (waiting up to `wait` s for a first word)."""
         while self.call is not None and self.conn.poll(wait):
             wait = 0.0
-            event = self.conn.recv()
-            sweep._on_event(self.slot, self.call, event)
-            if event[0] != "epoch":
-                self.call = None
+            for event in self.conn.recv():
+                sweep._on_event(self.slot, self.call, event)
+                if event[0] != "epoch":
+                    self.call = None
 
     def trials(self) -> list[int]:
         """The trials it has started and not finished: the one it trains, and those paused in it."""

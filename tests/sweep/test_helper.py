@@ -42,7 +42,7 @@ def test_the_helper_sends_the_events_a_runner_here_gives_and_stops_at_once():
             helper.conn.send((segment, []))
             while not got or got[-1][0] == "epoch" or got[-1][1:3] != (7, segment.until_epoch):
                 assert helper.conn.poll(60)
-                got.append(helper.conn.recv())
+                got.extend(helper.conn.recv())   # in batches, as a worker sends them
         assert without_seconds(got) == without_seconds(expected)
     finally:
         helper.stop()
