@@ -91,3 +91,42 @@ def test_a_big_sweep_draws_a_sample_of_its_markers_and_says_so(results, tmp_path
     assert charts_drawn(dom, SWEEP_CHARTS) == {name: True for name in SWEEP_CHARTS}
     assert re.search(r"Slice \(\d+ of 2100 trials: the best and others evenly spaced\)", dom)
     assert re.search(r"Intermediate values \(\d+ of 2100 trials", dom)
+
+
+def chart(dom: str, name: str) -> str:
+    """The part of the DOM from chart `name`'s element to the next chart's."""
+    return next((p for p in re.split(r'(?=<div id="chart-)', dom) if p.startswith(f'<div id="chart-{name}"')), "")
+
+
+def legend(piece: str) -> list[str]:
+    return re.findall(r'class="legendtext"[^>]*>([^<]*)<', piece)
+
+
+def fills(piece: str) -> list[tuple[int, int, int]]:
+    """The fill colour of every marker Plotly drew in `piece` (hollow ones have none)."""
+    return [tuple(map(int, rgb)) for rgb in re.findall(r'class="point"[^>]*?fill: rgb\((\d+), (\d+), (\d+)\)', piece)]
+
+
+def contrast_on_white(rgb: tuple[int, int, int]) -> float:
+    """WCAG 2.1's contrast ratio of a colour against a white page (1 to 21; 3 is its minimum for graphics)."""
+    linear = [c / 255 / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
+
+
+def test_failed_curves_rounds_and_every_marker_are_told_apart(results, tmp_path):
+    """Failed trials' curves are their own legend entry, a long failed list says how much it shows,
+    a coarse-to-fine sweep's history and slice are coloured by round, and every slice marker of a
+    one-round sweep stands out from the page (its colour scale has no near-white end)."""
+    make_sweep(results, "ctf", n_trials=40, rounds=2, failed=12)
+    make_sweep(results, "plain", n_trials=40)
+    with serving(results) as server:
+        ctf, console = browse(f"{server.url}/run/ctf", tmp_path / "profile")
+        plain, more = browse(f"{server.url}/run/plain", tmp_path / "profile")
+    assert console == more == [] and 'data-ready="1"' in ctf + plain and "data-errors" not in ctf + plain
+    assert "failed" in legend(chart(ctf, "intermediate"))
+    assert re.search(r"<h2>Failed trials: 10 of 12 shown[^<]*</h2>", ctf)
+    assert {"round 0", "round 1"} <= set(legend(chart(ctf, "history")))
+    assert len(set(fills(chart(ctf, "slice")))) == 2                      # one colour per round
+    plain_slice = fills(chart(plain, "slice"))
+    assert len(plain_slice) >= 40 and min(map(contrast_on_white, plain_slice)) >= 3, sorted(set(plain_slice))[-3:]
