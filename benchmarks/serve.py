@@ -7,14 +7,17 @@ sweep writes, and the server's memory while it is polled.
 
 1. First data: a fresh `python -m caviar serve` is asked what the run page asks first (the run's
    summary, its trials, its epochs' trial_id/epoch/metric columns, the importance ranking), timed at
-   the client after one runs list (the server's imports); the baseline is `caviar.load` reading the
-   same run into pandas, its second call in a fresh process (the first one's time is printed too).
+   the client twice, each on a fresh server: cold (its very first request, as a bookmarked run page
+   is: the server's lazy imports and first listing count) and after one runs list (the page a user
+   comes from); the baseline is `caviar.load` reading the same run into pandas, its second call in a
+   fresh process (the first one's time, with the imports, is printed too).
 2. Incremental poll: a writer in this process appends to a live copy of the run through the store's
    own `TableWriter` (5 trials and their 100 epoch rows every 0.25 s, holding the run's lock as a
    driver does) while a client polls as the page does (summary, trials and epochs after its cursors)
    every 0.25 s. Server time is each answer's `Server-Timing`; the baseline is what a server that
    rereads the tables on every poll would spend (`caviar.store.reader.read_table` of both tables,
-   timed here, interleaved with the polls).
+   timed here, interleaved with the polls). Polls are told as median and p95 (interpolated between
+   samples, never above the largest).
 3. Memory: the server's RSS (psutil) over the polls of a finished run (nothing new: should be flat)
    and of the live one (grows with the rows written, nothing more).
 
@@ -86,28 +89,38 @@ def server_ms(answer) -> float:
     return float(answer.headers["server-timing"].split("dur=")[1])
 
 
-def first_data(out: Path, name: str) -> dict[str, float]:
-    """Seconds from a fresh server's first request to the run page's data, and caviar.load's."""
+def page_data(client, url: str, name: str) -> tuple[float, float, dict[str, float]]:
+    """What the run page asks first, asked now: (seconds at the client, MB of JSON, server ms by part)."""
+    start = time.perf_counter()
+    answers = [client.get(url + q.format(n=name)) for q in PAGE_QUERIES]
+    took = time.perf_counter() - start
+    parts = {what: server_ms(a) for what, a in zip(("summary", "trials", "epochs", "importance"), answers)}
+    return took, sum(len(a.content) for a in answers) / 1e6, parts
+
+
+def first_data(out: Path, name: str) -> dict:
+    """Seconds to the run page's data from a fresh server: cold (its first request, as a bookmarked
+    run page is; the server's lazy imports and first listing included) and after one runs list
+    (the page a user comes from); and caviar.load's, the baseline."""
     import httpx
 
-    proc, url = start_server(out)
-    try:
-        with httpx.Client(timeout=120) as client:
-            client.get(url + "/api/runs")   # the runs list a user comes from (imports, first listing)
-            start = time.perf_counter()
-            answers = [client.get(url + q.format(n=name)) for q in PAGE_QUERIES]
-            took = time.perf_counter() - start
-            size = sum(len(a.content) for a in answers)
-            parts = {what: server_ms(a) for what, a in zip(("summary", "trials", "epochs", "importance"), answers)}
-    finally:
-        stop(proc)
+    got: dict = {}
+    for when in ("cold", "after_list"):
+        proc, url = start_server(out)
+        try:
+            with httpx.Client(timeout=120) as client:
+                if when == "after_list":
+                    client.get(url + "/api/runs")
+                got[when], got["mb"], got[f"parts_{when}"] = page_data(client, url, name)
+        finally:
+            stop(proc)
     # caviar.load twice in a fresh process: the first call pays pandas' and pyarrow's imports (as
-    # the server's first listing did, before the clock started), the second is the reading alone.
+    # the cold server's first request did), the second is the reading alone.
     code = (f"import time, caviar\nfor _ in range(2):\n    t = time.perf_counter(); caviar.load({str(out / name)!r}); "
             f"print(time.perf_counter() - t)")
-    cold, warm = map(float, subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                           check=True).stdout.split())
-    return {"first": took, "cold": cold, "load": warm, "mb": size / 1e6, "parts": parts}
+    got["load_cold"], got["load"] = map(float, subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                                                              text=True, check=True).stdout.split())
+    return got
 
 
 def poll_while(url: str, name: str, seconds: float, pid: int, reread: Path | None) -> dict[str, list[float]]:
@@ -165,15 +178,17 @@ def live_writer(out: Path, name: str, start_id: int, stop_flag: threading.Event,
             time.sleep(0.25)
 
 
-def p(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (1 <= q <= 99) of `values`, interpolated between samples, never outside them:
+    the default ("exclusive") method extrapolates beyond the largest sample when there are few."""
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=10_000)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=30.0, help="polling time of each phase")
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--trials", type=int, default=10_000, help="trials of the run (default: 10000)")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of each trial (default: 20)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds of polling in each phase (default: 30)")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="caviar-serve-bench-"))
     try:
@@ -184,15 +199,17 @@ def main() -> None:
               f"in {time.perf_counter() - t:.1f} s ('big' compacted, 'live' in {args.trials // 100} parts per table)")
         for name in ("big", "live"):
             got = first_data(out, name)
-            print(f"first data, {name}: {got['first']:.3f} s for {got['mb']:.1f} MB of JSON; caviar.load of the "
-                  f"same run into pandas {got['load']:.3f} s ({got['cold']:.3f} s with its imports); "
-                  f"serve / load {got['first'] / got['load']:.2f}; server ms: "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in got["parts"].items()))
+            print(f"first data, {name} ({got['mb']:.1f} MB of JSON): cold server {got['cold']:.3f} s (server ms: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in got["parts_cold"].items())
+                  + f"), after the runs list {got['after_list']:.3f} s (server ms: "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in got["parts_after_list"].items())
+                  + f"); caviar.load of the same run into pandas {got['load']:.3f} s ({got['load_cold']:.3f} s "
+                  f"with its imports)")
         proc, url = start_server(out)
         try:
             idle = poll_while(url, "big", args.seconds, proc.pid, None)
             print(f"finished run polled {len(idle['poll'])} times: server ms per poll median {statistics.median(idle['poll']):.2f},"
-                  f" p95 {p(idle['poll'], 95):.2f}; RSS {idle['rss'][0]:.0f} -> {idle['rss'][-1]:.0f} MB "
+                  f" p95 {percentile(idle['poll'], 95):.2f}; RSS {idle['rss'][0]:.0f} -> {idle['rss'][-1]:.0f} MB "
                   f"(max {max(idle['rss']):.0f})")
             flag = threading.Event()
             writer = threading.Thread(target=live_writer, args=(out, "live", args.trials, flag, args.epochs), daemon=True)
@@ -205,7 +222,7 @@ def main() -> None:
             stop(proc)
         added = sum(busy["rows"])
         print(f"live run polled {len(busy['poll'])} times while {added} rows were written: server ms per poll median "
-              f"{statistics.median(busy['poll']):.2f}, p95 {p(busy['poll'], 95):.2f}, max {max(busy['poll']):.2f}; "
+              f"{statistics.median(busy['poll']):.2f}, p95 {percentile(busy['poll'], 95):.2f}, max {max(busy['poll']):.2f}; "
               f"a full reread of both tables median {statistics.median(busy['reread']):.1f} ms "
               f"(poll / reread {statistics.median(busy['poll']) / statistics.median(busy['reread']):.3f}); "
               f"cursors reset: {len(busy['resets'])} {busy['resets'][:3]}")

@@ -22,7 +22,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from caviar.config.files import DEFAULT_JOB
 
@@ -144,16 +144,47 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
-    """The command line, flags accepted anywhere after the command's name (`caviar compare A --out
-    DIR B`, `caviar nudge NAME --out DIR learning_rate=0.01`): the command's own parser reads its
-    words intermixed, so positionals may sit on either side of a flag."""
-    args, extra = parser.parse_known_args(argv)
-    command = parser.commands[args.command]   # type: ignore[attr-defined]
+    """The command line, flags accepted anywhere on it (`caviar --out DIR show NAME`, `caviar compare A
+    --out DIR B`, `caviar nudge NAME --out DIR learning_rate=0.01`): the command is the first word that
+    is neither a flag nor a flag's value, and its own parser reads every other word intermixed, so
+    positionals may sit on either side of a flag. `--help` or `--version` before the command is the
+    root's; no command (or an unknown one) is the root's one-line usage error."""
     words = list(argv)
-    rest = words[words.index(args.command) + 1:]
-    ns = command.parse_intermixed_args(rest)   # usage errors told by the command's parser, one line
-    ns.command = args.command
+    commands = parser.commands   # type: ignore[attr-defined]
+    at = command_index(words, _flags_with_values(commands.values()))
+    asked = [w for w in words[:at] if w in ("-h", "--help", "--version")]
+    if asked or at is None or words[at] not in commands:
+        # --help, --version, or the root's one-line usage error (no command, or an unknown one): exits
+        parser.parse_args(asked[:1] if asked or at is None else [words[at]])
+        raise AssertionError("the root parser exits without a known command")
+    ns = commands[words[at]].parse_intermixed_args(words[:at] + words[at + 1:])   # errors: one line
+    ns.command = words[at]
     return ns
+
+
+def command_index(words: Sequence[str], with_values: frozenset[str]) -> int | None:
+    """Where the command's name is in `words` (pure): the first word that is neither a flag nor the
+    value of a flag in `with_values` (given as `--out DIR`, not `--out=DIR`); None if every word is.
+    A unique prefix of a flag counts as the flag, as argparse reads it."""
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not word.startswith("-"):
+            return i
+        if "=" not in word and _unique_prefix(word, with_values):
+            i += 1   # its value: a word that may name a command (`--out show`)
+        i += 1
+    return None
+
+
+def _unique_prefix(word: str, flags: frozenset[str]) -> bool:
+    return word in flags or len([f for f in flags if f.startswith(word) and word.startswith("--")]) == 1
+
+
+def _flags_with_values(parsers: Iterable[argparse.ArgumentParser]) -> frozenset[str]:
+    """Every option string of the commands' parsers that takes a value (`--out`, `--set`, `--port`)."""
+    return frozenset(flag for p in parsers for action in p._actions if action.option_strings and action.nargs != 0
+                     for flag in action.option_strings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

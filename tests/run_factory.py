@@ -125,7 +125,7 @@ def simulate_sweep(n_trials: int = 24, *, epochs: int = 6, seed: int = 0, rounds
 
 def make_sweep(root: Path, name: str = "sweep", *, n_trials: int = 24, epochs: int = 6, seed: int = 0,
                rounds: int = 1, failed: int = 1, parts: int = 2, with_epochs: bool = True,
-               mode: str = "max", legacy: bool = False) -> Path:
+               mode: str = "max", legacy: bool = False, pruned_fraction: float = 0.3) -> Path:
     """Write a sweep run folder `root/name` and return its path.
 
     `mode="min"` stores the job with `metric = "val_loss", mode = "min"` and scores the trials by
@@ -133,7 +133,8 @@ def make_sweep(root: Path, name: str = "sweep", *, n_trials: int = 24, epochs: i
     caviar 0.1.0 did: no time columns (`started_at`, `finished_at`, `time`) and no `model_` ones.
     """
     run = Path(root) / name
-    trials, epoch_table = simulate_sweep(n_trials, epochs=epochs, seed=seed, rounds=rounds, failed=failed)
+    trials, epoch_table = simulate_sweep(n_trials, epochs=epochs, seed=seed, rounds=rounds, failed=failed,
+                                         pruned_fraction=pruned_fraction)
     metric = "val_accuracy"
     if mode == "min":
         metric = "val_loss"

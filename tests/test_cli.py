@@ -8,6 +8,7 @@ stderr); the many cases and the property tests run `caviar.cli.main` in this pro
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -326,3 +327,58 @@ def test_flags_go_anywhere_after_the_command(runs, capsys):
     assert cli.main(["nudge", "panda", "--out", str(runs), "learning_rate=0.01", "--stop"]) == 2
     err = capsys.readouterr().err   # understood; refused only because nobody babysits it right now
     assert "not being babysat" in err and "unrecognized" not in err
+
+
+def test_flags_go_before_the_command_too(runs, capsys):
+    """`caviar --out DIR show NAME` reads as `caviar show NAME --out DIR`, for every command."""
+    assert cli.main(["--out", str(runs), "show", "sweep"]) == 0
+    assert "sweep" in capsys.readouterr().out
+    assert cli.main([f"--out={runs}", "compare", "sweep", "panda"]) == 0
+    assert "panda" in capsys.readouterr().out
+    assert cli.main(["--out", str(runs), "nudge", "panda", "learning_rate=0.01"]) == 2
+    err = capsys.readouterr().err   # understood; refused only because nobody babysits it right now
+    assert "not being babysat" in err and "unrecognized" not in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--quiet", "parallel", "job"], {"command": "parallel", "quiet": True, "job": "job"}),
+    (["--set", "search.trials=2", "--out", "show", "parallel", "--dry-run"],   # a flag's value may name a command
+     {"command": "parallel", "set": ["search.trials=2"], "out": "show", "dry_run": True}),
+    (["--resume", "--name", "a", "babysit"], {"command": "babysit", "resume": True, "name": "a"}),
+    (["--rollback", "nudge", "a", "l2=0.1"], {"command": "nudge", "rollback": True, "run": "a", "changes": ["l2=0.1"]}),
+    (["--json", "--top", "3", "show", "a"], {"command": "show", "json": True, "top": 3, "run": "a"}),
+    (["--out", "r", "compare", "a", "b"], {"command": "compare", "out": "r", "runs": ["a", "b"]}),
+    (["--out", "r", "report", "a"], {"command": "report", "out": "r", "run": "a"}),
+    (["--port", "0", "serve", "--host", "::1"], {"command": "serve", "port": 0, "host": "::1"}),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_every_command_reads_flags_before_its_name(argv, expected):
+    args = vars(cli.parse(cli.build_parser(), argv))
+    assert {key: args[key] for key in expected} == expected
+
+
+@pytest.mark.parametrize("argv, complaint", [
+    (["--bogus", "show", "a"], "caviar show: error: unrecognized arguments: --bogus"),
+    (["--quiet", "show", "a"], "caviar show: error: unrecognized arguments: --quiet"),   # another command's flag
+    (["--out", "r", "shw", "a"], "caviar: error: argument COMMAND: invalid choice: 'shw'"),
+    (["--out", "r"], "caviar: error: the following arguments are required: COMMAND"),
+])
+def test_a_bad_flag_before_the_command_is_one_line_exit_2(argv, complaint, capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1 and err.startswith(complaint), err
+
+
+def test_help_and_version_before_a_command_still_answer(capsys):
+    for argv in (["--help"], ["--version"], ["--out", "r", "--version", "show", "a"]):
+        with pytest.raises(SystemExit) as done:
+            cli.main(argv)
+        assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: caviar" in out and out.count("caviar ") >= 2
+
+
+def test_a_real_process_reads_flags_before_the_command(runs):
+    done = caviar_run("--out", runs, "show", "sweep", "--json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["run"] == "sweep"

@@ -22,7 +22,9 @@ from caviar.babysit.resume import write_missing
 class Summary:
     """What a babysat run came to. best_epoch: the epoch whose state the run ended on (the best, unless
     `lost` says why not); final: test metrics of that state ("test_accuracy", ...) where the data has a
-    test split and the trainer can `evaluate`, else its validation metrics."""
+    test split and the trainer can `evaluate`, else its validation metrics. rollbacks: the policy's
+    (rollbacks and divergences); asked_rollbacks: those a nudge asked for, which the policy's count,
+    and so `max_rollbacks`, leaves out."""
 
     path: Path
     metric: str
@@ -33,12 +35,18 @@ class Summary:
     stopped: str
     final: dict[str, float] = field(default_factory=dict)
     lost: str = ""
+    asked_rollbacks: int = 0
 
     def line(self) -> str:  # "best epoch 11  val_accuracy 0.9833  test_accuracy 0.9611  test_loss 0.1204  (..."
         final = "".join(f"  {k} {v:.4f}" for k, v in self.final.items() if k != self.metric)
         head = f"epoch {self.best_epoch} restored ({self.lost})" if self.lost else f"best epoch {self.best_epoch}"
         return (f"{head}  {self.metric} {self.best_score:.4f}{final}  ({self.epochs} "
-                f"epochs, {self.rollbacks} rollbacks; stopped: {self.stopped})  results: {self.path}")
+                f"epochs, {self.rollbacks_said()}; stopped: {self.stopped})  results: {self.path}")
+
+    def rollbacks_said(self) -> str:  # "0 rollbacks", "1 rollback", "3 rollbacks, 1 asked for"
+        total = self.rollbacks + self.asked_rollbacks
+        said = f"{total} rollback{'' if total == 1 else 's'}"
+        return f"{said}, {self.asked_rollbacks} asked for" if self.asked_rollbacks else said
 
 
 def _newest(sitter: Any) -> tuple[int, dict, dict]:
@@ -80,4 +88,4 @@ def finish(sitter: Any) -> Summary:
     sitter.rows = {"epochs": [], "events": []}
     run.compact()
     return Summary(run.path, sitter.metric, epoch, score, sitter.epoch, sitter.policy.rollbacks,
-                   sitter.stopped or "", final, lost)
+                   sitter.stopped or "", final, lost, sitter.asked_rollbacks)

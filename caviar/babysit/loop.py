@@ -50,6 +50,8 @@ from caviar.babysit.policy import Day, Decision, Diverged, Plateau, PolicyState,
 Snapshot = tuple[int, dict, dict]  # (epoch, trainer state, meta): what one checkpoint holds
 PERSIST_RATIO = 100.0  # persist once the time since the last persist is this many times its cost
 CHEAP_PERSIST = 0.03  # an improvement persists at once when a persist costs less than this × an epoch
+# the policy's decisions that a rollback a nudge asks for overrides (its own rollbacks and stops stand)
+ASKED_OVERRIDES = ("continue", "improved", "plateau")
 
 
 def persist_due(*, forced: bool, improved: bool, since: float, cost: float, mean_epoch: float) -> bool:
@@ -135,6 +137,8 @@ class Sitter:
         self.store: Any = None
         self.epoch = 0  # epochs trained (rolled-back ones count: it is the compute spent)
         self.policy = PolicyState()
+        self.asked_rollbacks = 0  # rollbacks a nudge asked for (the policy's counter leaves them out)
+        self.asked_to: int | None = None  # the epoch a nudge's rollback went back to, at this boundary
         self.nudged: dict[str, Any] = {}  # a person's changes other than the learning rate: kept across rollbacks
         self.stopped: str | None = None  # why the run stopped (None while it runs)
         self.rows: dict[str, list[dict]] = {"epochs": [], "events": []}  # rows since the last persist
@@ -185,6 +189,7 @@ class Sitter:
         self.epoch, self.lr = int(meta["epoch"]), float(meta["learning_rate"])
         self.policy = PolicyState.from_dict(meta["policy"])
         self.nudged, self.stopped = dict(meta.get("nudged", {})), meta.get("stopped")
+        self.asked_rollbacks = int(meta.get("asked_rollbacks", 0))  # (0 in a checkpoint of an older caviar)
         # as the run had them (a trainer whose state holds no hyperparameters would start from the job's)
         self.trainer.set_hyperparameters(learning_rate=self.lr, **self.nudged)
         if self.stopped == "epochs" and self.epoch < self.spec.epochs:
@@ -264,6 +269,7 @@ class Sitter:
                                     "decision": decision.kind})
         self.last_metrics = metrics
         self._carry_out(decision, score)
+        self.asked_to = None
         nudged = self._take_nudges(score)
         line = self._line(day, decision)
         due = persist_due(forced=nudged or self.stopped is not None or self.interrupted, improved=decision.improved,
@@ -334,13 +340,15 @@ class Sitter:
         (unless the policy went back or stopped itself)."""
         assert self.best is not None, "begin() or resume() keeps a best state"
         self._event("rollback", score, f"asked by a nudge: back to epoch {self.best[0]}")
+        self.asked_rollbacks, self.asked_to = self.asked_rollbacks + 1, self.best[0]
         row = self.rows["epochs"][-1] if self.rows["epochs"] else None
-        if row is not None and row["epoch"] == self.epoch and row["decision"] in ("continue", "improved", "plateau"):
+        if row is not None and row["epoch"] == self.epoch and row["decision"] in ASKED_OVERRIDES:
             row["decision"] = "rollback"
 
     def _snapshot(self, metrics: Mapping[str, float]) -> Snapshot:
         meta = {"epoch": self.epoch, "learning_rate": self.lr, "policy": self.policy.to_dict(),
                 "nudged": dict(self.nudged), "stopped": self.stopped, "metrics": dict(metrics),
+                "asked_rollbacks": self.asked_rollbacks,
                 "rows": {k: list(v) for k, v in self.rows.items()},
                 "nudges": [[p.name, refused] for p, refused in self.handled]}  # (name, refused) pairs
         return self.epoch, _copied(self.trainer.state_dict()), meta  # not the trainer's live arrays
@@ -373,10 +381,12 @@ class Sitter:
 
     def _line(self, day: Day, decision: Decision) -> str:
         best = math.nan if self.policy.best_score is None else self.policy.best_score  # (formatted eagerly)
-        to = f"epoch {decision.to_epoch}" if getattr(decision, "to_epoch", 0) else "the initial state"
+        asked = self.asked_to is not None and decision.kind in ASKED_OVERRIDES  # as this epoch's row says
+        kind, back = ("rollback", self.asked_to) if asked else (decision.kind, getattr(decision, "to_epoch", 0))
+        to = (f"epoch {back}" if back else "the initial state") + (", asked by a nudge" if asked else "")
         what = {"improved": f"improved (best {best:.4f})", "plateau": f"plateau (lr -> {self.lr:.1e})",
                 "rollback": f"rollback to {to} (lr -> {self.lr:.1e})", "stop": f"stop: {decision.reason}",
-                "diverged": f"diverged, back to {to} (lr -> {self.lr:.1e})"}.get(decision.kind, decision.kind)
+                "diverged": f"diverged, back to {to} (lr -> {self.lr:.1e})"}.get(kind, kind)
         extra = "".join(f"  {e['event']}: {e['detail']}" for e in self.rows["events"]
                         if e["event"].startswith("nudge") and e["epoch"] == day.epoch)
         return f"epoch {day.epoch:>3}  {self.metric} {day.score:.4f}  lr {day.learning_rate:.1e}  {what}{extra}"

@@ -7,6 +7,7 @@
     folder.py       RunFolder, open_run (create, resume, overwrite), repair after a crash
     lock.py         one driver per run: OUT/.NAME.lock
     reader.py       load(path), load_all(dir): runs into pandas
+    babysat.py      a babysat run as one row of load_all, beside the sweeps' trials
     ranking.py      which trial is best (one rule everywhere)
     checkpoints.py  .npz checkpoints read without pickle
     atomic.py       every write whole or not at all

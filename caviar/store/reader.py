@@ -1,4 +1,5 @@
-"""Reading results: `load(path)` reads one run into pandas, `load_all(dir)` every run's trials.
+"""Reading results: `load(path)` reads one run into pandas, `load_all(dir)` every run's trials (a
+babysat run as one row: `caviar.store.babysat`).
 
 Reading never writes and never runs code: a crashed run is read as it is (`open_run(resume=True)`
 repairs it), and job.toml is read as data. The folder format is `caviar.store.layout`.
@@ -138,18 +139,19 @@ def load(path: str | Path) -> Run:
 
 def load_all(results_dir: str | Path = "results") -> pd.DataFrame:
     """The trials of every run under `results_dir`, one DataFrame with an `experiment` column (the
-    run's name) first. Folders that are not runs, hidden ones and runs without trials are skipped;
-    a column one run lacks is null for its rows."""
+    run's name) first; a babysat run is one row (`caviar.store.babysat`: its best score, epochs and
+    status, its values as params_ and model_ columns, trial_id null). Folders that are not runs,
+    hidden ones and runs without rows are skipped; a column one run lacks is null for its rows."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"results: no results folder at {results_dir}")
     tables = []
     for run in sorted(p for p in results_dir.iterdir() if not p.name.startswith(".") and is_run(p)):
-        if (run / "trials.parquet").is_symlink():
-            warnings.warn(f"{link_refusal(run / 'trials.parquet')}; run {run.name!r} skipped", RuntimeWarning,
-                          stacklevel=2)
+        try:
+            table = _babysat_row(run) if folder_kind(run) == RunKind.BABYSIT else _trials(run)
+        except ValueError as exc:   # a table or job.toml that is a link, a job.toml that does not read
+            warnings.warn(f"{exc}; run {run.name!r} skipped", RuntimeWarning, stacklevel=2)
             continue
-        table = read_table(run / "trials.parquet")
         if table is not None:
             table = table.select(column_order("trials", table.column_names))
             tables.append(table.add_column(0, "experiment", pa.array([run.name] * table.num_rows, _S)))
@@ -159,3 +161,25 @@ def load_all(results_dir: str | Path = "results") -> pd.DataFrame:
         return to_frame(pa.concat_tables(tables, promote_options="permissive"))
     except (pa.ArrowTypeError, pa.ArrowInvalid):   # a params column typed differently in two runs
         return pd.concat([to_frame(t) for t in tables], ignore_index=True)
+
+
+def _trials(run: Path) -> pa.Table | None:
+    if (run / "trials.parquet").is_symlink():
+        raise ValueError(link_refusal(run / "trials.parquet"))
+    return read_table(run / "trials.parquet")
+
+
+def _babysat_row(run: Path) -> pa.Table | None:
+    """The babysat run folder `run` as one trials row, its declared columns typed as a sweep's."""
+    from caviar.store import babysat, lock
+
+    done = load(run)
+    values = babysat.row(done.job, done.epochs, done.events, running=lock.holder(run) is not None)
+    if values is None:
+        return None
+    table = pa.Table.from_pylist([values])
+    for name in table.column_names:
+        if name in COLUMNS["trials"]:
+            table = table.set_column(table.schema.get_field_index(name), name,
+                                     table.column(name).cast(arrow_type(COLUMNS["trials"][name])))
+    return table

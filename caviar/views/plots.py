@@ -215,30 +215,30 @@ def score_vs_param(trials: pd.DataFrame, name: str, scale: str, metric: str, mod
 
 @literal_text
 def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mode: str, top: int = 5) -> Figure:
-    """`metric` per epoch of every trial: the `top` best in colour, other completed ones light blue,
-    pruned and failed ones faded grey, each top trial's best epoch marked; the legend names only
-    what is drawn. The y axis fits the best trials' later epochs (`_fit_to_best`), where they are
-    compared, rather than everything down to the worst trial's first epoch."""
+    """`metric` per epoch of every trial: the `top` best completed trials in colour (pruned ones
+    compete only when none completed: a pruned score is the best of fewer epochs), other completed
+    ones light blue, pruned and failed ones faded grey, each coloured trial's best epoch marked; the
+    legend names only what is drawn, and says how many lines lie off the axis. The y axis fits the
+    coloured trials' later epochs (`_fit_to_best`), where they are compared, rather than everything
+    down to the worst trial's first epoch."""
     fig = Figure(figsize=SIZE)
     ax = fig.add_subplot()
     if epochs.empty or metric not in epochs or "trial_id" not in epochs:
         return _no_data(fig, ax, f"no {metric} per epoch recorded")
 
     good, _ = _scored(trials)
-    order = ranked(good, mode)
+    completed = good[good["status"] == Status.COMPLETED]
+    order = ranked(completed if len(completed) else good, mode)
     best_ids = order["trial_id"].head(top).tolist()
     status = dict(zip(trials["trial_id"], trials["status"]))
-    drawn = {"other completed": 0, "pruned or failed (stopped early)": 0}
+    faint: dict[str, list[pd.DataFrame]] = {"other completed": [], "pruned or failed (stopped early)": []}
     for trial_id, rows in epochs.groupby("trial_id", sort=True):
         if trial_id in best_ids:
             continue
         faded = status.get(trial_id) != Status.COMPLETED
         ax.plot(rows["epoch"], rows[metric], color=PRUNED if faded else "tab:blue",
                 alpha=0.3 if faded else 0.25, linewidth=0.8, zorder=1)
-        drawn["pruned or failed (stopped early)" if faded else "other completed"] += 1
-    for label, colour in zip(drawn, ("tab:blue", PRUNED)):
-        if drawn[label]:   # a legend entry only for lines that are there
-            ax.plot([], [], color=colour, alpha=0.5, label=f"{label} ({drawn[label]})")
+        faint["pruned or failed (stopped early)" if faded else "other completed"].append(rows)
     colours = matplotlib.colormaps["tab10"]
     for rank, trial_id in enumerate(best_ids):
         rows = epochs[epochs["trial_id"] == trial_id]
@@ -246,13 +246,26 @@ def learning_curves(epochs: pd.DataFrame, trials: pd.DataFrame, metric: str, mod
             continue
         score = float(order.loc[order["trial_id"] == trial_id, "score"].iloc[0])
         colour = colours((rank + 1) % 10)
+        pruned = "" if status.get(trial_id) == Status.COMPLETED else ", pruned"
         ax.plot(rows["epoch"], rows[metric], color=colour, linewidth=2, zorder=2,
-                label=f"trial {int(trial_id)} ({score:.4g})")
+                label=f"trial {int(trial_id)} ({score:.4g}{pruned})")
         at = _best_index(rows[metric].astype(float), mode)
         ax.scatter([rows.at[at, "epoch"]], [rows.at[at, metric]], color=colour, edgecolor="black", zorder=3)
     fitted = _fit_to_best(ax, epochs[epochs["trial_id"].isin(best_ids)], metric)
-    title = f"learning curves: the {len(best_ids)} best trials" + (" (axis fitted to them)" if fitted else "")
+    for (label, lines), colour in zip(faint.items(), ("tab:blue", PRUNED)):
+        if lines:   # a legend entry only for lines that are there, saying how many the axis leaves out
+            off = sum(not _in_view(rows[metric], *ax.get_ylim()) for rows in lines)
+            ax.plot([], [], color=colour, alpha=0.5, label=f"{label} ({len(lines)}" + (f", {off} off the axis)" if off else ")"))
+    which = "completed " if len(completed) else ""
+    named = f"the best {which}trial" if len(best_ids) == 1 else f"the {len(best_ids)} best {which}trials"
+    title = f"learning curves: {named}" + (" (axis fitted to them)" if fitted else "")
     return _finish(fig, ax, ylabel=metric, title=title, xlabel="epoch")
+
+
+def _in_view(values: pd.Series, low: float, high: float) -> bool:
+    """Whether any of a line's `values` lies within the y axis' [low, high]."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    return bool(((v >= low) & (v <= high)).any())
 
 
 FIT_MARGIN = 0.15  # of the fitted span, added above and below

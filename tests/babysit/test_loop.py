@@ -18,7 +18,7 @@ from caviar.store import reader as results_io
 from caviar.store.checkpoints import CheckpointStore, load_checkpoint
 from caviar.config.job import Job, parse_job
 from caviar.store.folder import open_run
-from tests.support import DIGITS, STEADY, caviar_start, parquet_table, run_babysit, wait_for_epoch, write_job
+from tests.support import DIGITS, STEADY, caviar_run, caviar_start, parquet_table, run_babysit, wait_for_epoch, write_job
 
 
 
@@ -349,3 +349,22 @@ def test_a_rollback_a_nudge_asks_for_is_recorded_as_a_rollback(tmp_path):
     from caviar.views.plots import marks
 
     assert (4.0, "rollback") in marks(events)                          # the timeline draws it as one
+
+
+def test_a_rollback_a_nudge_asks_for_shows_on_the_terminal_and_counts_at_the_end(tmp_path):
+    # The same nudge, through the real command: the line of epoch 4 says rollback (not "continue"),
+    # and the final line counts it, as a rollback a person asked for.
+    out = tmp_path / "out"
+    job = write_job(tmp_path, "asked", DIGITS,
+                    model=f'trainer = "tests.toys:NudgingTrainer"\nlearning_rate = 0.01\nnudge_at = 4\n'
+                          f'run = "{out / "asked"}"',
+                    babysit="epochs = 6\npatience = 100\ntolerance = 1.0")
+    done = caviar_run("babysit", job, "--out", out, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    four = next(line for line in lines if line.startswith("epoch   4"))
+    assert "rollback to epoch 2, asked by a nudge" in four and "continue" not in four
+    assert "(6 epochs, 1 rollback, 1 asked for; stopped: epochs)" in lines[-1]
+    more = caviar_run("babysit", "--name", "asked", "--out", out, "--resume", "--set", "babysit.epochs=8", timeout=120)
+    assert more.returncode == 0, more.stderr
+    assert "(8 epochs, 1 rollback, 1 asked for; stopped: epochs)" in more.stdout  # the count is in the checkpoint

@@ -208,3 +208,30 @@ def test_load_reads_past_what_a_crash_or_a_resume_set_aside(tmp_path):
     assert load(run.path).trials.trial_id.tolist() == [0, 1, 2]
     assert load_all(tmp_path)["trial_id"].tolist() == [0, 1, 2]
     assert sorted(pd.read_parquet(run.path / "trials.parquet").trial_id) == [0, 1, 2]
+
+
+def test_load_all_compares_a_sweep_and_a_babysat_run_by_a_fixed_model_value(tmp_path, ray_address):
+    """A babysat run is one row of `load_all` beside a sweep's trials: its best score, epochs and
+    status, the values the job's [space] searches as params_ columns, its fixed values as model_
+    ones, so runs of one job compare by a [model] value whatever drove them."""
+    from tests.support import DIGITS, run_babysit, run_sweep, write_job
+
+    job = write_job(tmp_path, "digits", DIGITS, model={"hidden_layers": [16], "epochs": 2},
+                    space={"learning_rate": {"log_uniform": [1e-3, 1e-1]}},
+                    search={"trials": 2, "scheduler": "fifo", "metric": "val_accuracy", "mode": "max"},
+                    babysit={"epochs": 3})
+    out = tmp_path / "out"
+    assert run_sweep(job, out, ray_address, "--name", "narrow") == 0
+    assert run_babysit(job, out, "--name", "wide", "--set", "model.hidden_layers=[32]",
+                       "--set", "model.learning_rate=0.02") == 0
+    frame = load_all(out)
+    assert frame.experiment.tolist() == ["narrow", "narrow", "wide"]
+    by_layers = frame.groupby("model_hidden_layers")["score"].max()
+    assert sorted(by_layers.index) == ["[16]", "[32]"]
+    wide = frame[frame.experiment == "wide"].iloc[0]
+    epochs = load(out / "wide").epochs
+    assert wide["score"] == epochs["val_accuracy"].max() and wide["epochs"] == len(epochs) == 3
+    assert wide["status"] == "completed" and pd.isna(wide["trial_id"])
+    assert wide["params_learning_rate"] == 0.02 and wide["model_trainer"] == "mlp"
+    assert wide["model_epochs"] == 2 and set(frame["model_trainer"]) == {"mlp"}
+    assert wide["started_at"] <= wide["finished_at"]

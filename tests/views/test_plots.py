@@ -4,6 +4,7 @@ best trial is marked by the run's mode, `png_bytes` renders a PNG, and nothing t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,8 +160,10 @@ def test_learning_curves_colour_the_top_trials_by_rank(sweep):
     # one line per trial (plus two for the legend's faded and light-blue entries: both kinds are drawn)
     assert len(ax.lines) == sweep.epochs["trial_id"].nunique() + 2
     others = sweep.trials[~sweep.trials["trial_id"].isin(top["trial_id"])]["status"].value_counts()
-    assert f"other completed ({others['completed']})" in legend_texts(ax)
-    assert f"pruned or failed (stopped early) ({others['pruned'] + others['failed']})" in legend_texts(ax)
+    faint = [re.fullmatch(r"(.*) \((\d+)(, \d+ off the axis)?\)", label).group(1, 2)   # "kind (n[, k off the axis])"
+             for label in legend_texts(ax) if not label.startswith("trial ")]
+    assert faint == [("other completed", str(others["completed"])),
+                     ("pruned or failed (stopped early)", str(others["pruned"] + others["failed"]))]
 
 
 def test_the_learning_curves_legend_names_only_lines_that_are_there(sweep):
@@ -182,6 +185,23 @@ def test_learning_curves_fit_the_axis_to_the_best_trials_not_to_zero(sweep):
     assert low > sweep.epochs["val_accuracy"].min() + 0.2         # the worst early values are not
     assert high - low < 0.5 * (sweep.epochs["val_accuracy"].max() - sweep.epochs["val_accuracy"].min())
     assert "axis fitted" in ax.get_title()
+
+
+def test_learning_curves_of_a_tiny_asha_sweep_colour_the_completed_trial_and_fit_to_it(results):
+    # 4 trials, 3 pruned at epoch 2 (as ASHA leaves a tiny sweep): "the best" is the completed one;
+    # the pruned ones are grey, below the fitted axis, and the legend says so.
+    run = load(make_sweep(results, "tiny", n_trials=4, failed=0, pruned_fraction=0.75))
+    assert run.trials["status"].tolist().count("pruned") == 3
+    (ax,) = plots.learning_curves(run.epochs, run.trials, "val_accuracy", "max").axes
+    done = run.trials[run.trials["status"] == "completed"].iloc[0]
+    labels = legend_texts(ax)
+    assert [label for label in labels if label.startswith("trial ")] == [f"trial {done['trial_id']} ({done['score']:.4g})"]
+    assert ax.get_title() == "learning curves: the best completed trial (axis fitted to them)"
+    late = run.epochs[(run.epochs["trial_id"] == done["trial_id"]) & (run.epochs["epoch"] >= 3)]["val_accuracy"]
+    pruned = run.epochs[run.epochs["trial_id"] != done["trial_id"]]["val_accuracy"]
+    low, high = ax.get_ylim()
+    assert low <= late.min() and late.max() <= high and pruned.max() < low
+    assert "pruned or failed (stopped early) (3, 3 off the axis)" in labels
 
 
 def test_learning_curves_of_a_minimised_metric_rank_the_lowest_first(results):

@@ -10,6 +10,7 @@
   window.addEventListener("unhandledrejection", (e) => { errors.push(String(e.reason)); body.dataset.errors = errors.join(" | "); });
 
   const POLL_LIVE = 1000, POLL_IDLE = 5000;
+  const MAX_FAILED = 10;   // failed trials listed on a run page (the report lists every one)
   const el = (tag, attrs, ...kids) => {
     const node = document.createElement(tag);
     Object.entries(attrs || {}).forEach(([k, v]) => { if (k === "text") node.textContent = v; else node.setAttribute(k, v); });
@@ -184,11 +185,12 @@
       .sort((a, b) => sign * (score[a] - score[b]) || ids[a] - ids[b]).slice(0, 10);
     const names = Charts.params(trials);
     const rows = order.map((i) => [String(ids[i]), status[i], num(score[i]), ...names.map((c) => { const v = Charts.col(trials, c)[i]; return typeof v === "number" ? num(v) : String(v); })]);
-    const failed = ids.map((_, i) => i).filter((i) => status[i] === "failed").slice(0, 10)
-      .map((i) => [String(ids[i]), String(Charts.col(trials, "error")[i] || "")]);
+    const allFailed = ids.map((_, i) => i).filter((i) => status[i] === "failed");
+    const failed = allFailed.slice(0, MAX_FAILED).map((i) => [String(ids[i]), String(Charts.col(trials, "error")[i] || "")]);
     const host = document.getElementById("tables");
     host.replaceChildren(el("h2", { text: "Best trials" }), table(["trial", "status", "score", ...names.map(Charts.bare)], rows));
-    if (failed.length) host.append(el("h2", { text: "Failed trials" }), table(["trial", "error"], failed));
+    const more = allFailed.length > MAX_FAILED ? `: ${MAX_FAILED} of ${allFailed.length} shown (the report lists them all)` : "";
+    if (failed.length) host.append(el("h2", { text: `Failed trials${more}` }), table(["trial", "error"], failed));
   }
 
   function eventsTable(events) {

@@ -21,6 +21,18 @@ const Charts = (() => {
   const axisType = (scale) => (scale === "log" || scale === "one_minus_log" ? "log" : scale === "category" ? "category" : "-");
   const axisTitle = (name, scale) => esc(scale === "one_minus_log" ? `1 - ${name}` : name);
   const STATUS_COLOR = { completed: "#1f77b4", pruned: "#aaaaaa", failed: "#d62728" };
+  // Coarse-to-fine rounds take matplotlib's tab10 colours, as the report's figures do.
+  const ROUND_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  // Trial order on a slice: mid blue to navy, both ends well visible on white (Plotly's "Blues"
+  // ends near white, where its markers vanish).
+  const ORDER_SCALE = [[0, "#4292c6"], [1, "#08306b"]];
+  // The distinct coarse-to-fine rounds of the trials, in order, or null for a one-round sweep.
+  function roundsOf(trials) {
+    const r = [...new Set(col(trials, "round").filter((v) => v !== null && v !== undefined))].sort((a, b) => a - b);
+    return r.length > 1 ? r : null;
+  }
+  // A marker's symbol by status: a pruned trial's score comes from fewer epochs, so it is hollow.
+  const symbolOf = (status) => (status === "pruned" ? "circle-open" : "circle");
 
   function bestSoFar(xs, ys, mode) {
     const out = []; let best = null;
@@ -28,17 +40,23 @@ const Charts = (() => {
     return { x: xs, y: out };
   }
 
-  // Score by trial order (each trial's score, coloured by status) and the best so far.
+  // Score by trial order (each trial's score, coloured by status, or by round for a coarse-to-fine
+  // sweep with pruned trials hollow) and the best so far.
   function history(trials, mode, metric) {
     const ids = col(trials, "trial_id"), score = col(trials, "score"), status = col(trials, "status");
-    const order = ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b]);
+    const order = ids.map((_, i) => i).sort((a, b) => ids[a] - ids[b]), rounds = roundsOf(trials), rnd = col(trials, "round");
     const xs = order.map((i) => ids[i]), ys = order.map((i) => score[i]), st = order.map((i) => status[i]);
-    const traces = ["completed", "pruned"].map((s) => ({
+    const scored = (i) => st[i] === "completed" || st[i] === "pruned";
+    const traces = (rounds ? rounds.map((r, k) => {
+      const at = order.map((_, i) => i).filter((i) => scored(i) && rnd[order[i]] === r);
+      return { type: "scatter", mode: "markers", name: `round ${esc(r)}`, x: at.map((i) => xs[i]), y: at.map((i) => ys[i]),
+        marker: { color: ROUND_COLORS[k % 10], size: 6, symbol: at.map((i) => symbolOf(st[i])) } };
+    }) : ["completed", "pruned"].map((s) => ({
       type: "scatter", mode: "markers", name: s, marker: { color: STATUS_COLOR[s], size: 6 },
       x: xs.filter((_, i) => st[i] === s), y: ys.filter((_, i) => st[i] === s),
-    })).filter((t) => t.x.length);
+    }))).filter((t) => t.x.length);
     const b = bestSoFar(xs, ys, mode);
-    traces.push({ type: "scatter", mode: "lines", name: "best so far", line: { color: "#ff7f0e", shape: "hv" }, x: b.x, y: b.y });
+    traces.push({ type: "scatter", mode: "lines", name: "best so far", line: { color: rounds ? "#333333" : "#ff7f0e", shape: "hv" }, x: b.x, y: b.y });
     return { data: traces, layout: base("Optimization history", { xaxis: { title: { text: "trial" } }, yaxis: { title: { text: esc(metric) } } }) };
   }
 
@@ -99,17 +117,25 @@ const Charts = (() => {
     ], layout: base("Contour" + note, { showlegend: false, xaxis: { title: { text: label(x) } }, yaxis: { title: { text: label(y) } } }) };
   }
 
-  // Score against each hyperparameter, side by side.
+  // Score against each hyperparameter, side by side: coloured by round for a coarse-to-fine sweep
+  // (pruned trials hollow), else by trial order.
   function slice(trials, scales, metric, mode) {
     const names = params(trials), n = Math.max(names.length, 1), { rows, note } = markerRows(trials, mode);
-    const pick = (values) => rows.map((i) => values[i]), score = pick(col(trials, "score"));
-    const layout = base("Slice" + note, { showlegend: false, grid: { rows: 1, columns: n, pattern: "independent" }, yaxis: { title: { text: esc(metric) } } });
-    const data = names.map((c, k) => {
-      const s = scales[bare(c)], ax = k === 0 ? "" : String(k + 1);
+    const rounds = roundsOf(trials), rnd = col(trials, "round"), status = col(trials, "status");
+    const layout = base("Slice" + note, { showlegend: Boolean(rounds), grid: { rows: 1, columns: n, pattern: "independent" }, yaxis: { title: { text: esc(metric) } },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" }, margin: { t: 56, r: 16, b: 44, l: 56 } });   // above: the axes' titles are below
+    const groups = rounds ? rounds.map((r, k) => ({ name: `round ${esc(r)}`, color: ROUND_COLORS[k % 10], rows: rows.filter((i) => rnd[i] === r) }))
+      : [{ name: "trials", rows }];
+    const data = [];
+    names.forEach((c, k) => {
+      const s = scales[bare(c)], ax = k === 0 ? "" : String(k + 1), values = col(trials, c), score = col(trials, "score");
       layout[`xaxis${ax}`] = { type: axisType(s), title: { text: axisTitle(bare(c), s) } };
-      return { type: "scatter", mode: "markers", xaxis: `x${ax}`, yaxis: `y${ax}`, name: esc(bare(c)),
-        x: pick(col(trials, c)).map((v) => (typeof v === "string" ? esc(v) : onAxis(s, v))), y: score,
-        marker: { size: 5, color: pick(col(trials, "trial_id")), colorscale: "Blues" } };
+      groups.forEach((g) => data.push({ type: "scatter", mode: "markers", xaxis: `x${ax}`, yaxis: `y${ax}`, name: g.name,
+        legendgroup: g.name, showlegend: Boolean(rounds) && k === 0,
+        x: g.rows.map((i) => (typeof values[i] === "string" ? esc(values[i]) : onAxis(s, values[i]))), y: g.rows.map((i) => score[i]),
+        marker: rounds ? { size: 5, color: g.color, symbol: g.rows.map((i) => symbolOf(status[i])) }
+          : { size: 5, color: g.rows.map((i) => col(trials, "trial_id")[i]), colorscale: ORDER_SCALE, showscale: k === 0,
+            colorbar: { title: { text: "trial" }, thickness: 10 } } }));
     });
     return { data, layout };
   }
@@ -133,7 +159,7 @@ const Charts = (() => {
     return { rows, note: keep ? ` (${rows.length} of ${ids.length} trials: the best and others evenly spaced)` : "" };
   }
 
-  // Each trial's metric by epoch: completed trials, pruned ones faded, the best trial on top.
+  // Each trial's metric by epoch, grouped by status (completed, pruned faded, diverged, failed), the best trial on top.
   function intermediate(epochs, trials, metric, mode) {
     const status = {}, ids = col(trials, "trial_id"), st = col(trials, "status"), score = col(trials, "score");
     ids.forEach((id, i) => { status[id] = st[i]; });
@@ -141,16 +167,20 @@ const Charts = (() => {
     ids.forEach((id, i) => { if (st[i] !== "failed" && finite(score[i]) && (best === null || better(mode)(score[i], best))) { best = score[i]; bestId = id; } });
     const shown = sampled(ids, score, mode, MAX_CURVES);
     const tid = col(epochs, "trial_id"), ep = col(epochs, "epoch"), m = col(epochs, metric);
-    const groups = { completed: { x: [], y: [] }, pruned: { x: [], y: [] }, best: { x: [], y: [] } };
+    const groups = { completed: { x: [], y: [] }, pruned: { x: [], y: [] }, diverged: { x: [], y: [] }, failed: { x: [], y: [] },
+      best: { x: [], y: [] } };
     for (let i = 0; i < tid.length; i++) {
       if (shown && !shown.has(tid[i])) continue;
-      const g = tid[i] === bestId ? "best" : status[tid[i]] === "pruned" ? "pruned" : "completed";
+      const g = tid[i] === bestId ? "best" : status[tid[i]] in groups ? status[tid[i]] : "completed";
       if (i > 0 && tid[i - 1] !== tid[i]) { groups[g].x.push(null); groups[g].y.push(null); }
       groups[g].x.push(ep[i]); groups[g].y.push(m[i]);
     }
     const look = { completed: { color: "rgba(31,119,180,0.35)", width: 1 }, pruned: { color: "rgba(150,150,150,0.3)", width: 1 },
+      diverged: { color: "rgba(140,86,75,0.5)", width: 1 }, failed: { color: "rgba(214,39,40,0.5)", width: 1 },
       best: { color: "#ff7f0e", width: 3 } };
-    const data = Object.keys(groups).filter((g) => groups[g].x.length).map((g) => ({ type: "scatter", mode: "lines",
+    // A trial that failed in its first epoch has one point, no line: failed curves show their points.
+    const data = Object.keys(groups).filter((g) => groups[g].x.length).map((g) => ({ type: "scatter", mode: g === "failed" ? "lines+markers" : "lines",
+      marker: { size: 4, color: look[g].color },
       name: g === "best" ? `best (trial ${esc(bestId)})` : g, x: groups[g].x, y: groups[g].y, line: look[g], connectgaps: false }));
     const title = shown ? `Intermediate values (${shown.size} of ${ids.length} trials: the best and others evenly spaced)` : "Intermediate values";
     return { data, layout: base(title, { xaxis: { title: { text: "epoch" } }, yaxis: { title: { text: esc(metric) } } }) };
