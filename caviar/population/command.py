@@ -3,7 +3,9 @@
 `caviar.sweep.command` reads and checks the job, the trainer, the sampler and the data as for any
 sweep, then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the plan is
 checked (bad input: exit 2, nothing written), the run locked, Ray joined, the folder opened, the
-generations run; Ctrl-C keeps every committed generation and prints the resume command.
+generations run; Ctrl-C keeps every committed generation and prints the resume command. The command
+line's summary (leaderboard, schedule, results line) is `caviar.sweep.command.print_summary`'s, as
+for any sweep, printed once.
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ from caviar.population.plan import Plan, make_plan
 from caviar.population.state import Population, load_commit
 from caviar.store.layout import holds_results
 from caviar.store.vocabulary import CHECKPOINTS, Status, model_columns
-
-EXIT_ALL_FAILED = 1
-
 
 def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, data: Any,
                 args: argparse.Namespace) -> int:
@@ -70,7 +69,7 @@ def _run(job: Any, trainer: type, plan: Plan, request: lifecycle.RunRequest, dat
             import ray
 
             ray.shutdown()
-    return print_summary(run, job)
+    return 0
 
 
 def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Namespace, say: Any) -> Context:
@@ -127,20 +126,3 @@ def write_trials(run: Any, job: Any, plan: Plan, pop: Population) -> None:
         return
     table.append(trial_rows(job, plan, pop))
     table.flush()
-
-
-def print_summary(run: Any, job: Any) -> int:
-    """The leaderboard of members and the best member's schedule; 1 when every member failed."""
-    from caviar.store.reader import load
-    from caviar.views.population import schedule_text
-    from caviar.views.show import leaderboard, scales_of
-
-    loaded = load(run.path)
-    trials = loaded.trials
-    print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
-    print("\n" + schedule_text(loaded))
-    print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
-    if len(trials) and (trials["status"] == Status.FAILED).all():
-        print("caviar parallel: error: every member of the population diverged", file=sys.stderr)
-        return EXIT_ALL_FAILED
-    return 0

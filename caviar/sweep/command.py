@@ -204,16 +204,25 @@ def dry_run_table(job: Any, sampler: Sampler) -> str:
 
 
 def print_summary(path: Path, job: Any) -> int:
-    """The top 10 trials and where the results are; the exit status: 0, or 1 when every trial failed
-    (a script must not take a sweep that learned nothing for a success), with the first error."""
+    """The top 10 trials (a population: members, then its best member's schedule) and where the results
+    are; the exit status: 0, or 1 when every trial failed (a script must not take a sweep that learned
+    nothing for a success), with the first error."""
     from caviar.store.reader import load
     from caviar.store.vocabulary import Status
     from caviar.views.show import leaderboard, scales_of
 
-    trials = load(path).trials
+    run = load(path)
+    trials = run.trials
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
+    if job.search.scheduler == POPULATION:
+        from caviar.views.population import schedule_text
+
+        print("\n" + schedule_text(run))
     print(f"\nresults: {path}  (python -m caviar show {job.name} --out {path.parent})")
     if len(trials) and (trials["status"] == Status.FAILED).all():
+        if job.search.scheduler == POPULATION:
+            print("caviar parallel: error: every member of the population diverged", file=sys.stderr)
+            return EXIT_ALL_FAILED
         first = trials.sort_values("trial_id")["error"].iloc[0]
         print(f"caviar parallel: error: every trial failed; trial {trials['trial_id'].min()}: "
               f"{' '.join(str(first).split())}", file=sys.stderr)

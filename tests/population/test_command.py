@@ -11,7 +11,8 @@ import pytest
 
 import caviar
 from caviar.population.state import load_commit
-from tests.support import ROOT, caviar_main, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
+from tests.support import (ROOT, caviar_main, caviar_output, caviar_run, caviar_start, run_command, run_sweep, snapshot,
+                           write_job)
 
 QUADRATIC = {
     "data": {"source": "blobs"},
@@ -195,3 +196,16 @@ def test_a_population_fallen_behind_its_best_ever_epoch_rolls_back_to_that_state
     after = run.epochs.query("trial_id == @member and epoch == 5")["val_accuracy"].iloc[0]
     assert after == pytest.approx(0.85)   # trains on from epoch 3's state (0.9 - 0.05), not from its own epoch 4
     assert run.trials["score"].max() == pytest.approx(0.9)   # a member's score is its best epoch's
+
+
+def test_the_leaderboard_and_the_results_line_print_once(tmp_path):
+    """The real command line, on the driver (one worker: no Ray): one leaderboard, one schedule, one
+    results line, whoever prints the end of a pbt run."""
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"epochs": 4}, search={"trials": 4})
+    done = caviar_run("parallel", job, "--out", tmp_path / "out", "--concurrency", "1", "--quiet", cwd=ROOT,
+                      timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.split()[:2] == ["trial_id", "status"] for line in lines) == 1, done.stdout
+    assert sum(line.startswith("results: ") for line in lines) == 1, done.stdout
+    assert sum(line.startswith("schedule of the best member") for line in lines) == 1, done.stdout
