@@ -1,8 +1,8 @@
 """`caviar parallel JOB` with `[search] scheduler = "pbt"`: a population from the command line.
 
-`caviar.sweep.command` reads and checks the job, the trainer, the sampler and the data as for any
-sweep, then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the plan is
-checked (bad input: exit 2, nothing written), the run locked, Ray joined, the folder opened, the
+`caviar.sweep.command` reads and checks the job, the trainer, the sampler, the population's plan
+(`make_plan`: bad input, exit 2, nothing written, for `--dry-run` too) and the data as for any sweep,
+then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the run locked, Ray joined, the folder opened, the
 generations run; Ctrl-C keeps every committed generation and prints the resume command. The command
 line's summary (leaderboard, schedule, results line) is `caviar.sweep.command.print_summary`'s, as
 for any sweep, printed once.
@@ -18,15 +18,15 @@ from typing import Any
 
 from caviar import lifecycle
 from caviar.population.loop import Context, run_population, settle
-from caviar.population.plan import Plan, make_plan
+from caviar.population.plan import Plan
 from caviar.population.state import Population, load_commit
 from caviar.store.layout import holds_results
 from caviar.store.vocabulary import CHECKPOINTS, Status, model_columns
 
-def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, data: Any,
+def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, plan: Plan, data: Any,
                 args: argparse.Namespace) -> int:
-    """Run (or resume) the population of `job` into `request`'s folder; the exit status."""
-    plan = make_plan(job, trainer, sampler)
+    """Run (or resume) the population `plan` of `job` (`make_plan`'s, checked before anything is
+    written) into `request`'s folder; the exit status."""
     with lifecycle.locked(request):
         if request.resume:
             _check_resume(request, plan)

@@ -51,6 +51,7 @@ class Prepared:
     sampler: Any
     scheduler: Any
     data: Any
+    plan: Any = None   # a pbt job's population (`caviar.population.plan.Plan`); None for a sweep
 
 
 def sweep(job: Any = None, *, trainer: Any = None, data: Any = None, out: str | os.PathLike[str] = "results",
@@ -104,7 +105,12 @@ def prepare(invocation: lifecycle.Invocation, options: Options) -> Prepared:
     population = job.search.scheduler == POPULATION   # a pbt job: caviar.population drives it
     sampler = build_sampler(job)
     scheduler = None if population else build_scheduler(job, trainer)
-    return Prepared(job, trainer, sampler, scheduler, job.load_data())
+    plan = None
+    if population:   # its refusals (pbt.mutable, ...) come here, for --dry-run as for a run
+        from caviar.population.plan import make_plan
+
+        plan = make_plan(job, trainer, sampler)
+    return Prepared(job, trainer, sampler, scheduler, job.load_data(), plan)
 
 
 def execute(prepared: Prepared, invocation: lifecycle.Invocation, options: Options) -> tuple[int, Path]:
@@ -115,7 +121,7 @@ def execute(prepared: Prepared, invocation: lifecycle.Invocation, options: Optio
     if job.search.scheduler == POPULATION:
         from caviar.population.command import run_command
 
-        return run_command(job, prepared.trainer, request, prepared.sampler, prepared.data, options), request.path
+        return run_command(job, prepared.trainer, request, prepared.plan, prepared.data, options), request.path
     with lifecycle.locked(request):
         if options.resume:   # under the lock: a resume that ran a moment ago may have grown the run
             from caviar.sweep.restore import check_growth

@@ -209,3 +209,18 @@ def test_the_leaderboard_and_the_results_line_print_once(tmp_path):
     assert sum(line.split()[:2] == ["trial_id", "status"] for line in lines) == 1, done.stdout
     assert sum(line.startswith("results: ") for line in lines) == 1, done.stdout
     assert sum(line.startswith("schedule of the best member") for line in lines) == 1, done.stdout
+
+
+@pytest.mark.parametrize("space, pbt", [
+    ({"learning_rate": {"log_uniform": [1e-4, 1.0]}, "hidden_layers": {"choice": [[16], [32]]}},
+     {"mutable": ["hidden_layers"]}),                                   # a name the trainer cannot change
+    ({"hidden_layers": {"choice": [[16], [32]]}}, {}),                  # nothing to explore
+])
+def test_a_dry_run_refuses_a_plan_the_run_refuses_with_the_same_line(tmp_path, capsys, space, pbt):
+    job = write_job(tmp_path, "pop", {**DIGITS_PBT, "space": space}, pbt=pbt)
+    before = snapshot(tmp_path)
+    status, out, err = caviar_output(capsys, "parallel", job, "--out", tmp_path / "out", "--dry-run")
+    assert status == 2 and out == "" and err.startswith("caviar parallel: error: pbt.mutable: ")
+    assert snapshot(tmp_path) == before
+    assert caviar_output(capsys, "parallel", job, "--out", tmp_path / "out") == (2, "", err)
+    assert snapshot(tmp_path) == before
