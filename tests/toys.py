@@ -163,6 +163,21 @@ class NoisyQuadraticTrainer:
         self.noise_seed = int(seed)
 
 
+class ChecksumQuadraticTrainer(NoisyQuadraticTrainer):
+    """The noisy quadratic, also reporting a checksum of its state before the epoch's steps
+    (`state_before`) and after them (`state_after`): a member that copies another at the end of
+    epoch e starts epoch e + 1 with the source's `state_after` of epoch e, exactly, or did not copy."""
+
+    metrics = ("val_loss", "train_loss", "state_before", "state_after")
+
+    def checksum(self) -> float:
+        return float(np.dot(self.x, np.linspace(1.0, 2.0, self.x.size))) + 1e-3 * self.step
+
+    def train_epoch(self) -> dict[str, float]:
+        before = self.checksum()
+        return {**super().train_epoch(), "state_before": before, "state_after": self.checksum()}
+
+
 class PeakingTrainer:
     """val_accuracy peaks after `peak` epochs of training, then falls 0.05 an epoch (over-training):
     0.9 - 0.1 * (log10(learning_rate) + 2)**2 - 0.05 * |epochs trained - peak|. Deterministic; its

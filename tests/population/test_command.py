@@ -224,3 +224,24 @@ def test_a_dry_run_refuses_a_plan_the_run_refuses_with_the_same_line(tmp_path, c
     assert snapshot(tmp_path) == before
     assert caviar_output(capsys, "parallel", job, "--out", tmp_path / "out") == (2, "", err)
     assert snapshot(tmp_path) == before
+
+
+def test_a_copy_starts_its_next_epoch_from_the_state_its_source_ended_with(tmp_path):
+    """On the driver (one worker): after each exploit at epoch e, the member's state as epoch e + 1
+    begins is its source's at the end of epoch e (checksums the trainer reports), not its own."""
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"trainer": "tests.toys:ChecksumQuadraticTrainer", "epochs": 8},
+                    babysit={"tolerance": 1e9})   # no rollback: every copy is an exploit of a source's end state
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--concurrency", "1", "--quiet") == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    state = run.epochs.set_index(["trial_id", "epoch"])
+    copies = run.events[run.events["event"].isin(["exploit", "diverged", "rollback"])]
+    assert len(copies) == 6 and set(copies["event"]) == {"exploit"}
+    for _, copy in copies.iterrows():
+        member, source, epoch = int(copy["member"]), int(copy["source"]), int(copy["epoch"])
+        assert state.loc[(member, epoch), "state_after"] != state.loc[(source, epoch), "state_after"]
+        assert state.loc[(member, epoch + 1), "state_before"] == state.loc[(source, epoch), "state_after"], copy
+    kept = run.epochs[~run.epochs.set_index(["trial_id", "epoch"]).index.isin(
+        [(int(c["member"]), int(c["epoch"]) + 1) for _, c in copies.iterrows()])].set_index(["trial_id", "epoch"])
+    for (member, epoch), row in kept.iterrows():   # and a member that did not copy goes on from its own state
+        if epoch > 1:
+            assert row["state_before"] == state.loc[(member, epoch - 1), "state_after"]
