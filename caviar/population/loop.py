@@ -130,7 +130,8 @@ def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any]
     reports = sorted(reports, key=lambda r: r.member)
     scores = [_segment_best(ctx, r) if r.best_epoch is not None else math.nan for r in reports]
     gen = Generation(scores, [not math.isfinite(s) for s in scores], [m.values for m in pop.members])
-    better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports])
+    better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports],
+                      ctx.job.babysit.min_delta)
     if better is None:
         return None, best_ref
     pop.best = better
@@ -147,7 +148,8 @@ def _event_row(ctx: Context, copy: Copy, pop: Population, epoch: int, generation
     score = pop.best.score if copy.best_ever and pop.best else pop.members[copy.source].score
     changes = ", ".join(f"{n} {_short(copy.old[n])} -> {_short(copy.new[n])}" for n in names)
     detail = f"member {copy.member} copies member {copy.source}"
-    detail += f" (its best, epoch {pop.best.epoch})" if copy.best_ever and pop.best else ""
+    detail += (f" (its best, epoch {pop.best.epoch}; rollback {pop.rollbacks} of at most "
+               f"{ctx.job.babysit.max_rollbacks})") if copy.best_ever and pop.best else ""
     detail += f"; {changes}" + (f"; {pop.members[copy.member].diverged}" if copy.reason == "diverged" else "")
     row = {"epoch": epoch, "event": copy.reason, "base_learning_rate": float(copy.new.get("learning_rate", math.nan)),
            "score": score, "detail": detail, "member": copy.member, "source": copy.source, "generation": generation}
@@ -167,7 +169,7 @@ def _decide(ctx: Context, pop: Population, generation: int) -> list[Copy]:
     return decide(gen, mode=job.search.mode, quantile=job.pbt.quantile, names=plan.names,
                   dims=job.space.dimensions, factors=job.pbt.factors,
                   resample_probability=job.pbt.resample_probability, rng=policy_rng(job.search.seed, generation),
-                  best_ever=pop.best, tolerance=job.babysit.tolerance)
+                  best_ever=pop.best, babysit=job.babysit, rollbacks=pop.rollbacks)
 
 
 def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], best_ref: Any,
@@ -196,6 +198,7 @@ def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any
     event, best_ref = _improved(ctx, pop, reports, refs, [best for _, _, best in calls], best_ref)
     events = [event] if event is not None else []
     copies = _decide(ctx, pop, generation) if generation + 1 < plan.generations else []
+    pop.rollbacks += any(copy.reason == "rollback" for copy in copies)
     events += [_event_row(ctx, copy, pop, until, generation) for copy in copies]
     refs = _apply(ctx, pop, copies, refs, best_ref, generation)
     pop.generation = generation + 1

@@ -9,9 +9,13 @@ At the end of each generation (`interval` epochs of every member) `decide` ranks
   with probability `resample_probability`, else moved by a factor on its own scale (a log dimension
   multiplied, a beta's `1 - beta` multiplied, an integer rounded, a choice one step along its list),
   clipped to the space;
-- the population's best ever (the babysitter's rule, applied to the population): when the best member
-  now scores worse than the best ever by more than `tolerance`, the worst members copy the state of
-  the best ever instead of today's best (a rollback).
+- the population's best ever, by the babysitter's rules (`caviar.babysit.policy`, `[babysit]`): a
+  member's best epoch is a new best ever only when it beats the old by more than `min_delta`
+  (`improved`); when the best member now scores more than `tolerance` worse than the best ever, the
+  worst quantile copies the best ever's state instead of today's best, with the best ever's learning
+  rate x `rollback_factor`, clipped to the space (explored values when the learning rate is not
+  changeable), as the babysitter rolls back; at most `max_rollbacks` such generations over the run,
+  then the worst exploit as usual.
 
 Everything random comes from the generator passed in, which the driver seeds from the job seed and
 the generation: the same job and seed give the same decisions, whatever order the members finished in.
@@ -25,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from caviar.babysit.policy import PolicySpec, improves, regressed
 from caviar.config.space import Choice, Dimension, Fixed, IntUniform, OneMinusLogUniform
 from caviar.store.vocabulary import Mode
 
@@ -125,6 +130,15 @@ def explore(values: Mapping[str, Any], dims: Mapping[str, Dimension], names: Seq
     return new
 
 
+def babysat_values(values: Mapping[str, Any], dims: Mapping[str, Dimension], names: Sequence[str], factor: float, *,
+                   factors: Sequence[float], resample_probability: float, rng: np.random.Generator) -> dict[str, Any]:
+    """The babysitter's cut applied to `values`: the learning rate x `factor`, clipped to its dimension,
+    when it is one of `names`; else (nothing to cut) `names` explored."""
+    if "learning_rate" in names:
+        return {**values, "learning_rate": perturb(dims["learning_rate"], values["learning_rate"], factor)}
+    return explore(values, dims, names, factors, resample_probability, rng)
+
+
 @dataclass(frozen=True)
 class Generation:
     """What `decide` needs of a generation: each member's score, whether it diverged, its values."""
@@ -136,8 +150,11 @@ class Generation:
 
 def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str], dims: Mapping[str, Dimension],
            factors: Sequence[float], resample_probability: float, rng: np.random.Generator,
-           best_ever: Best | None = None, tolerance: float = math.inf) -> list[Copy]:
-    """The copies of one generation's end, in member order (see the module's docstring)."""
+           best_ever: Best | None = None, babysit: PolicySpec | None = None, rollbacks: int = 0) -> list[Copy]:
+    """The copies of one generation's end, in member order (see the module's docstring).
+
+    babysit: the `[babysit]` rules for a rollback (tolerance, rollback_factor, max_rollbacks; None:
+    never roll back); rollbacks: the generations that rolled back so far."""
     n = len(gen.scores)
     order = ranking(gen.scores, gen.diverged, mode)
     healthy = [i for i in order if math.isfinite(gen.scores[i]) and not gen.diverged[i]]
@@ -145,7 +162,8 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
         return []   # nothing to copy from: every member diverged
     k = quantile_size(len(healthy), quantile)
     top, bottom = healthy[:k], healthy[len(healthy) - k:] if k else []
-    behind = best_ever is not None and Mode(mode).worse_by(gen.scores[healthy[0]], best_ever.score) > tolerance
+    behind = (best_ever is not None and babysit is not None and rollbacks < babysit.max_rollbacks
+              and regressed(gen.scores[healthy[0]], best_ever.score, mode, babysit.tolerance))
     sources: dict[int, tuple[int, str, bool]] = {}
     for member in range(n):   # drawn from the best quantile, as an exploit: all of them copying the one
         if member not in healthy:   # best would collapse the population onto one lineage at once
@@ -158,19 +176,25 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
     copies = []
     for member in sorted(sources):
         source, reason, from_best = sources[member]
-        base = best_ever.values if from_best else gen.values[source]
-        new = explore(base, dims, names, factors, resample_probability, rng)
+        if from_best:   # the babysitter's rollback: its best state, a smaller rate
+            new = babysat_values(best_ever.values, dims, names, babysit.rollback_factor, factors=factors,
+                                 resample_probability=resample_probability, rng=rng)
+        else:
+            new = explore(gen.values[source], dims, names, factors, resample_probability, rng)
         copies.append(Copy(member, source, reason, old=dict(gen.values[member]), new=new, best_ever=from_best))
     return copies
 
 
-def improved(best: Best | None, gen: Generation, mode: str, epoch: int | Sequence[int]) -> Best | None:
-    """The new best ever when a member beats `best` this generation (the best of them), else None.
-    `gen.scores`: each member's best epoch of the generation, reached at `epoch` (one for all, or one
-    per member), so the best ever is the best epoch any member reached, as a trial's score is."""
+def improved(best: Best | None, gen: Generation, mode: str, epoch: int | Sequence[int],
+             min_delta: float = 0.0) -> Best | None:
+    """The new best ever when a member beats `best` this generation by more than `min_delta` (the
+    babysitter's `improves`), else None. `gen.scores`: each member's best epoch of the generation,
+    reached at `epoch` (one for all, or one per member), so the best ever is the best epoch any member
+    reached, as a trial's score is."""
     scores, values = gen.scores, gen.values
     order = ranking(scores, gen.diverged, mode)
     top = order[0] if order else None
-    if top is None or gen.diverged[top] or not Mode(mode).better(scores[top], None if best is None else best.score):
+    if top is None or gen.diverged[top] or not math.isfinite(scores[top]) \
+            or not improves(scores[top], None if best is None else best.score, mode, min_delta):
         return None
     return Best(float(scores[top]), top, epoch if isinstance(epoch, int) else int(epoch[top]), dict(values[top]))

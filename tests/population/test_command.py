@@ -196,6 +196,11 @@ def test_a_population_fallen_behind_its_best_ever_epoch_rolls_back_to_that_state
     after = run.epochs.query("trial_id == @member and epoch == 5")["val_accuracy"].iloc[0]
     assert after == pytest.approx(0.85)   # trains on from epoch 3's state (0.9 - 0.05), not from its own epoch 4
     assert run.trials["score"].max() == pytest.approx(0.9)   # a member's score is its best epoch's
+    assert "rollback 1 of at most 10" in rollback["detail"].iloc[0]
+    # [babysit] max_rollbacks spent (none allowed): the worst exploit today's best instead
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "spent", "--set", "babysit.max_rollbacks=0") == 0
+    spent = caviar.load(tmp_path / "out" / "spent").events
+    assert "rollback" not in set(spent["event"]) and set(spent.query("epoch == 4")["event"]) == {"exploit"}
 
 
 def test_the_leaderboard_and_the_results_line_print_once(tmp_path):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from caviar.config.job import BabysitSpec
 from caviar.config.space import Choice, IntLogUniform, LogUniform, OneMinusLogUniform, Uniform
 from caviar.population.policy import (Best, Generation, decide, diverged, explore, improved, perturb, policy_rng,
                                       quantile_size, ranking)
@@ -64,12 +65,43 @@ def test_nothing_to_copy_from_when_every_member_diverged():
     assert decide(gen([math.nan, math.nan], [True, True]), rng=policy_rng(0, 0), **rules()) == []
 
 
+BABYSIT = BabysitSpec(tolerance=0.02, rollback_factor=0.5, max_rollbacks=3, min_delta=0.01)
+
+
 def test_a_population_behind_its_best_ever_rolls_back_to_it():
     best = Best(0.99, 3, 4, {"learning_rate": 0.05})
-    copies = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, tolerance=0.02, **rules())
+    copies = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, **rules())
     assert [(c.member, c.source, c.reason, c.best_ever) for c in copies] == [(0, 3, "rollback", True)]
-    near = decide(gen([0.5, 0.98, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, tolerance=0.02, **rules())
+    near = decide(gen([0.5, 0.98, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, **rules())
     assert [c.reason for c in near] == ["exploit"]
+
+
+def test_a_rollback_takes_the_best_evers_rate_times_the_rollback_factor_clipped_to_the_space():
+    """The babysitter's rule, not explore's: whatever the factors and the draws, rate x rollback_factor."""
+    for seed in range(10):
+        best = Best(0.99, 3, 4, {"learning_rate": 0.05})
+        (copy,) = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(seed, 0), best_ever=best, babysit=BABYSIT,
+                         **rules(factors=[3.0], resample_probability=0.5))
+        assert copy.reason == "rollback" and copy.new == {"learning_rate": 0.025}
+    low = Best(0.99, 3, 4, {"learning_rate": 1.5e-4})
+    (copy,) = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=low, babysit=BABYSIT, **rules())
+    assert copy.new == {"learning_rate": 1e-4}   # clipped to the space's low end
+
+
+def test_rollbacks_stop_after_max_rollbacks_and_the_worst_exploit_instead():
+    best = Best(0.99, 3, 4, {"learning_rate": 0.05})
+    behind = gen([0.5, 0.9, 0.6, 0.7])
+    assert [c.reason for c in decide(behind, rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, rollbacks=2,
+                                     **rules())] == ["rollback"]
+    spent = decide(behind, rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, rollbacks=3, **rules())
+    assert [(c.reason, c.source, c.best_ever) for c in spent] == [("exploit", 1, False)]
+
+
+def test_a_new_best_ever_must_beat_the_old_by_more_than_min_delta():
+    first = Best(0.7, 1, 2, {"learning_rate": 2e-3})
+    assert improved(first, gen([0.6, 0.705]), "max", 4, min_delta=0.01) is None
+    assert improved(first, gen([0.6, 0.72]), "max", 4, min_delta=0.01) == Best(0.72, 1, 4, {"learning_rate": 2e-3})
+    assert improved(None, gen([0.6, 0.65]), "max", 2, min_delta=0.5) == Best(0.65, 1, 2, {"learning_rate": 2e-3})
 
 
 def test_the_same_seed_and_generation_give_the_same_decisions():
