@@ -178,6 +178,22 @@ class ChecksumQuadraticTrainer(NoisyQuadraticTrainer):
         return {**super().train_epoch(), "state_before": before, "state_after": self.checksum()}
 
 
+class FragileQuadraticTrainer(ChecksumQuadraticTrainer):
+    """The checksummed quadratic, whose `blow_up_at`-th epoch (counted by its state: the epochs its
+    model has trained) blows up (train_loss inf) when it trains with learning rate `blow_up_rate`
+    exactly: one member of a population diverges at a chosen epoch, and its replacement, with other
+    values, goes on. Config: as NoisyQuadraticTrainer, plus blow_up_at (int), blow_up_rate (float)."""
+
+    hyperparameters = {**NoisyQuadraticTrainer.hyperparameters, "blow_up_at": int, "blow_up_rate": float}
+
+    def train_epoch(self) -> dict[str, float]:
+        metrics = super().train_epoch()
+        fragile = float(self.config["learning_rate"]) == float(self.config.get("blow_up_rate", -1.0))
+        if fragile and self.step // self.STEPS == int(self.config.get("blow_up_at", 0)):
+            metrics["train_loss"] = math.inf
+        return metrics
+
+
 class PeakingTrainer:
     """val_accuracy peaks after `peak` epochs of training, then falls 0.05 an epoch (over-training):
     0.9 - 0.1 * (log10(learning_rate) + 2)**2 - 0.05 * |epochs trained - peak|. Deterministic; its

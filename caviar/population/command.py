@@ -1,11 +1,11 @@
 """`caviar parallel JOB` with `[search] scheduler = "pbt"`: a population from the command line.
 
 `caviar.sweep.command` reads and checks the job, the trainer, the sampler, the population's plan
-(`make_plan`: bad input, exit 2, nothing written, for `--dry-run` too) and the data as for any sweep,
-then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the run locked, Ray joined, the folder opened, the
-generations run; Ctrl-C keeps every committed generation and prints the resume command. The command
-line's summary (leaderboard, schedule, results line) is `caviar.sweep.command.print_summary`'s, as
-for any sweep, printed once.
+(`make_plan`: bad input, exit 2, nothing written, for `--dry-run` too) and the data as for any
+sweep, then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the run locked,
+Ray joined, the folder opened, the generations run; Ctrl-C keeps every committed generation and
+prints the resume command. The command line's summary (leaderboard, schedule, results line) is
+`caviar.sweep.command.print_summary`'s, as for any sweep, printed once.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import argparse
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from caviar import lifecycle
 from caviar.population.loop import Context, run_population, settle
 from caviar.population.plan import Plan
 from caviar.population.state import Population, load_commit
-from caviar.store.layout import holds_results
+from caviar.store.layout import holds_results, visible_parts
 from caviar.store.vocabulary import CHECKPOINTS, Status, model_columns
 
 def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, plan: Plan, data: Any,
@@ -103,16 +103,19 @@ def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Name
     return ctx
 
 
-def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
-    """One trials row per member: its final values and score, the member it last copied, and the
-    job's fixed values (`model_<name>`) as a sweep's trials have them."""
+def trial_rows(job: Any, plan: Plan, pop: Population, trained: Mapping[int, int]) -> list[dict]:
+    """One trials row per member: its final values and score (its best epoch's), the epochs it trained
+    (`trained`), the member it last copied, and the job's fixed values (`model_<name>`) as a sweep's
+    trials have them. A member that diverged at the very last epoch keeps its best earlier epoch, as a
+    sweep's diverged trial does, and is completed; only one with no finite epoch at all failed."""
     fixed = model_columns({"trainer": job.trainer, **job.config()}, job.space.names)
     rows = []
     for i, m in enumerate(pop.members):
-        row = {"trial_id": i, "status": Status.FAILED if m.diverged else Status.COMPLETED}
+        row = {"trial_id": i, "status": Status.COMPLETED if math.isfinite(m.best) else Status.FAILED}
         row.update({f"params_{name}": value for name, value in m.values.items()})
-        row.update(score=math.nan if m.diverged else m.best, epochs=plan.epochs, seconds=m.seconds,
-                   seed=plan.seeds[i], error=m.diverged, node=m.node, round=0, copied_from=m.copied_from)
+        error = None if m.diverged is None else f"diverged at the end: {m.diverged}"
+        row.update(score=m.best, epochs=trained.get(i, 0), seconds=m.seconds, seed=plan.seeds[i], error=error,
+                   node=m.node, round=0, copied_from=m.copied_from)
         rows.append({**row, **fixed, **m.metrics})
     return rows
 
@@ -124,5 +127,16 @@ def write_trials(run: Any, job: Any, plan: Plan, pop: Population) -> None:
     table = run.table("trials", types={"copied_from": pa.int64()})
     if table.column("trial_id"):
         return
-    table.append(trial_rows(job, plan, pop))
+    table.append(trial_rows(job, plan, pop, _trained(run)))
     table.flush()
+
+
+def _trained(run: Any) -> dict[int, int]:
+    """Each member's epochs rows, every generation's written by now: the epochs it trained."""
+    import pyarrow.parquet as pq
+
+    counts: dict[int, int] = {}
+    for part in visible_parts(run.path / "epochs.parquet"):
+        for member in pq.read_table(part, columns=["trial_id"]).column(0).to_pylist():
+            counts[member] = counts.get(member, 0) + 1
+    return counts

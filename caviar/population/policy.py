@@ -1,9 +1,18 @@
 """PBT's decisions as pure functions of the population's scores: who copies whom, and what it tries next.
 
+A member that diverges (NaN, or a train loss above `divergence_ratio` x its untrained loss) is
+replaced at once instead of failing. Before the generation's last epoch its worker does it, that
+epoch, from the fallback the driver handed it as the generation began (`fallback_source`,
+`fallback_values`): the state the generation started from of the previous generation's best-ranked
+healthy member, with values explored from that member's (one set per possible replacement, drawn
+from `fallback_rng`, so a second divergence takes new values, the same ones in every run); before any
+member has a score, its own initial state with the babysitter's cut for a divergence, the learning
+rate x `divergence_factor` (again at each replacement), clipped to the space (`babysat_values`).
+
 At the end of each generation (`interval` epochs of every member) `decide` ranks the members and says:
 
-- diverged (NaN, or a train loss above `divergence_ratio` x its untrained loss): copies a member of
-  the best `quantile` at once, drawn at random, whatever its rank, instead of failing;
+- diverged at the generation's last epoch: copies a member of the best `quantile`, drawn at random,
+  whatever its rank (the next thing that happens: at once too);
 - in the worst `quantile` (exploit): copies a member of the best `quantile`, drawn at random;
 - every copy then explores (`explore`): each changeable value is resampled from its [space] dimension
   with probability `resample_probability`, else moved by a factor on its own scale (a log dimension
@@ -17,8 +26,9 @@ At the end of each generation (`interval` epochs of every member) `decide` ranks
   changeable), as the babysitter rolls back; at most `max_rollbacks` such generations over the run,
   then the worst exploit as usual.
 
-Everything random comes from the generator passed in, which the driver seeds from the job seed and
-the generation: the same job and seed give the same decisions, whatever order the members finished in.
+Everything random comes from the generators passed in, which the driver seeds from the job seed and
+the generation (and the member, for a fallback): the same job and seed give the same decisions,
+whatever order the members finished in, on the driver or on Ray, resumed or not.
 """
 
 from __future__ import annotations
@@ -34,11 +44,18 @@ from caviar.config.space import Choice, Dimension, Fixed, IntUniform, OneMinusLo
 from caviar.store.vocabulary import Mode
 
 POLICY_STREAM = 0xB7  # SeedSequence(job_seed, spawn_key=(generation, POLICY_STREAM)): a stream no trial uses
+FALLBACK_STREAM = 0xD1  # spawn_key (generation, member, FALLBACK_STREAM): a member's fallback values
 
 
 def policy_rng(job_seed: int, generation: int) -> np.random.Generator:
     """The generator of generation `generation`'s decisions: the same for the same job seed, always."""
     return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=(generation, POLICY_STREAM)))
+
+
+def fallback_rng(job_seed: int, generation: int, member: int) -> np.random.Generator:
+    """The generator of `member`'s fallback values in generation `generation`: its own stream, so one
+    member's draws never shift another's, nor the end-of-generation decisions'."""
+    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=(generation, member, FALLBACK_STREAM)))
 
 
 @dataclass(frozen=True)
@@ -139,6 +156,26 @@ def babysat_values(values: Mapping[str, Any], dims: Mapping[str, Dimension], nam
     return explore(values, dims, names, factors, resample_probability, rng)
 
 
+def fallback_values(own: Mapping[str, Any], source: Mapping[str, Any] | None, count: int, *,
+                    dims: Mapping[str, Dimension], names: Sequence[str], factors: Sequence[float],
+                    resample_probability: float, divergence_factor: float,
+                    rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The values of a member's `count` possible replacements in one generation, in order.
+
+    source: the fallback member's values: each replacement explores them afresh. None (no member has
+    a score yet): the babysitter's cut of `own`, again at each replacement (`babysat_values` with
+    `divergence_factor`: the rate x 0.1, then x 0.01, ...)."""
+    values, current = [], dict(own)
+    for _ in range(count):
+        if source is not None:
+            values.append(explore(source, dims, names, factors, resample_probability, rng))
+        else:
+            current = babysat_values(current, dims, names, divergence_factor, factors=factors,
+                                     resample_probability=resample_probability, rng=rng)
+            values.append(current)
+    return values
+
+
 @dataclass(frozen=True)
 class Generation:
     """What `decide` needs of a generation: each member's score, whether it diverged, its values."""
@@ -146,6 +183,13 @@ class Generation:
     scores: Sequence[float]
     diverged: Sequence[bool]
     values: Sequence[Mapping[str, Any]]
+
+
+def fallback_source(gen: Generation, mode: str) -> int | None:
+    """The member whose state a member that diverges in the next generation goes on from: the
+    best-ranked healthy one of `gen` (None: no member has a finite score yet)."""
+    best = next(iter(ranking(gen.scores, gen.diverged, mode)), None)
+    return best if best is not None and math.isfinite(gen.scores[best]) and not gen.diverged[best] else None
 
 
 def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str], dims: Mapping[str, Dimension],

@@ -9,8 +9,8 @@ import pytest
 
 from caviar.config.job import BabysitSpec
 from caviar.config.space import Choice, IntLogUniform, LogUniform, OneMinusLogUniform, Uniform
-from caviar.population.policy import (Best, Generation, decide, diverged, explore, improved, perturb, policy_rng,
-                                      quantile_size, ranking)
+from caviar.population.policy import (Best, Generation, decide, diverged, explore, fallback_rng, fallback_source,
+                                      fallback_values, improved, perturb, policy_rng, quantile_size, ranking)
 
 LR = LogUniform(1e-4, 1e-1)
 DIMS = {"learning_rate": LR, "beta1": OneMinusLogUniform(0.8, 0.999), "batch_size": Choice((32, 64, 128)),
@@ -155,3 +155,37 @@ def test_improved_names_the_new_best_only_when_it_beats_the_old():
     assert first == Best(0.7, 1, 2, {"learning_rate": 2e-3})
     assert improved(first, gen([0.6, 0.65]), "max", 4) is None
     assert improved(first, gen([0.9, 0.65], [True, False]), "max", 4) is None   # a diverged member is no best
+
+
+def test_the_fallback_is_the_best_ranked_healthy_member_once_any_has_a_score():
+    assert fallback_source(gen([0.5, 0.9, 0.7]), "max") == 1
+    assert fallback_source(gen([0.5, 0.9, 0.7], [False, True, False]), "max") == 2   # a diverged member is none
+    assert fallback_source(gen([0.5, 0.9, 0.7]), "min") == 0
+    assert fallback_source(gen([math.nan, math.nan]), "max") is None               # generation 0: no score yet
+
+
+def fallback(source, count, seed=0, names=("learning_rate",), **over):
+    rules_ = {"dims": DIMS, "names": list(names), "factors": [0.8, 1.2], "resample_probability": 0.25,
+              "divergence_factor": 0.1, **over}
+    own = {"learning_rate": 0.05, "dropout": 0.2}
+    return fallback_values(own, source, count, rng=fallback_rng(seed, 1, 2), **rules_)
+
+
+def test_each_replacement_explores_the_fallback_members_values_afresh_the_same_in_every_run():
+    source = {"learning_rate": 1e-3, "dropout": 0.4}
+    values = fallback(source, 5)
+    assert values == fallback(source, 5) and len(values) == 5 and fallback(source, 2) == values[:2]
+    assert len({v["learning_rate"] for v in values}) > 1          # a second divergence tries other values
+    assert all(v["dropout"] == 0.4 for v in values)               # only the explored names move
+    first = explore(source, DIMS, ["learning_rate"], [0.8, 1.2], 0.25, fallback_rng(0, 1, 2))
+    assert values[0] == first
+    assert fallback(source, 5, seed=1) != values
+    assert fallback_rng(0, 1, 2).random() != fallback_rng(0, 1, 3).random() != fallback_rng(0, 2, 2).random()
+
+
+def test_before_any_score_a_replacement_cuts_its_own_rate_by_the_divergence_factor_each_time():
+    values = fallback(None, 3)
+    assert [v["learning_rate"] for v in values] == pytest.approx([5e-3, 5e-4, 1e-4])   # clipped to the space
+    assert all(v["dropout"] == 0.2 for v in values)
+    explored = fallback(None, 2, names=("dropout",))   # no rate to cut: its own values explored
+    assert all(v["learning_rate"] == 0.05 for v in explored) and explored[0]["dropout"] != 0.2
