@@ -269,7 +269,7 @@ def test_a_population_fallen_behind_its_best_ever_epoch_rolls_back_to_that_state
     rollback = run.events.query("event == 'rollback'")
     assert len(rollback) and set(rollback["source"]) == {best} and rollback["epoch"].iloc[0] == 4
     member = int(rollback["member"].iloc[0])
-    after = run.epochs.query("trial_id == @member and epoch == 5")["val_accuracy"].iloc[0]
+    after = run.epochs[(run.epochs["trial_id"] == member) & (run.epochs["epoch"] == 5)]["val_accuracy"].iloc[0]
     assert after == pytest.approx(0.85)   # trains on from epoch 3's state (0.9 - 0.05), not from its own epoch 4
     assert run.trials["score"].max() == pytest.approx(0.9)   # a member's score is its best epoch's
     assert "rollback 1 of at most 10" in rollback["detail"].iloc[0]
