@@ -2,7 +2,8 @@
 
 A sweep folder holds `job.toml`, `trials.parquet/` (with the times and the job's `model_` values)
 and `epochs.parquet/`; a babysat folder holds
-`job.toml`, `epochs.parquet/` (with a `decision` column), `events.parquet/` and `checkpoints/`.
+`job.toml`, `epochs.parquet/` (with a `decision` column), `events.parquet/` and `checkpoints/`; a
+population (`scheduler = "pbt"`) a sweep's tables plus `events.parquet/` of its copies.
 Every table is a FOLDER of part files (`part-000000.parquet`, ...), as the store writes them
 before compaction. The numbers are simulated from a seeded generator so tests know the truth:
 in a sweep the score is driven by log10(learning_rate) (best near 10**-2.5), and the other
@@ -11,6 +12,7 @@ hyperparameters only add noise.
     from tests.run_factory import make_sweep, make_babysit
     sweep = make_sweep(tmp_path, "sweep")          # -> tmp_path / "sweep"
     panda = make_babysit(tmp_path, "panda")
+    pop = make_population(tmp_path, "pop")
 
 Nothing here imports caviar: the folders are an independent oracle for the read side.
 """
@@ -226,4 +228,44 @@ def make_babysit(root: Path, name: str = "panda", *, n_epochs: int = 12, seed: i
     if with_events:
         write_table(run / "events.parquet", events, parts)
     (run / "checkpoints").mkdir(exist_ok=True)
+    return run
+
+
+# A population of 4 over 6 epochs (interval 2): the values each member trains with, epoch by epoch,
+# and its copies: (epoch, event, member, source). Member 1 diverges at epoch 3 and is replaced at once
+# from member 0; member 2 rolls back at epoch 4 and trains no epoch 6 (as a member that diverged
+# mid-generation idled before caviar replaced it at once). Member 3 is the best.
+POPULATION_RATES = {0: [0.05] * 6, 1: [0.2] * 3 + [0.04] * 3, 2: [0.001] * 4 + [0.025], 3: [0.003] * 2 + [0.06] * 2
+                    + [0.032] * 2}
+POPULATION_COPIES = [(2, "exploit", 3, 0), (3, "diverged", 1, 0), (4, "exploit", 3, 1), (4, "rollback", 2, 0)]
+
+
+def make_population(root: Path, name: str = "pop") -> Path:
+    """Write the population POPULATION_RATES / POPULATION_COPIES as `root/name` and return its path:
+    23 epochs trained (member 2 stopped at 5), while its trials rows say 6 each."""
+    run = Path(root) / name
+    job = job_dict(name, trials=4, epochs=6, space={"learning_rate": SPACE["learning_rate"]})
+    job["search"]["scheduler"] = "pbt"
+    job["pbt"] = {"interval": 2}
+    _write_job(run, job)
+    epochs, trials = [], []
+    for member, rates in POPULATION_RATES.items():
+        for epoch, rate in enumerate(rates, start=1):
+            acc = 0.5 + 0.05 * epoch + 0.02 * member
+            epochs.append({"trial_id": member, "epoch": epoch, "learning_rate": rate, "seconds": 0.5,
+                           "generation": (epoch - 1) // 2, "params_learning_rate": rate, "train_loss": 1 - acc,
+                           "val_loss": 1 - acc, "val_accuracy": acc})
+        copied = [source for _, event, who, source in POPULATION_COPIES if who == member]
+        trials.append({"trial_id": member, "status": "completed", "params_learning_rate": rates[-1],
+                       "score": 0.5 + 0.05 * len(rates) + 0.02 * member, "epochs": 6, "seconds": 0.5 * len(rates),
+                       "seed": 1000 + member, "error": None, "node": "127.0.0.1", "round": 0,
+                       "copied_from": copied[-1] if copied else None})
+    events = [{"epoch": epoch, "event": event, "member": member, "source": source, "generation": (epoch - 1) // 2,
+               "old_learning_rate": POPULATION_RATES[member][epoch - 1],
+               "new_learning_rate": POPULATION_RATES[member][epoch], "detail": f"member {member} copies {source}"}
+              for epoch, event, member, source in POPULATION_COPIES]
+    events.append({"epoch": 6, "event": "improved", "member": 3, "source": None, "generation": 2, "detail": "best"})
+    write_table(run / "trials.parquet", pd.DataFrame(trials).astype({"copied_from": "Int64"}))
+    write_table(run / "epochs.parquet", pd.DataFrame(epochs))
+    write_table(run / "events.parquet", pd.DataFrame(events).astype({"source": "Int64"}))
     return run

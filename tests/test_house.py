@@ -52,7 +52,9 @@ LAYERS: tuple[Layer, ...] = (
     Layer("caviar.babysit", ("caviar.sweep", "caviar.cli")),
     # The population driver may use the sweep's Ray plumbing (session, worker count, stopping actors),
     # never the other way round but through the one hand-off in caviar.sweep.command.
-    Layer("caviar.population", ("caviar.babysit", "caviar.views.report", "caviar.cli")),
+    # It applies the babysitter's pure rules (improvement, regression) to its best, from their one home.
+    Layer("caviar.population", ("caviar.babysit", "caviar.views.report", "caviar.cli"),
+          allowed=("caviar.babysit.policy",)),
     # The web app is a view that may also send a nudge, through the nudge channel's one entry.
     Layer("caviar.serve", ("caviar.sweep", "caviar.babysit", "caviar.nn", "caviar.trainers", "caviar.cli",
                            "caviar.lifecycle"), allowed=("caviar.babysit.nudges",)),

@@ -163,6 +163,37 @@ class NoisyQuadraticTrainer:
         self.noise_seed = int(seed)
 
 
+class ChecksumQuadraticTrainer(NoisyQuadraticTrainer):
+    """The noisy quadratic, also reporting a checksum of its state before the epoch's steps
+    (`state_before`) and after them (`state_after`): a member that copies another at the end of
+    epoch e starts epoch e + 1 with the source's `state_after` of epoch e, exactly, or did not copy."""
+
+    metrics = ("val_loss", "train_loss", "state_before", "state_after")
+
+    def checksum(self) -> float:
+        return float(np.dot(self.x, np.linspace(1.0, 2.0, self.x.size))) + 1e-3 * self.step
+
+    def train_epoch(self) -> dict[str, float]:
+        before = self.checksum()
+        return {**super().train_epoch(), "state_before": before, "state_after": self.checksum()}
+
+
+class FragileQuadraticTrainer(ChecksumQuadraticTrainer):
+    """The checksummed quadratic, whose `blow_up_at`-th epoch (counted by its state: the epochs its
+    model has trained) blows up (train_loss inf) when it trains with learning rate `blow_up_rate`
+    exactly: one member of a population diverges at a chosen epoch, and its replacement, with other
+    values, goes on. Config: as NoisyQuadraticTrainer, plus blow_up_at (int), blow_up_rate (float)."""
+
+    hyperparameters = {**NoisyQuadraticTrainer.hyperparameters, "blow_up_at": int, "blow_up_rate": float}
+
+    def train_epoch(self) -> dict[str, float]:
+        metrics = super().train_epoch()
+        fragile = float(self.config["learning_rate"]) == float(self.config.get("blow_up_rate", -1.0))
+        if fragile and self.step // self.STEPS == int(self.config.get("blow_up_at", 0)):
+            metrics["train_loss"] = math.inf
+        return metrics
+
+
 class PeakingTrainer:
     """val_accuracy peaks after `peak` epochs of training, then falls 0.05 an epoch (over-training):
     0.9 - 0.1 * (log10(learning_rate) + 2)**2 - 0.05 * |epochs trained - peak|. Deterministic; its

@@ -191,6 +191,18 @@ def worse_by(score: float, best: float, mode: str) -> float:
     return Mode(mode).worse_by(score, best)
 
 
+def improves(score: float, best: float | None, mode: str, min_delta: float) -> bool:
+    """Whether `score` (finite) is a new best: better than `best` (None: no best yet) by more than
+    `min_delta` (metric units). The population's best ever follows the same rule."""
+    return best is None or -worse_by(score, best, mode) > min_delta
+
+
+def regressed(score: float, best: float, mode: str, tolerance: float) -> bool:
+    """Whether `score` is more than `tolerance` (metric units) worse than `best`: a rollback's cue,
+    for the babysat model and for the population's best member alike."""
+    return worse_by(score, best, mode) > tolerance
+
+
 def _reached(score: float, target: float | None, mode: str) -> bool:
     if target is None:
         return False
@@ -236,9 +248,7 @@ def step(state: PolicyState, day: Day, policy: PolicySpec) -> tuple[Decision, Po
     diverged = _divergence(state, day, policy)
     if state.first_loss is None and day.loss is not None and math.isfinite(day.loss):
         state = replace(state, first_loss=day.loss)
-    improved = diverged is None and (
-        state.best_score is None or -worse_by(day.score, state.best_score, mode) > policy.min_delta
-    )
+    improved = diverged is None and improves(day.score, state.best_score, mode, policy.min_delta)
     before = state.best_score
     if improved:
         state = replace(state, best_score=day.score, best_epoch=day.epoch, wait=0)
@@ -262,8 +272,8 @@ def step(state: PolicyState, day: Day, policy: PolicySpec) -> tuple[Decision, Po
         return Improved(day.score, f"score {day.score:.4g} beat {was}"), state
 
     assert state.best_score is not None  # a finite day that did not improve has a best to compare with
-    drop = worse_by(day.score, state.best_score, mode)
-    if drop > policy.tolerance:
+    if regressed(day.score, state.best_score, mode, policy.tolerance):
+        drop = worse_by(day.score, state.best_score, mode)
         why = f"score {day.score:.4g} is {drop:.4g} worse than the best {state.best_score:.4g}"
         return _roll_back(state, day, policy, policy.rollback_factor, why, diverged=False)
     if cooling:

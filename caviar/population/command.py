@@ -1,9 +1,11 @@
 """`caviar parallel JOB` with `[search] scheduler = "pbt"`: a population from the command line.
 
-`caviar.sweep.command` reads and checks the job, the trainer, the sampler and the data as for any
-sweep, then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the plan is
-checked (bad input: exit 2, nothing written), the run locked, Ray joined, the folder opened, the
-generations run; Ctrl-C keeps every committed generation and prints the resume command.
+`caviar.sweep.command` reads and checks the job, the trainer, the sampler, the population's plan
+(`make_plan`: bad input, exit 2, nothing written, for `--dry-run` too) and the data as for any
+sweep, then hands a pbt job here. The same lifecycle follows (`caviar.lifecycle`): the run locked,
+Ray joined, the folder opened, the generations run; Ctrl-C keeps every committed generation and
+prints the resume command. The command line's summary (leaderboard, schedule, results line) is
+`caviar.sweep.command.print_summary`'s, as for any sweep, printed once.
 """
 
 from __future__ import annotations
@@ -12,22 +14,19 @@ import argparse
 import math
 import os
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 from caviar import lifecycle
 from caviar.population.loop import Context, run_population, settle
-from caviar.population.plan import Plan, make_plan
+from caviar.population.plan import Plan
 from caviar.population.state import Population, load_commit
-from caviar.store.layout import holds_results
+from caviar.store.layout import holds_results, visible_parts
 from caviar.store.vocabulary import CHECKPOINTS, Status, model_columns
 
-EXIT_ALL_FAILED = 1
-
-
-def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, sampler: Any, data: Any,
+def run_command(job: Any, trainer: type, request: lifecycle.RunRequest, plan: Plan, data: Any,
                 args: argparse.Namespace) -> int:
-    """Run (or resume) the population of `job` into `request`'s folder; the exit status."""
-    plan = make_plan(job, trainer, sampler)
+    """Run (or resume) the population `plan` of `job` (`make_plan`'s, checked before anything is
+    written) into `request`'s folder; the exit status."""
     with lifecycle.locked(request):
         if request.resume:
             _check_resume(request, plan)
@@ -70,7 +69,7 @@ def _run(job: Any, trainer: type, plan: Plan, request: lifecycle.RunRequest, dat
             import ray
 
             ray.shutdown()
-    return print_summary(run, job)
+    return 0
 
 
 def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Namespace, say: Any) -> Context:
@@ -104,16 +103,19 @@ def _context(job: Any, trainer: type, plan: Plan, data: Any, args: argparse.Name
     return ctx
 
 
-def trial_rows(job: Any, plan: Plan, pop: Population) -> list[dict]:
-    """One trials row per member: its final values and score, the member it last copied, and the
-    job's fixed values (`model_<name>`) as a sweep's trials have them."""
+def trial_rows(job: Any, plan: Plan, pop: Population, trained: Mapping[int, int]) -> list[dict]:
+    """One trials row per member: its final values and score (its best epoch's), the epochs it trained
+    (`trained`), the member it last copied, and the job's fixed values (`model_<name>`) as a sweep's
+    trials have them. A member that diverged at the very last epoch keeps its best earlier epoch, as a
+    sweep's diverged trial does, and is completed; only one with no finite epoch at all failed."""
     fixed = model_columns({"trainer": job.trainer, **job.config()}, job.space.names)
     rows = []
     for i, m in enumerate(pop.members):
-        row = {"trial_id": i, "status": Status.FAILED if m.diverged else Status.COMPLETED}
+        row = {"trial_id": i, "status": Status.COMPLETED if math.isfinite(m.best) else Status.FAILED}
         row.update({f"params_{name}": value for name, value in m.values.items()})
-        row.update(score=math.nan if m.diverged else m.best, epochs=plan.epochs, seconds=m.seconds,
-                   seed=plan.seeds[i], error=m.diverged, node=m.node, round=0, copied_from=m.copied_from)
+        error = None if m.diverged is None else f"diverged at the end: {m.diverged}"
+        row.update(score=m.best, epochs=trained.get(i, 0), seconds=m.seconds, seed=plan.seeds[i], error=error,
+                   node=m.node, round=0, copied_from=m.copied_from)
         rows.append({**row, **fixed, **m.metrics})
     return rows
 
@@ -125,22 +127,16 @@ def write_trials(run: Any, job: Any, plan: Plan, pop: Population) -> None:
     table = run.table("trials", types={"copied_from": pa.int64()})
     if table.column("trial_id"):
         return
-    table.append(trial_rows(job, plan, pop))
+    table.append(trial_rows(job, plan, pop, _trained(run)))
     table.flush()
 
 
-def print_summary(run: Any, job: Any) -> int:
-    """The leaderboard of members and the best member's schedule; 1 when every member failed."""
-    from caviar.store.reader import load
-    from caviar.views.population import schedule_text
-    from caviar.views.show import leaderboard, scales_of
+def _trained(run: Any) -> dict[int, int]:
+    """Each member's epochs rows, every generation's written by now: the epochs it trained."""
+    import pyarrow.parquet as pq
 
-    loaded = load(run.path)
-    trials = loaded.trials
-    print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
-    print("\n" + schedule_text(loaded))
-    print(f"\nresults: {run.path}  (python -m caviar show {job.name} --out {run.path.parent})")
-    if len(trials) and (trials["status"] == Status.FAILED).all():
-        print("caviar parallel: error: every member of the population diverged", file=sys.stderr)
-        return EXIT_ALL_FAILED
-    return 0
+    counts: dict[int, int] = {}
+    for part in visible_parts(run.path / "epochs.parquet"):
+        for member in pq.read_table(part, columns=["trial_id"]).column(0).to_pylist():
+            counts[member] = counts.get(member, 0) + 1
+    return counts

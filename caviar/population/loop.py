@@ -2,13 +2,23 @@
 
 Each generation, every member trains `interval` epochs in the context's pool (`caviar.population.
 pools`: on the driver, or on `PopulationWorker` actors, member m on worker m mod W, states passed by
-reference through Ray's object store) from the state it was left with. The driver fetches the
-reports (one call for the whole generation), ranks the members, applies
-`caviar.population.policy.decide` (diverged members copy the best, the worst quantile copies the
-best quantile, then explores) by handing each copy its source's state reference, commits the
-generation (`caviar.population.state`), then appends its rows to the tables. The decisions depend
-only on the scores and on a generator seeded by the job seed and the generation: the same job and
-seed give the same population, in parallel or not, interrupted or not.
+reference through Ray's object store) from the state it was left with. Each task also carries a
+fallback for a divergence before the generation's last epoch, which its worker replaces at once
+(`caviar.population.worker`): the state the generation starts from of the previous generation's
+best-ranked healthy member (the same reference for every member), with values explored from that
+member's, one set per epoch that could diverge so (`policy.fallback_values`, a generator seeded by
+the job seed, the generation and the member); before any member has a score, the member's own
+initial state with its learning rate x `[babysit] divergence_factor`. The driver fetches the
+reports (one call for the whole generation), takes each member's values after its last replacement,
+ranks the members, applies `caviar.population.policy.decide` (a member that diverged at the
+generation's last epoch copies the best quantile, the worst quantile copies the best quantile, then
+explores, or rolls back to the best ever) by handing each copy its source's state reference, commits
+the generation (`caviar.population.state`), then appends its rows to the tables
+(`caviar.population.rows`: one `diverged` event per replacement, at the epoch it diverged).
+
+Everything a generation does depends only on the commit it starts from (scores, values, states) and
+on generators seeded by the job seed: the same job and seed give the same population, on the
+driver or on Ray, in parallel or not, interrupted and resumed (the generation replayed) or not.
 """
 
 from __future__ import annotations
@@ -24,10 +34,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from caviar.population.plan import Plan
-from caviar.population.policy import Copy, Generation, decide, improved, policy_rng
+from caviar.population.policy import (Copy, Generation, decide, fallback_rng, fallback_source, fallback_values,
+                                      improved, policy_rng)
 from caviar.population.pools import worth_ray
+from caviar.population.rows import changes, copy_row, epoch_rows, replacement_rows
 from caviar.population.state import Member, Population, load_commit, save_commit
-from caviar.population.worker import Task, population_worker_class
+from caviar.population.worker import Fallback, Task, population_worker_class
 from caviar.store.layout import visible_parts
 from caviar.store.vocabulary import Mode
 
@@ -59,9 +71,11 @@ class Context:
     train_seconds: float = 0.0  # the last generation's training, its members' summed
 
 
-def reshuffle_seed(job_seed: int, member: int, generation: int) -> int:
-    """The data-order seed a member takes after copying at the end of `generation`."""
-    words = np.random.SeedSequence(job_seed, spawn_key=(member, generation, COPY_STREAM)).generate_state(1)
+def reshuffle_seed(job_seed: int, member: int, generation: int, replacement: int | None = None) -> int:
+    """The data-order seed a member takes after copying at the end of `generation` (or, during it,
+    after its `replacement`-th divergence replaced, from 0)."""
+    key = (member, generation, COPY_STREAM) + (() if replacement is None else (replacement,))
+    words = np.random.SeedSequence(job_seed, spawn_key=key).generate_state(1)
     return int(words[0]) >> 1
 
 
@@ -77,34 +91,50 @@ def stop_workers(actors: list[Any]) -> None:
     stop_actors(actors, [actor.node.remote() for actor in actors])
 
 
-def _task(ctx: Context, member: int, m: Member, generation: int) -> Task:
+def _standing(pop: Population) -> Generation:
+    """The members as their last generation left them: scores, divergences, values."""
+    return Generation([m.score for m in pop.members], [m.diverged is not None for m in pop.members],
+                      [m.values for m in pop.members])
+
+
+def _tasks(ctx: Context, pop: Population, generation: int, source: int | None) -> list[Task]:
+    """Every member's task for `generation`; source: its fallback member (None: each its own start)."""
     job, plan = ctx.job, ctx.plan
-    return Task(member=member, config=job.config(m.values), seed=plan.seeds[member],
-                start=plan.until(generation - 1) if generation else 0, until=plan.until(generation),
-                metric=job.search.metric, divergence_ratio=job.babysit.divergence_ratio,
-                changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle, first_loss=m.first_loss,
-                mode=job.search.mode)
+    start, until = (plan.until(generation - 1) if generation else 0), plan.until(generation)
+    return [Task(member=i, config=job.config(m.values), seed=plan.seeds[i], start=start, until=until,
+                 metric=job.search.metric, divergence_ratio=job.babysit.divergence_ratio,
+                 changes={name: m.values[name] for name in plan.names}, reshuffle=m.reshuffle,
+                 first_loss=m.first_loss, mode=job.search.mode,
+                 fallback=_fallback(ctx, pop, i, generation, source, until - start - 1))
+            for i, m in enumerate(pop.members)]
 
 
-def _epoch_rows(ctx: Context, report: Any, member: Member, generation: int) -> list[dict]:
-    """The epochs rows of one member's generation, with the values in force each epoch."""
-    rows = []
-    for epoch, metrics, seconds in report.epochs:
-        metrics = dict(metrics)
-        rate = metrics.pop("learning_rate", member.values.get("learning_rate", ctx.job.config().get("learning_rate")))
-        row = {"trial_id": report.member, "epoch": epoch, "learning_rate": math.nan if rate is None else float(rate),
-               "seconds": seconds, "generation": generation}
-        row.update({f"params_{name}": value for name, value in member.values.items()})
-        rows.append({**row, **metrics})
-    return rows
+def _fallback(ctx: Context, pop: Population, member: int, generation: int, source: int | None,
+              count: int) -> Fallback:
+    """Where `member` goes on from after each of (at most) `count` divergences replaced in `generation`."""
+    job = ctx.job
+    values = fallback_values(pop.members[member].values, None if source is None else pop.members[source].values,
+                             count, dims=job.space.dimensions, names=ctx.plan.names, factors=job.pbt.factors,
+                             resample_probability=job.pbt.resample_probability,
+                             divergence_factor=job.babysit.divergence_factor,
+                             rng=fallback_rng(job.search.seed, generation, member))
+    return Fallback(member if source is None else source, tuple(job.config(v) for v in values), tuple(values),
+                    tuple(reshuffle_seed(job.search.seed, member, generation, j) for j in range(count)))
 
 
-def _record(ctx: Context, pop: Population, reports: list[Any], generation: int) -> list[dict]:
-    """Take a generation's reports into the members; its epochs rows."""
-    rows = []
+def _record(ctx: Context, pop: Population, reports: list[Any], generation: int,
+            source: int | None) -> tuple[list[dict], list[dict]]:
+    """Take a generation's reports into the members; its epochs rows and its replacements' events."""
+    plan, scores = ctx.plan, [m.score for m in pop.members]   # as the generation began
+    start = plan.until(generation - 1) if generation else 0
+    rows, events = [], []
     for report in sorted(reports, key=lambda r: r.member):
         member = pop.members[report.member]
-        rows += _epoch_rows(ctx, report, member, generation)
+        rows += epoch_rows(report, member.values, generation, ctx.job.config().get("learning_rate"))
+        events += replacement_rows(report, member.values, plan.names, generation, scores=scores, start=start,
+                                   fresh=source is None)
+        if report.replacements:   # it goes on as its last replacement left it
+            member.values, member.copied_from = dict(report.replacements[-1].values), report.replacements[-1].source
         member.first_loss, member.reshuffle, member.diverged = report.first_loss, None, report.diverged
         member.seconds += report.seconds
         member.node = report.node
@@ -115,7 +145,7 @@ def _record(ctx: Context, pop: Population, reports: list[Any], generation: int) 
             score = _segment_best(ctx, report)
             if Mode(ctx.job.search.mode).better(score, member.best):
                 member.best = score
-    return rows
+    return rows, events
 
 
 def _segment_best(ctx: Context, report: Any) -> float:
@@ -130,7 +160,8 @@ def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any]
     reports = sorted(reports, key=lambda r: r.member)
     scores = [_segment_best(ctx, r) if r.best_epoch is not None else math.nan for r in reports]
     gen = Generation(scores, [not math.isfinite(s) for s in scores], [m.values for m in pop.members])
-    better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports])
+    better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports],
+                      ctx.job.babysit.min_delta)
     if better is None:
         return None, best_ref
     pop.best = better
@@ -143,31 +174,22 @@ def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any]
 
 
 def _event_row(ctx: Context, copy: Copy, pop: Population, epoch: int, generation: int) -> dict:
-    names = ctx.plan.names
+    """The events row of an end-of-generation copy."""
     score = pop.best.score if copy.best_ever and pop.best else pop.members[copy.source].score
-    changes = ", ".join(f"{n} {_short(copy.old[n])} -> {_short(copy.new[n])}" for n in names)
     detail = f"member {copy.member} copies member {copy.source}"
-    detail += f" (its best, epoch {pop.best.epoch})" if copy.best_ever and pop.best else ""
-    detail += f"; {changes}" + (f"; {pop.members[copy.member].diverged}" if copy.reason == "diverged" else "")
-    row = {"epoch": epoch, "event": copy.reason, "base_learning_rate": float(copy.new.get("learning_rate", math.nan)),
-           "score": score, "detail": detail, "member": copy.member, "source": copy.source, "generation": generation}
-    row.update({f"old_{n}": copy.old[n] for n in names})
-    row.update({f"new_{n}": copy.new[n] for n in names})
-    return row
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    detail += (f" (its best, epoch {pop.best.epoch}; rollback {pop.rollbacks} of at most "
+               f"{ctx.job.babysit.max_rollbacks})") if copy.best_ever and pop.best else ""
+    detail += f"; {changes(copy, ctx.plan.names)}"
+    detail += f"; {pop.members[copy.member].diverged}" if copy.reason == "diverged" else ""
+    return copy_row(copy, ctx.plan.names, epoch, generation, score, detail)
 
 
 def _decide(ctx: Context, pop: Population, generation: int) -> list[Copy]:
     job, plan = ctx.job, ctx.plan
-    gen = Generation([m.score for m in pop.members], [m.diverged is not None for m in pop.members],
-                     [m.values for m in pop.members])
-    return decide(gen, mode=job.search.mode, quantile=job.pbt.quantile, names=plan.names,
+    return decide(_standing(pop), mode=job.search.mode, quantile=job.pbt.quantile, names=plan.names,
                   dims=job.space.dimensions, factors=job.pbt.factors,
                   resample_probability=job.pbt.resample_probability, rng=policy_rng(job.search.seed, generation),
-                  best_ever=pop.best, tolerance=job.babysit.tolerance)
+                  best_ever=pop.best, babysit=job.babysit, rollbacks=pop.rollbacks)
 
 
 def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], best_ref: Any,
@@ -187,28 +209,32 @@ def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], b
 def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any) -> tuple[list[Any], Any]:
     """Train, decide, commit and write one generation; the members' and the best's state references."""
     generation, plan, pool = pop.generation, ctx.plan, ctx.pool
-    calls = [pool.train(i, _task(ctx, i, m, generation), refs[i]) for i, m in enumerate(pop.members)]
+    source = fallback_source(_standing(pop), ctx.job.search.mode)   # as the generation begins
+    # one reference for every task (a state the driver trained before Ray started is put once)
+    fallback = pool.put(refs[source]) if source is not None else None
+    calls = [pool.train(i, task, refs[i], fallback) for i, task in enumerate(_tasks(ctx, pop, generation, source))]
     reports = pool.get([report for report, _, _ in calls])
     ctx.train_seconds = sum(report.seconds for report in reports)
     refs = [state for _, state, _ in calls]
-    epoch_rows = _record(ctx, pop, reports, generation)
+    epochs, events = _record(ctx, pop, reports, generation, source)
     until = plan.until(generation)
     event, best_ref = _improved(ctx, pop, reports, refs, [best for _, _, best in calls], best_ref)
-    events = [event] if event is not None else []
+    events += [event] if event is not None else []
     copies = _decide(ctx, pop, generation) if generation + 1 < plan.generations else []
+    pop.rollbacks += any(copy.reason == "rollback" for copy in copies)
     events += [_event_row(ctx, copy, pop, until, generation) for copy in copies]
     refs = _apply(ctx, pop, copies, refs, best_ref, generation)
     pop.generation = generation + 1
     states = pool.get(refs + ([best_ref] if best_ref is not None else []))
     pending = ctx.pending or {"epochs": [], "events": []}
-    rows = {"epochs": pending["epochs"] + epoch_rows, "events": pending["events"] + events}
+    rows = {"epochs": pending["epochs"] + epochs, "events": pending["events"] + events}
     save_commit(ctx.run.checkpoints_dir, pop, states[:len(refs)], states[len(refs)] if best_ref is not None else None,
                 rows)
     ctx.pending = rows
     if pop.generation >= plan.generations or time.monotonic() - ctx.flushed >= FLUSH_SECONDS:
         write_rows(ctx.run, rows)
         ctx.pending, ctx.flushed = None, time.monotonic()
-    ctx.say(_progress(ctx, pop, copies, until))
+    ctx.say(_progress(ctx, pop, copies, until, sum(len(report.replacements) for report in reports)))
     return refs, best_ref
 
 
@@ -221,12 +247,12 @@ def write_rows(run: Any, rows: dict[str, list[dict]]) -> None:
             table.flush()
 
 
-def _progress(ctx: Context, pop: Population, copies: list[Copy], until: int) -> str:
+def _progress(ctx: Context, pop: Population, copies: list[Copy], until: int, replaced: int) -> str:
     metric, plan = ctx.job.search.metric, ctx.plan
     best = f"best {metric} {pop.best.score:.4g} (member {pop.best.member})" if pop.best else "no finite score yet"
-    diverged = sum(c.reason == "diverged" for c in copies)
+    diverged = replaced + sum(c.reason == "diverged" for c in copies)
     return (f"caviar: generation {pop.generation}/{plan.generations}, epoch {until}/{plan.epochs}: {best}; "
-            f"{len(copies)} copies" + (f" ({diverged} diverged)" if diverged else ""))
+            f"{len(copies)} copies" + (f"; {diverged} divergences replaced" if diverged else ""))
 
 
 def restored(ctx: Context) -> tuple[Population, list[Any], Any]:

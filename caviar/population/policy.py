@@ -1,20 +1,34 @@
 """PBT's decisions as pure functions of the population's scores: who copies whom, and what it tries next.
 
+A member that diverges (NaN, or a train loss above `divergence_ratio` x its untrained loss) is
+replaced at once instead of failing. Before the generation's last epoch its worker does it, that
+epoch, from the fallback the driver handed it as the generation began (`fallback_source`,
+`fallback_values`): the state the generation started from of the previous generation's best-ranked
+healthy member, with values explored from that member's (one set per possible replacement, drawn
+from `fallback_rng`, so a second divergence takes new values, the same ones in every run); before any
+member has a score, its own initial state with the babysitter's cut for a divergence, the learning
+rate x `divergence_factor` (again at each replacement), clipped to the space (`babysat_values`).
+
 At the end of each generation (`interval` epochs of every member) `decide` ranks the members and says:
 
-- diverged (NaN, or a train loss above `divergence_ratio` x its untrained loss): copies a member of
-  the best `quantile` at once, drawn at random, whatever its rank, instead of failing;
+- diverged at the generation's last epoch: copies a member of the best `quantile`, drawn at random,
+  whatever its rank (the next thing that happens: at once too);
 - in the worst `quantile` (exploit): copies a member of the best `quantile`, drawn at random;
 - every copy then explores (`explore`): each changeable value is resampled from its [space] dimension
   with probability `resample_probability`, else moved by a factor on its own scale (a log dimension
   multiplied, a beta's `1 - beta` multiplied, an integer rounded, a choice one step along its list),
   clipped to the space;
-- the population's best ever (the babysitter's rule, applied to the population): when the best member
-  now scores worse than the best ever by more than `tolerance`, the worst members copy the state of
-  the best ever instead of today's best (a rollback).
+- the population's best ever, by the babysitter's rules (`caviar.babysit.policy`, `[babysit]`): a
+  member's best epoch is a new best ever only when it beats the old by more than `min_delta`
+  (`improved`); when the best member now scores more than `tolerance` worse than the best ever, the
+  worst quantile copies the best ever's state instead of today's best, with the best ever's learning
+  rate x `rollback_factor`, clipped to the space (explored values when the learning rate is not
+  changeable), as the babysitter rolls back; at most `max_rollbacks` such generations over the run,
+  then the worst exploit as usual.
 
-Everything random comes from the generator passed in, which the driver seeds from the job seed and
-the generation: the same job and seed give the same decisions, whatever order the members finished in.
+Everything random comes from the generators passed in, which the driver seeds from the job seed and
+the generation (and the member, for a fallback): the same job and seed give the same decisions,
+whatever order the members finished in, on the driver or on Ray, resumed or not.
 """
 
 from __future__ import annotations
@@ -25,15 +39,23 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from caviar.babysit.policy import PolicySpec, improves, regressed
 from caviar.config.space import Choice, Dimension, Fixed, IntUniform, OneMinusLogUniform
 from caviar.store.vocabulary import Mode
 
 POLICY_STREAM = 0xB7  # SeedSequence(job_seed, spawn_key=(generation, POLICY_STREAM)): a stream no trial uses
+FALLBACK_STREAM = 0xD1  # spawn_key (generation, member, FALLBACK_STREAM): a member's fallback values
 
 
 def policy_rng(job_seed: int, generation: int) -> np.random.Generator:
     """The generator of generation `generation`'s decisions: the same for the same job seed, always."""
     return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=(generation, POLICY_STREAM)))
+
+
+def fallback_rng(job_seed: int, generation: int, member: int) -> np.random.Generator:
+    """The generator of `member`'s fallback values in generation `generation`: its own stream, so one
+    member's draws never shift another's, nor the end-of-generation decisions'."""
+    return np.random.default_rng(np.random.SeedSequence(job_seed, spawn_key=(generation, member, FALLBACK_STREAM)))
 
 
 @dataclass(frozen=True)
@@ -125,6 +147,35 @@ def explore(values: Mapping[str, Any], dims: Mapping[str, Dimension], names: Seq
     return new
 
 
+def babysat_values(values: Mapping[str, Any], dims: Mapping[str, Dimension], names: Sequence[str], factor: float, *,
+                   factors: Sequence[float], resample_probability: float, rng: np.random.Generator) -> dict[str, Any]:
+    """The babysitter's cut applied to `values`: the learning rate x `factor`, clipped to its dimension,
+    when it is one of `names`; else (nothing to cut) `names` explored."""
+    if "learning_rate" in names:
+        return {**values, "learning_rate": perturb(dims["learning_rate"], values["learning_rate"], factor)}
+    return explore(values, dims, names, factors, resample_probability, rng)
+
+
+def fallback_values(own: Mapping[str, Any], source: Mapping[str, Any] | None, count: int, *,
+                    dims: Mapping[str, Dimension], names: Sequence[str], factors: Sequence[float],
+                    resample_probability: float, divergence_factor: float,
+                    rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The values of a member's `count` possible replacements in one generation, in order.
+
+    source: the fallback member's values: each replacement explores them afresh. None (no member has
+    a score yet): the babysitter's cut of `own`, again at each replacement (`babysat_values` with
+    `divergence_factor`: the rate x 0.1, then x 0.01, ...)."""
+    values, current = [], dict(own)
+    for _ in range(count):
+        if source is not None:
+            values.append(explore(source, dims, names, factors, resample_probability, rng))
+        else:
+            current = babysat_values(current, dims, names, divergence_factor, factors=factors,
+                                     resample_probability=resample_probability, rng=rng)
+            values.append(current)
+    return values
+
+
 @dataclass(frozen=True)
 class Generation:
     """What `decide` needs of a generation: each member's score, whether it diverged, its values."""
@@ -134,10 +185,20 @@ class Generation:
     values: Sequence[Mapping[str, Any]]
 
 
+def fallback_source(gen: Generation, mode: str) -> int | None:
+    """The member whose state a member that diverges in the next generation goes on from: the
+    best-ranked healthy one of `gen` (None: no member has a finite score yet)."""
+    best = next(iter(ranking(gen.scores, gen.diverged, mode)), None)
+    return best if best is not None and math.isfinite(gen.scores[best]) and not gen.diverged[best] else None
+
+
 def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str], dims: Mapping[str, Dimension],
            factors: Sequence[float], resample_probability: float, rng: np.random.Generator,
-           best_ever: Best | None = None, tolerance: float = math.inf) -> list[Copy]:
-    """The copies of one generation's end, in member order (see the module's docstring)."""
+           best_ever: Best | None = None, babysit: PolicySpec | None = None, rollbacks: int = 0) -> list[Copy]:
+    """The copies of one generation's end, in member order (see the module's docstring).
+
+    babysit: the `[babysit]` rules for a rollback (tolerance, rollback_factor, max_rollbacks; None:
+    never roll back); rollbacks: the generations that rolled back so far."""
     n = len(gen.scores)
     order = ranking(gen.scores, gen.diverged, mode)
     healthy = [i for i in order if math.isfinite(gen.scores[i]) and not gen.diverged[i]]
@@ -145,7 +206,8 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
         return []   # nothing to copy from: every member diverged
     k = quantile_size(len(healthy), quantile)
     top, bottom = healthy[:k], healthy[len(healthy) - k:] if k else []
-    behind = best_ever is not None and Mode(mode).worse_by(gen.scores[healthy[0]], best_ever.score) > tolerance
+    behind = (best_ever is not None and babysit is not None and rollbacks < babysit.max_rollbacks
+              and regressed(gen.scores[healthy[0]], best_ever.score, mode, babysit.tolerance))
     sources: dict[int, tuple[int, str, bool]] = {}
     for member in range(n):   # drawn from the best quantile, as an exploit: all of them copying the one
         if member not in healthy:   # best would collapse the population onto one lineage at once
@@ -158,19 +220,25 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
     copies = []
     for member in sorted(sources):
         source, reason, from_best = sources[member]
-        base = best_ever.values if from_best else gen.values[source]
-        new = explore(base, dims, names, factors, resample_probability, rng)
+        if from_best:   # the babysitter's rollback: its best state, a smaller rate
+            new = babysat_values(best_ever.values, dims, names, babysit.rollback_factor, factors=factors,
+                                 resample_probability=resample_probability, rng=rng)
+        else:
+            new = explore(gen.values[source], dims, names, factors, resample_probability, rng)
         copies.append(Copy(member, source, reason, old=dict(gen.values[member]), new=new, best_ever=from_best))
     return copies
 
 
-def improved(best: Best | None, gen: Generation, mode: str, epoch: int | Sequence[int]) -> Best | None:
-    """The new best ever when a member beats `best` this generation (the best of them), else None.
-    `gen.scores`: each member's best epoch of the generation, reached at `epoch` (one for all, or one
-    per member), so the best ever is the best epoch any member reached, as a trial's score is."""
+def improved(best: Best | None, gen: Generation, mode: str, epoch: int | Sequence[int],
+             min_delta: float = 0.0) -> Best | None:
+    """The new best ever when a member beats `best` this generation by more than `min_delta` (the
+    babysitter's `improves`), else None. `gen.scores`: each member's best epoch of the generation,
+    reached at `epoch` (one for all, or one per member), so the best ever is the best epoch any member
+    reached, as a trial's score is."""
     scores, values = gen.scores, gen.values
     order = ranking(scores, gen.diverged, mode)
     top = order[0] if order else None
-    if top is None or gen.diverged[top] or not Mode(mode).better(scores[top], None if best is None else best.score):
+    if top is None or gen.diverged[top] or not math.isfinite(scores[top]) \
+            or not improves(scores[top], None if best is None else best.score, mode, min_delta):
         return None
     return Best(float(scores[top]), top, epoch if isinstance(epoch, int) else int(epoch[top]), dict(values[top]))

@@ -7,8 +7,10 @@ its first generation on the driver (`DriverPool`, no Ray imported), times it, an
 `train_segment` on one BLAS thread, so a member's scores do not depend on where it trained: the
 same job and seed give the same run either way, and a run may switch between generations.
 
-A pool's `train` returns three handles (report, state at the end, best epoch's state): the values
-themselves on the driver, Ray object references on actors; `get` reads a list of either kind.
+A pool's `train` takes a member's task, the state it starts from and its fallback state (see
+`caviar.population.worker`), each a value on the driver, an object reference (or a value) on Ray,
+and returns three handles (report, state at the end, best epoch's state): the values themselves on
+the driver, Ray object references on actors; `get` reads a list of either kind.
 """
 
 from __future__ import annotations
@@ -42,11 +44,11 @@ class DriverPool:
     def __init__(self, trainer_class: type, data: Any) -> None:
         self.trainer_class, self.data = trainer_class, data
 
-    def train(self, slot: int, task: Task, state: Any) -> tuple[Any, Any, Any]:
+    def train(self, slot: int, task: Task, state: Any, fallback: Any = None) -> tuple[Any, Any, Any]:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
-            return train_segment(self.trainer_class, self.data, task, state)
+            return train_segment(self.trainer_class, self.data, task, state, fallback)
 
     def get(self, handles: Sequence[Any]) -> list[Any]:
         return list(handles)
@@ -67,8 +69,8 @@ class RayPool:
     def __init__(self, actors: list[Any], stop: Callable[[list[Any]], None]) -> None:
         self.actors, self._stop = actors, stop
 
-    def train(self, slot: int, task: Task, state: Any) -> tuple[Any, Any, Any]:
-        return self.actors[slot % len(self.actors)].train.remote(task, state)
+    def train(self, slot: int, task: Task, state: Any, fallback: Any = None) -> tuple[Any, Any, Any]:
+        return self.actors[slot % len(self.actors)].train.remote(task, state, fallback)
 
     def get(self, handles: Sequence[Any]) -> list[Any]:
         """The values of `handles`: references fetched in one call, values (from the driver) as they are."""
@@ -81,9 +83,10 @@ class RayPool:
         return values
 
     def put(self, state: Any) -> Any:
+        """A reference to `state` in the object store, put once (a reference already is one)."""
         import ray
 
-        return ray.put(state)
+        return state if isinstance(state, ray.ObjectRef) else ray.put(state)
 
     def close(self) -> None:
         self._stop(self.actors)

@@ -43,11 +43,12 @@ class Member:
 
 @dataclass
 class Population:
-    """The members and the best ever, after `generation` generations (0: none yet)."""
+    """The members, the best ever and the rollbacks so far, after `generation` generations (0: none yet)."""
 
     members: list[Member]
     generation: int = 0
     best: Best | None = None
+    rollbacks: int = 0   # generations that rolled back to the best ever ([babysit] max_rollbacks caps them)
 
 
 def save_commit(folder: Path, population: Population, states: list[dict[str, np.ndarray]],
@@ -57,7 +58,8 @@ def save_commit(folder: Path, population: Population, states: list[dict[str, np.
     if best_state is not None:
         arrays.update({f"{_BEST}.{key}": value for key, value in best_state.items()})
     meta = {"generation": population.generation, "members": [asdict(m) for m in population.members],
-            "best": asdict(population.best) if population.best is not None else None, "rows": rows}
+            "best": asdict(population.best) if population.best is not None else None,
+            "rollbacks": population.rollbacks, "rows": rows}
     folder.mkdir(exist_ok=True)
     return save_checkpoint(folder / COMMIT_FILE, arrays, meta)
 
@@ -81,4 +83,6 @@ def load_commit(folder: Path) -> tuple[Population, list[dict], dict | None, dict
         else:
             states[int(owner[1:])][name] = value
     best = Best(**meta["best"]) if meta["best"] is not None else None
-    return Population(members, meta["generation"], best), states, best_state or None, meta["rows"]
+    # a commit from before rollbacks were counted has none: its run may roll back max_rollbacks more
+    population = Population(members, meta["generation"], best, int(meta.get("rollbacks", 0)))
+    return population, states, best_state or None, meta["rows"]

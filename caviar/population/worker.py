@@ -2,8 +2,17 @@
 
 `train_segment` is plain Python (testable without Ray): it builds the member's trainer, loads the
 state it starts from (its own, or the member's it copied), sets the values it explores, trains up to
-the generation's last epoch, and hands back what happened and the state it ends with. A member
-that diverges stops at once: the driver replaces it from the best.
+the generation's last epoch, and hands back what happened and the state it ends with.
+
+A member that diverges before the generation's last epoch is replaced at once, that epoch, rather
+than idle until the generation ends: it goes on from its task's `Fallback` (the state the
+generation started from of the previous generation's best-ranked healthy member, handed beside the
+task like any state; before any member has a score, a fresh trainer: its own initial state), with
+the values the driver drew for that replacement, and a fresh data order; a later divergence takes
+the next values. The diverged epoch keeps its row (as the babysitter keeps a rolled-back epoch) and
+the report lists each `Replacement`. A divergence at the generation's last epoch ends the segment:
+the driver's end-of-generation copy replaces the member (the next thing that happens), or, in the
+last generation, the member keeps its best earlier epoch as its score.
 
 It also keeps the state of the segment's best epoch (by the job's metric and mode) when that is not
 its last: the population's best ever is its best epoch, as a trial's score is its best epoch, and
@@ -11,8 +20,10 @@ the driver can roll back to it.
 
 `PopulationWorker` is the Ray actor around it, one per CPU, reused for every member and generation.
 Its `train` returns three objects: the report, which the driver fetches, the state at the end and
-the best epoch's state (None: the end's), which stay in Ray's object store and goes, by reference, to whichever worker trains that member (or its copies)
-next: states move between workers without passing through the disk.
+the best epoch's state (None: the end's), which stay in Ray's object store and goes, by reference, to
+whichever worker trains that member (or its copies) next: states move between workers without
+passing through the disk. The fallback state arrives by reference too (Ray hands it to the task
+with its arguments; on one node, read-only shared memory that is copied only when it is used).
 """
 
 from __future__ import annotations
@@ -29,6 +40,30 @@ from caviar.trainers.check import checked_metrics
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """Where a member that diverges before its generation's last epoch goes on from: the state of
+    member `source` as the generation began (handed to `train_segment` beside the task; None there:
+    a fresh trainer, the member's own initial state), trained with `configs[j]` (every hyperparameter,
+    `values[j]` on the job's) and data-order seed `reshuffles[j]` after its j-th divergence."""
+
+    source: int
+    configs: tuple[Mapping[str, Any], ...]
+    values: tuple[Mapping[str, Any], ...]
+    reshuffles: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A divergence at `epoch` (`why`) replaced at once: the next epoch trains `source`'s state (its
+    fallback) with `values`."""
+
+    epoch: int
+    source: int
+    why: str
+    values: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Task:
     """Train `member` from epoch `start` up to `until` (inclusive).
 
@@ -37,6 +72,7 @@ class Task:
     reshuffle: a fresh data-order seed after a copy (a copy would else retrace its source's batches).
     first_loss: its untrained model's loss, the divergence yardstick; None: measure it now.
     mode: "max" or "min", how `metric` ranks the segment's epochs.
+    fallback: where a divergence before `until` takes it (None: it stops there).
     """
 
     member: int
@@ -50,12 +86,14 @@ class Task:
     reshuffle: int | None = None
     first_loss: float | None = None
     mode: str = "max"
+    fallback: Fallback | None = None
 
 
 @dataclass
 class Report:
-    """What a generation did to one member: one (epoch, metrics, seconds) per epoch trained, and why
-    it stopped early if it diverged. best_epoch: the epoch of its best finite, undiverged metric
+    """What a generation did to one member: one (epoch, metrics, seconds) per epoch trained (a
+    replaced epoch too), each divergence replaced on the way, and why it diverged at its last epoch
+    if it did (None: it did not). best_epoch: the epoch of its best finite, undiverged metric
     (None: none), whose state is the segment's best state."""
 
     member: int
@@ -65,6 +103,7 @@ class Report:
     seconds: float
     node: str = ""
     best_epoch: int | None = None
+    replacements: list[Replacement] = field(default_factory=list)
 
 
 def initial_loss(trainer: Any, data: Any) -> float | None:
@@ -77,11 +116,39 @@ def initial_loss(trainer: Any, data: Any) -> float | None:
     return float(loss) if loss is not None and math.isfinite(loss) else None
 
 
-def train_segment(trainer_class: type, data: Any, task: Task,
-                  state: Mapping[str, Any] | None) -> tuple[Report, dict, dict | None]:
-    """Train `task`'s member from `state` (None: from scratch); (its report, its state at the end, its
-    best epoch's state when that is an earlier epoch, else None)."""
+def train_segment(trainer_class: type, data: Any, task: Task, state: Mapping[str, Any] | None,
+                  fallback: Mapping[str, Any] | None = None) -> tuple[Report, dict, dict | None]:
+    """Train `task`'s member from `state` (None: from scratch), replacing a divergence before the last
+    epoch from `fallback` (`task.fallback`'s source state; None: a fresh trainer); (its report, its
+    state at the end, its best epoch's state when that is an earlier epoch, else None)."""
     start = time.perf_counter()
+    trainer, first_loss = _started(trainer_class, data, task, state)
+    epochs, replacements, why = [], [], None
+    best = _BestEpoch(Mode(task.mode))
+    for epoch in range(task.start + 1, task.until + 1):
+        began = time.perf_counter()
+        metrics = checked_metrics(trainer.train_epoch())
+        epochs.append((epoch, metrics, time.perf_counter() - began))
+        if first_loss is None and math.isfinite(metrics.get("train_loss", math.nan)):
+            first_loss = metrics["train_loss"]   # no evaluate(): the first epoch's loss is the yardstick
+        why = diverged(metrics, task.metric, first_loss, task.divergence_ratio)
+        if why is None:
+            best.judge(epoch, metrics[task.metric], trainer)
+            continue
+        why, j = f"{why} at epoch {epoch}", len(replacements)
+        if epoch == task.until or task.fallback is None or j >= len(task.fallback.values):
+            break
+        trainer = _replacement(trainer_class, data, task, fallback, j)
+        replacements.append(Replacement(epoch, task.fallback.source, why, dict(task.fallback.values[j])))
+        why = None
+    report = Report(task.member, epochs, why, first_loss, time.perf_counter() - start, best_epoch=best.epoch,
+                    replacements=replacements)
+    return report, trainer.state_dict(), None if best.epoch == task.until else best.state
+
+
+def _started(trainer_class: type, data: Any, task: Task,
+             state: Mapping[str, Any] | None) -> tuple[Any, float | None]:
+    """The member's trainer as its segment starts, and its divergence yardstick."""
     trainer = trainer_class(dict(task.config), data, task.seed)
     first_loss = task.first_loss
     if state is None:
@@ -92,25 +159,35 @@ def train_segment(trainer_class: type, data: Any, task: Task,
             trainer.set_hyperparameters(**task.changes)
     if task.reshuffle is not None and callable(getattr(trainer, "reshuffle", None)):
         trainer.reshuffle(task.reshuffle)
-    epochs, why, mode = [], None, Mode(task.mode)
-    best_epoch, best_score, best_state = None, None, None
-    for epoch in range(task.start + 1, task.until + 1):
-        began = time.perf_counter()
-        metrics = checked_metrics(trainer.train_epoch())
-        epochs.append((epoch, metrics, time.perf_counter() - began))
-        if first_loss is None and math.isfinite(metrics.get("train_loss", math.nan)):
-            first_loss = metrics["train_loss"]   # no evaluate(): the first epoch's loss is the yardstick
-        why = diverged(metrics, task.metric, first_loss, task.divergence_ratio)
-        if why is not None:
-            why = f"{why} at epoch {epoch}"
-            break
-        if mode.better(metrics[task.metric], best_score):
-            best_epoch, best_score = epoch, metrics[task.metric]
+    return trainer, first_loss
+
+
+def _replacement(trainer_class: type, data: Any, task: Task, state: Mapping[str, Any] | None, j: int) -> Any:
+    """The trainer a member goes on with after its j-th divergence of the segment (`task.fallback`)."""
+    fallback = task.fallback
+    assert fallback is not None
+    trainer = trainer_class(dict(fallback.configs[j]), data, task.seed)
+    if state is not None:
+        trainer.load_state_dict({key: value.copy() for key, value in state.items()})
+    changes = {name: fallback.values[j][name] for name in task.changes if name in fallback.values[j]}
+    if changes:
+        trainer.set_hyperparameters(**changes)
+    if callable(getattr(trainer, "reshuffle", None)):   # a data order of its own, not its source's again
+        trainer.reshuffle(fallback.reshuffles[j])
+    return trainer
+
+
+class _BestEpoch:
+    """The segment's best epoch so far (by `mode`) and, while a later epoch may be worse, its state."""
+
+    def __init__(self, mode: Mode) -> None:
+        self.mode, self.epoch, self.score, self.state = mode, None, None, None
+
+    def judge(self, epoch: int, score: float, trainer: Any) -> None:
+        if self.mode.better(score, self.score):
+            self.epoch, self.score = epoch, score
             # a copy only while a later epoch may be worse: at most one state per improving epoch
-            best_state = {key: value.copy() for key, value in trainer.state_dict().items()}
-    report = Report(task.member, epochs, why, first_loss, time.perf_counter() - start, best_epoch=best_epoch)
-    end = trainer.state_dict()
-    return report, end, None if best_epoch == task.until else best_state
+            self.state = {key: value.copy() for key, value in trainer.state_dict().items()}
 
 
 def _make_actor_class() -> Any:
@@ -135,8 +212,9 @@ def _make_actor_class() -> Any:
             return ray.util.get_node_ip_address()
 
         @ray.method(num_returns=3)
-        def train(self, task: Task, state: Mapping[str, Any] | None) -> tuple[Report, dict, dict | None]:
-            report, state_out, best_state = train_segment(self.trainer_class, self.data, task, state)
+        def train(self, task: Task, state: Mapping[str, Any] | None,
+                  fallback: Mapping[str, Any] | None = None) -> tuple[Report, dict, dict | None]:
+            report, state_out, best_state = train_segment(self.trainer_class, self.data, task, state, fallback)
             report.node = ray.util.get_node_ip_address()
             return report, state_out, best_state
 

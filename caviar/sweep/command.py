@@ -51,6 +51,7 @@ class Prepared:
     sampler: Any
     scheduler: Any
     data: Any
+    plan: Any = None   # a pbt job's population (`caviar.population.plan.Plan`); None for a sweep
 
 
 def sweep(job: Any = None, *, trainer: Any = None, data: Any = None, out: str | os.PathLike[str] = "results",
@@ -104,7 +105,12 @@ def prepare(invocation: lifecycle.Invocation, options: Options) -> Prepared:
     population = job.search.scheduler == POPULATION   # a pbt job: caviar.population drives it
     sampler = build_sampler(job)
     scheduler = None if population else build_scheduler(job, trainer)
-    return Prepared(job, trainer, sampler, scheduler, job.load_data())
+    plan = None
+    if population:   # its refusals (pbt.mutable, ...) come here, for --dry-run as for a run
+        from caviar.population.plan import make_plan
+
+        plan = make_plan(job, trainer, sampler)
+    return Prepared(job, trainer, sampler, scheduler, job.load_data(), plan)
 
 
 def execute(prepared: Prepared, invocation: lifecycle.Invocation, options: Options) -> tuple[int, Path]:
@@ -115,7 +121,7 @@ def execute(prepared: Prepared, invocation: lifecycle.Invocation, options: Optio
     if job.search.scheduler == POPULATION:
         from caviar.population.command import run_command
 
-        return run_command(job, prepared.trainer, request, prepared.sampler, prepared.data, options), request.path
+        return run_command(job, prepared.trainer, request, prepared.plan, prepared.data, options), request.path
     with lifecycle.locked(request):
         if options.resume:   # under the lock: a resume that ran a moment ago may have grown the run
             from caviar.sweep.restore import check_growth
@@ -204,16 +210,25 @@ def dry_run_table(job: Any, sampler: Sampler) -> str:
 
 
 def print_summary(path: Path, job: Any) -> int:
-    """The top 10 trials and where the results are; the exit status: 0, or 1 when every trial failed
-    (a script must not take a sweep that learned nothing for a success), with the first error."""
+    """The top 10 trials (a population: members, then its best member's schedule) and where the results
+    are; the exit status: 0, or 1 when every trial failed (a script must not take a sweep that learned
+    nothing for a success), with the first error."""
     from caviar.store.reader import load
     from caviar.store.vocabulary import Status
     from caviar.views.show import leaderboard, scales_of
 
-    trials = load(path).trials
+    run = load(path)
+    trials = run.trials
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
+    if job.search.scheduler == POPULATION:
+        from caviar.views.population import schedule_text
+
+        print("\n" + schedule_text(run))
     print(f"\nresults: {path}  (python -m caviar show {job.name} --out {path.parent})")
     if len(trials) and (trials["status"] == Status.FAILED).all():
+        if job.search.scheduler == POPULATION:
+            print("caviar parallel: error: every member of the population diverged", file=sys.stderr)
+            return EXIT_ALL_FAILED
         first = trials.sort_values("trial_id")["error"].iloc[0]
         print(f"caviar parallel: error: every trial failed; trial {trials['trial_id'].min()}: "
               f"{' '.join(str(first).split())}", file=sys.stderr)

@@ -11,7 +11,6 @@ import importlib.machinery
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from caviar.importing import is_import_name, resolve
 

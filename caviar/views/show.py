@@ -21,7 +21,7 @@ import pandas as pd
 
 from caviar.store.ranking import ranked
 from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind
-from caviar.views.population import is_population, schedule, schedule_text
+from caviar.views.population import COPY_EVENTS, is_population, schedule, schedule_text
 
 MAX_TEXT = 60  # characters of an error message or detail shown in a terminal's table cell
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # a moment (UTC) in a table cell
@@ -231,9 +231,9 @@ def summary(run: Any) -> dict[str, Any]:
     """The numbers `compare` shows for one run.
 
     run: a `caviar.store.reader.Run`. Keys: run, kind, metric, mode, best, best_trial (sweeps), trials
-    (sweeps), epochs_run (epochs trained in all), compute_s (sum of trial seconds, babysit: of
-    epoch seconds), epochs_to_best (sweeps: the epoch at which the best trial reached its score;
-    babysit: the epoch of the best score).
+    (sweeps), epochs_run (epochs trained in all; a population: its epochs rows), compute_s (sum of
+    trial seconds, babysit: of epoch seconds), epochs_to_best (sweeps: the epoch at which the best
+    trial reached its score; babysit: the epoch of the best score).
     """
     metric, mode = metric_of(run.job, run.kind)
     row: dict[str, Any] = {"run": run.name, "kind": run.kind, "metric": metric, "mode": mode, "best": math.nan,
@@ -246,7 +246,9 @@ def summary(run: Any) -> dict[str, Any]:
                    compute_s=float(epochs["seconds"].sum()) if "seconds" in epochs else math.nan)
         return row
     row["trials"] = len(trials)
-    if "epochs" in trials:
+    if is_population(run.job) and "trial_id" in epochs:   # what each member trained, not what it was given
+        row["epochs_run"] = len(epochs)
+    elif "epochs" in trials:
         row["epochs_run"] = int(trials["epochs"].sum())
     if "seconds" in trials:
         row["compute_s"] = float(trials["seconds"].sum())
@@ -257,6 +259,12 @@ def summary(run: Any) -> dict[str, Any]:
         if "trial_id" in epochs:
             row["epochs_to_best"] = _int_or_na(best_epoch(epochs[epochs["trial_id"] == trial_id], metric, mode)[0])
     return row
+
+
+def event_counts(events: pd.DataFrame) -> dict[str, int]:
+    """A population's decisions: {"exploit": n, "diverged": n, "rollback": n, "improved": n} (zero when absent)."""
+    counts = events["event"].value_counts() if "event" in events else pd.Series(dtype=int)
+    return {event: int(counts.get(event, 0)) for event in (*COPY_EVENTS, "improved")}
 
 
 def _int_or_na(value: float) -> Any:
@@ -282,7 +290,12 @@ def _sweep_text(run: Any, top: int) -> list[str]:
     trials = run.trials
     info = summary(run)
     counts = status_counts(trials)
-    lines = [f"trials: {len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items())})"]
+    if is_population(run.job):   # a member ends completed or failed; each divergence is an event (replaced)
+        decisions = ", ".join(f"{n} {event}" for event, n in event_counts(run.events).items())
+        lines = [f"trials: {len(trials)} members ({counts['completed']} completed, {counts['failed']} failed); "
+                 f"events: {decisions}"]
+    else:
+        lines = [f"trials: {len(trials)} ({', '.join(f'{n} {s}' for s, n in counts.items())})"]
     if trials.empty:
         return lines + ["", "no finished trials yet"]
     if math.isfinite(info["best"]):
@@ -332,7 +345,8 @@ def show_text(run: Any, top: int = 10) -> str:
 
 def show_json(run: Any, top: int = 10) -> dict[str, Any]:
     """What `show` says, as plain JSON values (NaN as null): the run, its summary (`summary`), and
-    for a sweep its status counts and `top` best trials, for a babysat run its epochs and events."""
+    for a sweep its status counts and `top` best trials, for a babysat run its epochs and events; a
+    population adds its events' counts (`event_counts`) and its best member's schedule."""
     def plain(value: Any) -> Any:   # every float exactly, missing values as null
         value = value.item() if isinstance(value, np.generic) else value
         if isinstance(value, pd.Timestamp) and not _missing(value):
@@ -348,8 +362,8 @@ def show_json(run: Any, top: int = 10) -> dict[str, Any]:
         shown.update(epochs=records(run.epochs), events=records(run.events))
     else:
         shown.update(counts=status_counts(run.trials), top=records(ranked(run.trials, info["mode"]).head(top)))
-    if is_population(run.job):
-        shown["schedule"] = records(schedule(run))   # the best member's discovered schedule
+    if is_population(run.job):   # its decisions, and the best member's discovered schedule
+        shown.update(events=event_counts(run.events), schedule=records(schedule(run)))
     return shown
 
 

@@ -11,7 +11,8 @@ import pytest
 
 import caviar
 from caviar.population.state import load_commit
-from tests.support import ROOT, caviar_main, caviar_output, caviar_start, run_command, run_sweep, snapshot, write_job
+from tests.support import (ROOT, caviar_main, caviar_output, caviar_run, caviar_start, run_command, run_sweep, snapshot,
+                           write_job)
 
 QUADRATIC = {
     "data": {"source": "blobs"},
@@ -115,10 +116,86 @@ def test_a_diverged_member_is_replaced_from_the_best_and_the_run_goes_on(tmp_pat
     first = run.epochs.query("epoch == 1").set_index("trial_id")["params_learning_rate"]
     wild = int(first[first == 5000.0].index[0])
     replaced = run.events.query("event == 'diverged'")
-    assert list(replaced["member"]) == [wild] and replaced["epoch"].iloc[0] == 2
+    # at once, the epoch it diverged (not at the generation's end, epoch 2), and before any member has a
+    # score, from its own initial state with the babysitter's cut (x 0.1: one step down the choice)
+    assert list(replaced["member"]) == [wild] and list(replaced["epoch"]) == [1] and list(replaced["source"]) == [wild]
+    assert list(replaced["old_learning_rate"]) == [5000.0] and list(replaced["new_learning_rate"]) == [0.1]
+    rates = run.epochs[run.epochs["trial_id"] == wild].set_index("epoch")["params_learning_rate"]
+    assert rates[1] == 5000.0 and rates[2] == 0.1   # the diverged epoch keeps its row
     row = run.trials.set_index("trial_id").loc[wild]
     assert row["status"] == "completed" and math.isfinite(row["score"]) and row["params_learning_rate"] != 5000.0
     assert "schedule of the best member" in out
+
+
+# A member (the one at learning rate 0.05) whose model blows up at its `blow_up_at`-th epoch of training.
+FRAGILE = {
+    "data": {"source": "blobs"},
+    "model": {"trainer": "tests.toys:FragileQuadraticTrainer", "epochs": 6, "blow_up_at": 5, "blow_up_rate": 0.05},
+    "space": {"learning_rate": {"choice": [0.01, 0.05, 0.1, 0.2]}},
+    "search": {"sampler": "grid", "trials": 4, "scheduler": "pbt", "metric": "val_loss", "mode": "min", "seed": 4},
+    "pbt": {"interval": 3, "factors": [1.2], "resample_probability": 0.0},
+}
+
+
+def run_on_the_driver(job, out, *extra):
+    return caviar_main("parallel", job, "--out", out, "--concurrency", "1", "--quiet", *extra)
+
+
+def fragile_member(run) -> int:
+    first = run.epochs[run.epochs["epoch"] == 1].set_index("trial_id")["params_learning_rate"]
+    return int(first[first == 0.05].index[0])
+
+
+def test_a_member_diverging_mid_generation_goes_on_at_once_from_the_best_members_state(tmp_path):
+    """Epoch 5, in generation 1 (epochs 4-6): the member goes on at epoch 6 from the state generation 1
+    began with of the best member then (its epoch 3), with values explored from that member's."""
+    assert run_on_the_driver(write_job(tmp_path, "pop", FRAGILE), tmp_path / "out") == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    member, epochs = fragile_member(run), run.epochs.set_index(["trial_id", "epoch"])
+    best = int(run.epochs[run.epochs["epoch"] == 3].set_index("trial_id")["val_loss"].idxmin())
+    (event,) = run.events[run.events["event"] == "diverged"].itertuples()
+    assert (event.epoch, event.member, event.source, event.generation) == (5, member, best, 1)
+    assert (event.old_learning_rate, event.new_learning_rate) == (0.05, 0.2)   # best's 0.1 x 1.2: a step up
+    assert "non-finite train_loss inf at epoch 5" in event.detail and f"member {best}'s state at epoch 3" in event.detail
+    assert epochs.loc[(member, 5), "params_learning_rate"] == 0.05 and math.isinf(epochs.loc[(member, 5), "train_loss"])
+    assert list(epochs.loc[(member, 6), ["params_learning_rate", "learning_rate"]]) == [0.2, 0.2]
+    assert epochs.loc[(member, 6), "state_before"] == epochs.loc[(best, 3), "state_after"]
+    trial = run.trials.set_index("trial_id").loc[member]
+    assert (trial["status"], trial["copied_from"], trial["params_learning_rate"], trial["epochs"]) == (
+        "completed", best, 0.2, 6)
+
+
+def test_a_run_replacing_a_divergence_is_the_same_on_ray_and_when_resumed(tmp_path, ray_address, monkeypatch):
+    import caviar.population.loop as loop
+
+    job, out = write_job(tmp_path, "pop", FRAGILE), tmp_path / "out"
+    assert run_on_the_driver(job, out, "--name", "driver") == 0
+    assert run_sweep(job, out, ray_address, "--name", "ray") == 0
+    assert_same_run(out / "driver", out / "ray")
+    whole = loop.run_generation
+
+    def interrupted_after_generation_0(ctx, pop, refs, best_ref):
+        if pop.generation == 1:
+            raise KeyboardInterrupt
+        return whole(ctx, pop, refs, best_ref)
+
+    monkeypatch.setattr(loop, "run_generation", interrupted_after_generation_0)
+    assert run_on_the_driver(job, out, "--name", "cut") == 130
+    monkeypatch.setattr(loop, "run_generation", whole)
+    assert caviar_main("parallel", "--out", out, "--name", "cut", "--resume", "--concurrency", "1", "--quiet") == 0
+    assert_same_run(out / "driver", out / "cut")   # generation 1, with its replacement, replayed alike
+
+
+def test_a_member_diverging_at_the_very_last_epoch_keeps_its_best_earlier_epoch(tmp_path):
+    assert run_on_the_driver(write_job(tmp_path, "pop", FRAGILE, model={"blow_up_at": 6}), tmp_path / "out") == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    member = fragile_member(run)
+    own = run.epochs[run.epochs["trial_id"] == member]
+    trial = run.trials.set_index("trial_id").loc[member]
+    assert trial["status"] == "completed" and trial["epochs"] == len(own) == 6
+    assert trial["score"] == own[own["epoch"] < 6]["val_loss"].min()   # as a sweep's diverged trial
+    assert trial["error"].startswith("diverged at the end: ") and trial["error"].endswith("at epoch 6")
+    assert "diverged" not in set(run.events["event"])   # nothing after it to replace it for
 
 
 def test_sigkill_then_resume_ends_equal_to_the_uninterrupted_run(tmp_path, ray_address):
@@ -192,6 +269,60 @@ def test_a_population_fallen_behind_its_best_ever_epoch_rolls_back_to_that_state
     rollback = run.events.query("event == 'rollback'")
     assert len(rollback) and set(rollback["source"]) == {best} and rollback["epoch"].iloc[0] == 4
     member = int(rollback["member"].iloc[0])
-    after = run.epochs.query("trial_id == @member and epoch == 5")["val_accuracy"].iloc[0]
+    after = run.epochs[(run.epochs["trial_id"] == member) & (run.epochs["epoch"] == 5)]["val_accuracy"].iloc[0]
     assert after == pytest.approx(0.85)   # trains on from epoch 3's state (0.9 - 0.05), not from its own epoch 4
     assert run.trials["score"].max() == pytest.approx(0.9)   # a member's score is its best epoch's
+    assert "rollback 1 of at most 10" in rollback["detail"].iloc[0]
+    # [babysit] max_rollbacks spent (none allowed): the worst exploit today's best instead
+    assert run_sweep(job, tmp_path / "out", ray_address, "--name", "spent", "--set", "babysit.max_rollbacks=0") == 0
+    spent = caviar.load(tmp_path / "out" / "spent").events
+    assert "rollback" not in set(spent["event"]) and set(spent.query("epoch == 4")["event"]) == {"exploit"}
+
+
+def test_the_leaderboard_and_the_results_line_print_once(tmp_path):
+    """The real command line, on the driver (one worker: no Ray): one leaderboard, one schedule, one
+    results line, whoever prints the end of a pbt run."""
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"epochs": 4}, search={"trials": 4})
+    done = caviar_run("parallel", job, "--out", tmp_path / "out", "--concurrency", "1", "--quiet", cwd=ROOT,
+                      timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.split()[:2] == ["trial_id", "status"] for line in lines) == 1, done.stdout
+    assert sum(line.startswith("results: ") for line in lines) == 1, done.stdout
+    assert sum(line.startswith("schedule of the best member") for line in lines) == 1, done.stdout
+
+
+@pytest.mark.parametrize("space, pbt", [
+    ({"learning_rate": {"log_uniform": [1e-4, 1.0]}, "hidden_layers": {"choice": [[16], [32]]}},
+     {"mutable": ["hidden_layers"]}),                                   # a name the trainer cannot change
+    ({"hidden_layers": {"choice": [[16], [32]]}}, {}),                  # nothing to explore
+])
+def test_a_dry_run_refuses_a_plan_the_run_refuses_with_the_same_line(tmp_path, capsys, space, pbt):
+    job = write_job(tmp_path, "pop", {**DIGITS_PBT, "space": space}, pbt=pbt)
+    before = snapshot(tmp_path)
+    status, out, err = caviar_output(capsys, "parallel", job, "--out", tmp_path / "out", "--dry-run")
+    assert status == 2 and out == "" and err.startswith("caviar parallel: error: pbt.mutable: ")
+    assert snapshot(tmp_path) == before
+    assert caviar_output(capsys, "parallel", job, "--out", tmp_path / "out") == (2, "", err)
+    assert snapshot(tmp_path) == before
+
+
+def test_a_copy_starts_its_next_epoch_from_the_state_its_source_ended_with(tmp_path):
+    """On the driver (one worker): after each exploit at epoch e, the member's state as epoch e + 1
+    begins is its source's at the end of epoch e (checksums the trainer reports), not its own."""
+    job = write_job(tmp_path, "pop", QUADRATIC, model={"trainer": "tests.toys:ChecksumQuadraticTrainer", "epochs": 8},
+                    babysit={"tolerance": 1e9})   # no rollback: every copy is an exploit of a source's end state
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--concurrency", "1", "--quiet") == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    state = run.epochs.set_index(["trial_id", "epoch"])
+    copies = run.events[run.events["event"].isin(["exploit", "diverged", "rollback"])]
+    assert len(copies) == 6 and set(copies["event"]) == {"exploit"}
+    for _, copy in copies.iterrows():
+        member, source, epoch = int(copy["member"]), int(copy["source"]), int(copy["epoch"])
+        assert state.loc[(member, epoch), "state_after"] != state.loc[(source, epoch), "state_after"]
+        assert state.loc[(member, epoch + 1), "state_before"] == state.loc[(source, epoch), "state_after"], copy
+    kept = run.epochs[~run.epochs.set_index(["trial_id", "epoch"]).index.isin(
+        [(int(c["member"]), int(c["epoch"]) + 1) for _, c in copies.iterrows()])].set_index(["trial_id", "epoch"])
+    for (member, epoch), row in kept.iterrows():   # and a member that did not copy goes on from its own state
+        if epoch > 1:
+            assert row["state_before"] == state.loc[(member, epoch - 1), "state_after"]

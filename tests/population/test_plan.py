@@ -56,15 +56,27 @@ def test_a_commit_reads_back_exactly(tmp_path):
                       metrics={"val_loss": 0.7}),
                Member({"learning_rate": 0.01}, copied_from=0, reshuffle=77, score=math.nan, diverged="nan")]
     states = [{"x": np.arange(3.0), "step": np.array(4)}, {"x": np.ones(3), "step": np.array(5)}]
-    pop = Population(members, 3, Best(0.9, 0, 6, {"learning_rate": 0.1}))
+    pop = Population(members, 3, Best(0.9, 0, 6, {"learning_rate": 0.1}), rollbacks=2)
     rows = {"epochs": [{"trial_id": 0, "epoch": 6, "val_loss": math.nan}], "events": []}
     save_commit(tmp_path, pop, states, states[0], rows)
     loaded, got_states, best_state, got_rows = load_commit(tmp_path)
-    assert loaded.generation == 3 and loaded.best == pop.best
+    assert loaded.generation == 3 and loaded.best == pop.best and loaded.rollbacks == 2
     assert loaded.members[0] == members[0] and loaded.members[1].reshuffle == 77
     assert math.isnan(loaded.members[1].score) and math.isnan(got_rows["epochs"][0]["val_loss"])
     for got, want in zip(got_states + [best_state], states + [states[0]]):
         assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_a_commit_written_before_rollbacks_were_counted_reads_as_none_used(tmp_path):
+    from caviar.store.checkpoints import load_checkpoint, save_checkpoint
+    from caviar.store.layout import POPULATION_COMMIT
+
+    path = save_commit(tmp_path, Population([Member({"learning_rate": 0.1})], 1, rollbacks=4), [{}], None,
+                       {"epochs": [], "events": []})
+    arrays, meta = load_checkpoint(path)
+    del meta["rollbacks"]
+    save_checkpoint(tmp_path / POPULATION_COMMIT, arrays, meta)
+    assert load_commit(tmp_path)[0].rollbacks == 0
 
 
 def test_no_commit_is_none(tmp_path):

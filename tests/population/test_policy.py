@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from caviar.config.job import BabysitSpec
 from caviar.config.space import Choice, IntLogUniform, LogUniform, OneMinusLogUniform, Uniform
-from caviar.population.policy import (Best, Generation, decide, diverged, explore, improved, perturb, policy_rng,
-                                      quantile_size, ranking)
+from caviar.population.policy import (Best, Generation, decide, diverged, explore, fallback_rng, fallback_source,
+                                      fallback_values, improved, perturb, policy_rng, quantile_size, ranking)
 
 LR = LogUniform(1e-4, 1e-1)
 DIMS = {"learning_rate": LR, "beta1": OneMinusLogUniform(0.8, 0.999), "batch_size": Choice((32, 64, 128)),
@@ -64,12 +65,43 @@ def test_nothing_to_copy_from_when_every_member_diverged():
     assert decide(gen([math.nan, math.nan], [True, True]), rng=policy_rng(0, 0), **rules()) == []
 
 
+BABYSIT = BabysitSpec(tolerance=0.02, rollback_factor=0.5, max_rollbacks=3, min_delta=0.01)
+
+
 def test_a_population_behind_its_best_ever_rolls_back_to_it():
     best = Best(0.99, 3, 4, {"learning_rate": 0.05})
-    copies = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, tolerance=0.02, **rules())
+    copies = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, **rules())
     assert [(c.member, c.source, c.reason, c.best_ever) for c in copies] == [(0, 3, "rollback", True)]
-    near = decide(gen([0.5, 0.98, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, tolerance=0.02, **rules())
+    near = decide(gen([0.5, 0.98, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, **rules())
     assert [c.reason for c in near] == ["exploit"]
+
+
+def test_a_rollback_takes_the_best_evers_rate_times_the_rollback_factor_clipped_to_the_space():
+    """The babysitter's rule, not explore's: whatever the factors and the draws, rate x rollback_factor."""
+    for seed in range(10):
+        best = Best(0.99, 3, 4, {"learning_rate": 0.05})
+        (copy,) = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(seed, 0), best_ever=best, babysit=BABYSIT,
+                         **rules(factors=[3.0], resample_probability=0.5))
+        assert copy.reason == "rollback" and copy.new == {"learning_rate": 0.025}
+    low = Best(0.99, 3, 4, {"learning_rate": 1.5e-4})
+    (copy,) = decide(gen([0.5, 0.9, 0.6, 0.7]), rng=policy_rng(0, 0), best_ever=low, babysit=BABYSIT, **rules())
+    assert copy.new == {"learning_rate": 1e-4}   # clipped to the space's low end
+
+
+def test_rollbacks_stop_after_max_rollbacks_and_the_worst_exploit_instead():
+    best = Best(0.99, 3, 4, {"learning_rate": 0.05})
+    behind = gen([0.5, 0.9, 0.6, 0.7])
+    assert [c.reason for c in decide(behind, rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, rollbacks=2,
+                                     **rules())] == ["rollback"]
+    spent = decide(behind, rng=policy_rng(0, 0), best_ever=best, babysit=BABYSIT, rollbacks=3, **rules())
+    assert [(c.reason, c.source, c.best_ever) for c in spent] == [("exploit", 1, False)]
+
+
+def test_a_new_best_ever_must_beat_the_old_by_more_than_min_delta():
+    first = Best(0.7, 1, 2, {"learning_rate": 2e-3})
+    assert improved(first, gen([0.6, 0.705]), "max", 4, min_delta=0.01) is None
+    assert improved(first, gen([0.6, 0.72]), "max", 4, min_delta=0.01) == Best(0.72, 1, 4, {"learning_rate": 2e-3})
+    assert improved(None, gen([0.6, 0.65]), "max", 2, min_delta=0.5) == Best(0.65, 1, 2, {"learning_rate": 2e-3})
 
 
 def test_the_same_seed_and_generation_give_the_same_decisions():
@@ -123,3 +155,37 @@ def test_improved_names_the_new_best_only_when_it_beats_the_old():
     assert first == Best(0.7, 1, 2, {"learning_rate": 2e-3})
     assert improved(first, gen([0.6, 0.65]), "max", 4) is None
     assert improved(first, gen([0.9, 0.65], [True, False]), "max", 4) is None   # a diverged member is no best
+
+
+def test_the_fallback_is_the_best_ranked_healthy_member_once_any_has_a_score():
+    assert fallback_source(gen([0.5, 0.9, 0.7]), "max") == 1
+    assert fallback_source(gen([0.5, 0.9, 0.7], [False, True, False]), "max") == 2   # a diverged member is none
+    assert fallback_source(gen([0.5, 0.9, 0.7]), "min") == 0
+    assert fallback_source(gen([math.nan, math.nan]), "max") is None               # generation 0: no score yet
+
+
+def fallback(source, count, seed=0, names=("learning_rate",), **over):
+    rules_ = {"dims": DIMS, "names": list(names), "factors": [0.8, 1.2], "resample_probability": 0.25,
+              "divergence_factor": 0.1, **over}
+    own = {"learning_rate": 0.05, "dropout": 0.2}
+    return fallback_values(own, source, count, rng=fallback_rng(seed, 1, 2), **rules_)
+
+
+def test_each_replacement_explores_the_fallback_members_values_afresh_the_same_in_every_run():
+    source = {"learning_rate": 1e-3, "dropout": 0.4}
+    values = fallback(source, 5)
+    assert values == fallback(source, 5) and len(values) == 5 and fallback(source, 2) == values[:2]
+    assert len({v["learning_rate"] for v in values}) > 1          # a second divergence tries other values
+    assert all(v["dropout"] == 0.4 for v in values)               # only the explored names move
+    first = explore(source, DIMS, ["learning_rate"], [0.8, 1.2], 0.25, fallback_rng(0, 1, 2))
+    assert values[0] == first
+    assert fallback(source, 5, seed=1) != values
+    assert fallback_rng(0, 1, 2).random() != fallback_rng(0, 1, 3).random() != fallback_rng(0, 2, 2).random()
+
+
+def test_before_any_score_a_replacement_cuts_its_own_rate_by_the_divergence_factor_each_time():
+    values = fallback(None, 3)
+    assert [v["learning_rate"] for v in values] == pytest.approx([5e-3, 5e-4, 1e-4])   # clipped to the space
+    assert all(v["dropout"] == 0.2 for v in values)
+    explored = fallback(None, 2, names=("dropout",))   # no rate to cut: its own values explored
+    assert all(v["learning_rate"] == 0.05 for v in explored) and explored[0]["dropout"] != 0.2

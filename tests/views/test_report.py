@@ -17,7 +17,7 @@ import pandas as pd
 from caviar.views import plots, show
 from caviar.cli import main
 from caviar.store.reader import load
-from tests.run_factory import make_babysit, make_sweep, write_table
+from tests.run_factory import POPULATION_COPIES, make_babysit, make_population, make_sweep, write_table
 from tests.support import ROOT, TOY_SWEEP, caviar_main, caviar_output, caviar_run, write_job
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -319,3 +319,25 @@ def test_the_report_says_when_a_run_ran_and_when_each_trial_finished(runs):
     assert "; started 2026-01-05 09:00:00, last result 2026-01-05 09:00:25 (UTC)" in page
     best = page.split("<h2>Best trials</h2>")[1].split("</table>")[0]
     assert "<th>finished_at</th>" in best and "<td>2026-01-05 09:00:" in best
+
+
+def test_report_of_a_population_draws_every_copy_as_a_jump_and_the_discovered_schedule(tmp_path, monkeypatch):
+    from caviar.views import population
+
+    drawn = {}
+
+    def spy(name):
+        real = getattr(population, name)
+        monkeypatch.setattr(population, name, lambda *args: drawn.setdefault(name, real(*args)))
+
+    spy("member_curves")
+    spy("schedule_plot")
+    run = make_population(tmp_path, "pop")
+    assert main(["report", "pop", "--out", str(tmp_path)]) == 0
+    assert {"population", "schedule"} <= set(assert_offline_report(run))
+    jumps = [line for line in drawn["member_curves"].axes[0].lines if line.get_linestyle() == "--"]
+    assert len(jumps) == len(POPULATION_COPIES) == 4   # exploit, diverged and rollback, each drawn
+    assert sorted(tuple(line.get_xdata()) for line in jumps) == sorted((e, e + 1) for e, *_ in POPULATION_COPIES)
+    (rates,) = [line.get_ydata() for line in drawn["schedule_plot"].axes[0].lines]
+    assert list(rates) == [0.05, 0.05, 0.05, 0.04, 0.032, 0.032]
+    assert "Discovered schedule" in (run / "report.html").read_text()

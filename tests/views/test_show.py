@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from caviar.views.show import format_table, leaderboard, leaderboard_frame
-from tests.run_factory import make_sweep
+from tests.run_factory import make_population, make_sweep
 from tests.support import caviar_output
 
 
@@ -164,3 +164,22 @@ def test_show_json_is_one_object_a_script_can_read(runs, capsys):
     assert cli.main(["show", "--json", "panda", "--out", str(runs)]) == 0
     panda = json.loads(capsys.readouterr().out)
     assert panda["kind"] == "babysit" and [e["epoch"] for e in panda["epochs"]] == list(range(1, 13))
+
+
+def test_show_of_a_population_counts_its_copies_and_epochs_and_prints_the_best_members_schedule(tmp_path, capsys):
+    import json
+
+    make_population(tmp_path, "pop")
+    status, out, _ = caviar_output(capsys, "show", "pop", "--out", str(tmp_path))
+    assert status == 0
+    assert "1 diverged" in out and "0 diverged" not in out   # member 1's divergence at epoch 3, replaced
+    assert "2 exploit" in out and "1 rollback" in out
+    assert "over 23 epochs" in out   # the epochs trained (member 2 stopped at 5), not 4 x 6
+    # The best member (3) carries member 0's model up to 3, member 1's at 4, then its own.
+    assert "epochs 1-3  member 0  learning_rate 0.05" in out
+    assert "epochs 4-4  member 1  learning_rate 0.04" in out and "epochs 5-6  member 3  learning_rate 0.032" in out
+    status, out, _ = caviar_output(capsys, "show", "pop", "--out", str(tmp_path), "--json")
+    shown = json.loads(out)
+    assert [(row["epoch"], row["member"], row["learning_rate"]) for row in shown["schedule"]] == [
+        (1, 0, 0.05), (2, 0, 0.05), (3, 0, 0.05), (4, 1, 0.04), (5, 3, 0.032), (6, 3, 0.032)]
+    assert shown["summary"]["epochs_run"] == 23 and shown["events"]["diverged"] == 1
