@@ -107,11 +107,12 @@ def trial_rows(job: Any, plan: Plan, pop: Population, trained: Mapping[int, int]
     """One trials row per member: its final values and score (its best epoch's), the epochs it trained
     (`trained`), the member it last copied, and the job's fixed values (`model_<name>`) as a sweep's
     trials have them. A member that diverged at the very last epoch keeps its best earlier epoch, as a
-    sweep's diverged trial does, and is completed; only one with no finite epoch at all failed."""
+    sweep's diverged trial does, and is `diverged` as that trial is; only one with no finite epoch at all failed."""
     fixed = model_columns({"trainer": job.trainer, **job.config()}, job.space.names)
     rows = []
     for i, m in enumerate(pop.members):
-        row = {"trial_id": i, "status": Status.COMPLETED if math.isfinite(m.best) else Status.FAILED}
+        status = Status.FAILED if not math.isfinite(m.best) else Status.DIVERGED if m.diverged else Status.COMPLETED
+        row = {"trial_id": i, "status": status}
         row.update({f"params_{name}": value for name, value in m.values.items()})
         error = None if m.diverged is None else f"diverged at the end: {m.diverged}"
         row.update(score=m.best, epochs=trained.get(i, 0), seconds=m.seconds, seed=plan.seeds[i], error=error,
