@@ -9,6 +9,10 @@ where sequential compute is the same 64 trials run one after another in this pro
 this run (the machine is shared: only ratios within one run mean anything). Each run of a Ray-based
 method gets a freshly started Ray, as a user's command or script does (worker processes
 prestarted); Ray's start-up is reported apart and not counted in any wall time.
+caviar runs twice: on that Ray (as on a cluster, or in a script that ran `ray.init`), and with no
+Ray up, as a command or `caviar.sweep()` runs it on a machine of its own (a fresh interpreter that
+has imported caviar; `main` alone is timed): the driver and its helper train, and a Ray boots only
+if its workers would end the sweep sooner (`caviar.sweep.ray_on_demand`).
 
     python benchmarks/parallel.py [--trials 64] [--epochs 20] [--hidden 64] [--repeat 3] [--skip tune,optuna]
 
