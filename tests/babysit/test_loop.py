@@ -332,14 +332,19 @@ def test_a_checkpoint_of_an_older_caviar_names_its_handled_nudges_plainly(tmp_pa
 
 # --- a rollback a person asks for -----------------------------------------------------------------
 
+def nudged_at_four(tmp_path, out):
+    """A babysat job whose trainer sends a rollback nudge itself at the end of epoch 4 (run "asked")."""
+    return write_job(tmp_path, "asked", DIGITS,
+                     model=f'trainer = "tests.toys:NudgingTrainer"\nlearning_rate = 0.01\nnudge_at = 4\n'
+                           f'run = "{out / "asked"}"',
+                     babysit="epochs = 6\npatience = 100\ntolerance = 1.0")
+
+
 def test_a_rollback_a_nudge_asks_for_is_recorded_as_a_rollback(tmp_path):
     # The trainer sends the nudge itself at the end of epoch 4, as `caviar nudge --rollback` would;
     # the policy alone would go on (its score falls by less than the tolerance).
     out = tmp_path / "out"
-    job = write_job(tmp_path, "asked", DIGITS,
-                    model=f'trainer = "tests.toys:NudgingTrainer"\nlearning_rate = 0.01\nnudge_at = 4\n'
-                          f'run = "{out / "asked"}"',
-                    babysit="epochs = 6\npatience = 100\ntolerance = 1.0")
+    job = nudged_at_four(tmp_path, out)
     assert run_babysit(job, out) == 0
     epochs, events = parquet_table(out / "asked", "epochs"), parquet_table(out / "asked", "events")
     assert epochs.set_index("epoch")["decision"][4] == "rollback"      # not "continue"
@@ -355,10 +360,7 @@ def test_a_rollback_a_nudge_asks_for_shows_on_the_terminal_and_counts_at_the_end
     # The same nudge, through the real command: the line of epoch 4 says rollback (not "continue"),
     # and the final line counts it, as a rollback a person asked for.
     out = tmp_path / "out"
-    job = write_job(tmp_path, "asked", DIGITS,
-                    model=f'trainer = "tests.toys:NudgingTrainer"\nlearning_rate = 0.01\nnudge_at = 4\n'
-                          f'run = "{out / "asked"}"',
-                    babysit="epochs = 6\npatience = 100\ntolerance = 1.0")
+    job = nudged_at_four(tmp_path, out)
     done = caviar_run("babysit", job, "--out", out, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
