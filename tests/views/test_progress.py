@@ -58,3 +58,14 @@ def test_counts_and_time_come_before_the_best_configuration_so_a_narrow_terminal
     params = {f"hyperparameter_{i}": 0.000123 * i for i in range(6)}
     line = progress.line(4, 2, 1, 0, (0.93, 3, params))
     assert line.index("elapsed") < line.index("ETA") < line.index("best")
+
+
+def test_in_a_terminal_the_line_fits_its_width_and_keeps_the_counts_and_time(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "72")   # what shutil.get_terminal_size reads first
+    stream = io.StringIO()
+    progress = Progress(10, "val_accuracy", stream=stream, interactive=True)
+    params = {f"hyperparameter_{i}": 0.000123 * i for i in range(6)}
+    progress.update(4, 2, 1, 0, (0.93, 3, params), force=True)
+    drawn = stream.getvalue().split("\r\x1b[2K")[-1]
+    assert len(drawn) == 71 < len(progress.line(4, 2, 1, 0, (0.93, 3, params)))   # one column spare: no wrap
+    assert drawn.startswith("4/10 done | 2 running | 1 pruned | 0 failed |") and "ETA" in drawn
