@@ -152,7 +152,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Name
     words = list(argv)
     commands = parser.commands   # type: ignore[attr-defined]
     at = command_index(words, _flags_with_values(commands.values()))
-    asked = [w for w in words[:at] if w in ("-h", "--help", "--version")]
+    asked = [w for w in words[:at] if w == "-h" or _unique_prefix(w, frozenset(("--help", "--version")))]
     if asked or at is None or words[at] not in commands:
         # --help, --version, or the root's one-line usage error (no command, or an unknown one): exits
         parser.parse_args(asked[:1] if asked or at is None else [words[at]])

@@ -370,7 +370,8 @@ def test_a_bad_flag_before_the_command_is_one_line_exit_2(argv, complaint, capsy
 
 
 def test_help_and_version_before_a_command_still_answer(capsys):
-    for argv in (["--help"], ["--version"], ["--out", "r", "--version", "show", "a"]):
+    # a unique prefix answers as argparse reads one: --ver, --he
+    for argv in (["--help"], ["--version"], ["--out", "r", "--version", "show", "a"], ["--ver"], ["--he", "show"]):
         with pytest.raises(SystemExit) as done:
             cli.main(argv)
         assert done.value.code == 0

@@ -267,3 +267,56 @@ class NudgingTrainer(ToyTrainer):
             self.asked = True   # not in the state: a rollback to before this epoch does not ask again
             nudges.send(self.config["run"], nudges.Nudge(rollback=True))
         return metrics
+
+
+class SpikeTrainer:
+    """A member whose rate of 0.2 scores 0.99 at its first epoch and diverges (train loss inf) at its
+    second; any other rate scores 0.5 + 0.01 x the epochs its state has trained. Its state is that count."""
+
+    metrics = ("val_accuracy", "train_loss")
+    hyperparameters = {"learning_rate": float, "epochs": int}
+    mutable = ("learning_rate",)
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        self.config, self.trained = dict(config), 0
+
+    def train_epoch(self) -> dict[str, float]:
+        self.trained += 1
+        rate = float(self.config["learning_rate"])
+        if rate == 0.2:
+            spike = self.trained == 1
+            return {"val_accuracy": 0.99 if spike else 0.1, "train_loss": 1.0 if spike else math.inf,
+                    "learning_rate": rate}
+        return {"val_accuracy": 0.5 + 0.01 * self.trained, "train_loss": 1.0, "learning_rate": rate}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"trained": np.array(self.trained)}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        self.trained = int(state["trained"])
+
+    def set_hyperparameters(self, **changes: Any) -> None:
+        self.config.update(changes)
+
+
+class BreakingTrainer(SpikeTrainer):
+    """A model that turns NaN at its second epoch when its rate is 0.2 or more, and stays NaN (as a
+    real network does); smaller rates: val_loss 1 / (1 + the epochs its state has trained)."""
+
+    metrics = ("val_loss", "train_loss")
+
+    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
+        super().__init__(config, data, seed)
+        self.broken = 0
+
+    def train_epoch(self) -> dict[str, float]:
+        self.trained += 1
+        self.broken |= int(float(self.config["learning_rate"]) >= 0.2 and self.trained >= 2)
+        loss = math.nan if self.broken else 1.0 / (1 + self.trained)
+        return {"val_loss": loss, "train_loss": loss, "learning_rate": float(self.config["learning_rate"])}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"trained": np.array(self.trained), "broken": np.array(self.broken)}
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        self.trained, self.broken = int(state["trained"]), int(state["broken"])

@@ -37,7 +37,7 @@ from caviar.population.plan import Plan
 from caviar.population.policy import (Copy, Generation, decide, fallback_rng, fallback_source, fallback_values,
                                       improved, policy_rng)
 from caviar.population.pools import worth_ray
-from caviar.population.rows import changes, copy_row, epoch_rows, replacement_rows
+from caviar.population.rows import changes, copy_row, epoch_rows, replacement_rows, values_at
 from caviar.population.state import Member, Population, load_commit, save_commit
 from caviar.population.worker import Fallback, Task, population_worker_class
 from caviar.store.layout import visible_parts
@@ -154,12 +154,16 @@ def _segment_best(ctx: Context, report: Any) -> float:
 
 
 def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any], best_refs: list[Any],
-              best_ref: Any) -> tuple[dict | None, Any]:
+              best_ref: Any, began: list[dict]) -> tuple[dict | None, Any]:
     """A new best ever among the generation's best epochs: its `improved` event row and its state's
-    reference (the member's end state, or its best epoch's when that came earlier), else (None, best_ref)."""
+    reference (the member's end state, or its best epoch's when that came earlier), else (None, best_ref).
+    began: each member's values as the generation began; the best's are those its best epoch trained
+    with (a divergence replaced after it changed them)."""
     reports = sorted(reports, key=lambda r: r.member)
     scores = [_segment_best(ctx, r) if r.best_epoch is not None else math.nan for r in reports]
-    gen = Generation(scores, [not math.isfinite(s) for s in scores], [m.values for m in pop.members])
+    values = [values_at(r, began[r.member], r.best_epoch) if r.best_epoch is not None else began[r.member]
+              for r in reports]
+    gen = Generation(scores, [not math.isfinite(s) for s in scores], values)
     better = improved(pop.best, gen, ctx.job.search.mode, [r.best_epoch or 0 for r in reports],
                       ctx.job.babysit.min_delta)
     if better is None:
@@ -176,7 +180,8 @@ def _improved(ctx: Context, pop: Population, reports: list[Any], refs: list[Any]
 def _event_row(ctx: Context, copy: Copy, pop: Population, epoch: int, generation: int) -> dict:
     """The events row of an end-of-generation copy."""
     score = pop.best.score if copy.best_ever and pop.best else pop.members[copy.source].score
-    detail = f"member {copy.member} copies member {copy.source}"
+    detail = (f"member {copy.member} starts over from its initial state (every member diverged)" if copy.fresh
+              else f"member {copy.member} copies member {copy.source}")
     detail += (f" (its best, epoch {pop.best.epoch}; rollback {pop.rollbacks} of at most "
                f"{ctx.job.babysit.max_rollbacks})") if copy.best_ever and pop.best else ""
     detail += f"; {changes(copy, ctx.plan.names)}"
@@ -198,10 +203,12 @@ def _apply(ctx: Context, pop: Population, copies: list[Copy], refs: list[Any], b
     new_refs = list(refs)
     for copy in copies:
         member = pop.members[copy.member]
-        new_refs[copy.member] = best_ref if copy.best_ever else refs[copy.source]
+        # a fresh start has no state to load (None): the worker builds the member anew
+        new_refs[copy.member] = None if copy.fresh else best_ref if copy.best_ever else refs[copy.source]
         source = pop.best.member if copy.best_ever else copy.source
         member.first_loss = pop.members[source].first_loss if member.first_loss is None else member.first_loss
-        member.values, member.copied_from = dict(copy.new), copy.source
+        member.values = dict(copy.new)
+        member.copied_from = member.copied_from if copy.fresh else copy.source
         member.reshuffle = reshuffle_seed(ctx.job.search.seed, copy.member, generation)
     return new_refs
 
@@ -216,9 +223,10 @@ def run_generation(ctx: Context, pop: Population, refs: list[Any], best_ref: Any
     reports = pool.get([report for report, _, _ in calls])
     ctx.train_seconds = sum(report.seconds for report in reports)
     refs = [state for _, state, _ in calls]
+    began = [dict(m.values) for m in pop.members]   # before _record moves them past any replacement
     epochs, events = _record(ctx, pop, reports, generation, source)
     until = plan.until(generation)
-    event, best_ref = _improved(ctx, pop, reports, refs, [best for _, _, best in calls], best_ref)
+    event, best_ref = _improved(ctx, pop, reports, refs, [best for _, _, best in calls], best_ref, began)
     events += [event] if event is not None else []
     copies = _decide(ctx, pop, generation) if generation + 1 < plan.generations else []
     pop.rollbacks += any(copy.reason == "rollback" for copy in copies)

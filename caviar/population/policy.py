@@ -12,7 +12,9 @@ rate x `divergence_factor` (again at each replacement), clipped to the space (`b
 At the end of each generation (`interval` epochs of every member) `decide` ranks the members and says:
 
 - diverged at the generation's last epoch: copies a member of the best `quantile`, drawn at random,
-  whatever its rank (the next thing that happens: at once too);
+  whatever its rank (the next thing that happens: at once too), or the lone healthy member; when
+  every member diverged, each starts over from its initial state with the babysitter's cut (its
+  learning rate x `divergence_factor`), as `fresh` copies of itself;
 - in the worst `quantile` (exploit): copies a member of the best `quantile`, drawn at random;
 - every copy then explores (`explore`): each changeable value is resampled from its [space] dimension
   with probability `resample_probability`, else moved by a factor on its own scale (a log dimension
@@ -69,6 +71,7 @@ class Copy:
     old: Mapping[str, Any] = field(default_factory=dict)
     new: Mapping[str, Any] = field(default_factory=dict)
     best_ever: bool = False
+    fresh: bool = False                # starts over from its initial state (every member diverged)
 
 
 @dataclass(frozen=True)
@@ -202,16 +205,20 @@ def decide(gen: Generation, *, mode: str, quantile: float, names: Sequence[str],
     n = len(gen.scores)
     order = ranking(gen.scores, gen.diverged, mode)
     healthy = [i for i in order if math.isfinite(gen.scores[i]) and not gen.diverged[i]]
-    if not healthy:
-        return []   # nothing to copy from: every member diverged
+    if not healthy:   # nothing to copy from: each starts over, as the babysitter would, with a cut rate
+        factor = babysit.divergence_factor if babysit is not None else 1.0
+        return [Copy(m, m, "diverged", old=dict(gen.values[m]), fresh=True,
+                     new=babysat_values(gen.values[m], dims, names, factor, factors=factors,
+                                        resample_probability=resample_probability, rng=rng)) for m in range(n)]
     k = quantile_size(len(healthy), quantile)
     top, bottom = healthy[:k], healthy[len(healthy) - k:] if k else []
     behind = (best_ever is not None and babysit is not None and rollbacks < babysit.max_rollbacks
               and regressed(gen.scores[healthy[0]], best_ever.score, mode, babysit.tolerance))
     sources: dict[int, tuple[int, str, bool]] = {}
+    donors = top or healthy[:1]   # a lone healthy member has no quantile: the diverged copy it
     for member in range(n):   # drawn from the best quantile, as an exploit: all of them copying the one
         if member not in healthy:   # best would collapse the population onto one lineage at once
-            sources[member] = (top[int(rng.integers(len(top)))], "diverged", False)
+            sources[member] = (donors[int(rng.integers(len(donors)))], "diverged", False)
     for member in bottom:
         if behind:
             sources[member] = (best_ever.member, "rollback", True)

@@ -33,6 +33,15 @@ def epoch_rows(report: Any, values: Mapping[str, Any], generation: int, default_
     return rows
 
 
+def values_at(report: Any, values: Mapping[str, Any], epoch: int) -> Mapping[str, Any]:
+    """The values `report`'s member trained epoch `epoch` with, having begun the generation with
+    `values`: each replaced divergence's values from the epoch after it on."""
+    for replaced in sorted(report.replacements, key=lambda r: r.epoch):
+        if replaced.epoch < epoch:
+            values = replaced.values
+    return values
+
+
 def copy_row(copy: Copy, names: Sequence[str], epoch: int, generation: int, score: float, detail: str) -> dict:
     """The events row of `copy` at the end of `epoch`: `detail` is its line, `score` its source's."""
     row = {"epoch": epoch, "event": copy.reason, "base_learning_rate": float(copy.new.get("learning_rate", math.nan)),

@@ -54,7 +54,8 @@ class Population:
 def save_commit(folder: Path, population: Population, states: list[dict[str, np.ndarray]],
                 best_state: dict[str, np.ndarray] | None, rows: dict[str, list[dict]]) -> Path:
     """Write the generation's commit (see the module's docstring), atomically."""
-    arrays = {f"m{i}.{key}": value for i, state in enumerate(states) for key, value in state.items()}
+    # a member starting over (None) keeps no arrays, and reads back as an empty state
+    arrays = {f"m{i}.{key}": value for i, state in enumerate(states) for key, value in (state or {}).items()}
     if best_state is not None:
         arrays.update({f"{_BEST}.{key}": value for key, value in best_state.items()})
     meta = {"generation": population.generation, "members": [asdict(m) for m in population.members],

@@ -151,7 +151,7 @@ def _started(trainer_class: type, data: Any, task: Task,
     """The member's trainer as its segment starts, and its divergence yardstick."""
     trainer = trainer_class(dict(task.config), data, task.seed)
     first_loss = task.first_loss
-    if state is None:
+    if not state:   # None, or a fresh start's empty state (a commit keeps no arrays for it)
         first_loss = initial_loss(trainer, data)
     else:
         trainer.load_state_dict({key: value.copy() for key, value in state.items()})  # the store's copy is read-only

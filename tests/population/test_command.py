@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import caviar
+from caviar.config.job import BabysitSpec
 from caviar.population.state import load_commit
 from tests.support import (ROOT, caviar_main, caviar_output, caviar_run, caviar_start, run_command, run_sweep, snapshot,
                            write_job)
@@ -326,3 +327,36 @@ def test_a_copy_starts_its_next_epoch_from_the_state_its_source_ended_with(tmp_p
     for (member, epoch), row in kept.iterrows():   # and a member that did not copy goes on from its own state
         if epoch > 1:
             assert row["state_before"] == state.loc[(member, epoch - 1), "state_after"]
+
+
+def test_the_best_ever_keeps_the_values_its_epoch_trained_with_when_a_divergence_changed_them_after(tmp_path):
+    # Member 3 (rate 0.2) scores 0.99 at epoch 1, diverges at epoch 2 and is replaced (rate 0.1): the
+    # best ever is its epoch 1, trained at 0.2, and a rollback to it cuts 0.2, not 0.1.
+    job = write_job(tmp_path, "pop", {
+        "data": {"source": "blobs"}, "model": {"trainer": "tests.toys:SpikeTrainer", "epochs": 6},
+        "space": {"learning_rate": {"choice": [0.01, 0.05, 0.1, 0.2]}},
+        "search": {"sampler": "grid", "trials": 4, "scheduler": "pbt", "seed": 4},
+        "pbt": {"interval": 3, "factors": [1.2], "resample_probability": 0.0}})
+    assert run_on_the_driver(job, tmp_path / "out") == 0
+    events = caviar.load(tmp_path / "out" / "pop").events.set_index("event")
+    assert events.loc["improved", "base_learning_rate"] == 0.2 and events.loc["improved", "epoch"] == 1
+    assert events.loc["rollback", "new_learning_rate"] == pytest.approx(0.2 * BabysitSpec().rollback_factor)
+
+
+def test_when_every_member_diverges_at_a_generations_end_each_starts_over_and_the_run_goes_on(tmp_path):
+    # Interval 1: no epoch of the generation is left to replace a divergence in; both rates break the
+    # model at its second epoch, and a broken state stays NaN for good unless it is replaced.
+    job = write_job(tmp_path, "pop", {
+        "data": {"source": "blobs"}, "model": {"trainer": "tests.toys:BreakingTrainer", "epochs": 4},
+        "space": {"learning_rate": {"choice": [0.2, 0.3]}},
+        "search": {"sampler": "grid", "trials": 2, "scheduler": "pbt", "metric": "val_loss", "mode": "min",
+                   "seed": 4},
+        "pbt": {"interval": 1, "factors": [1.2], "resample_probability": 0.0}})
+    assert run_on_the_driver(job, tmp_path / "out") == 0
+    run = caviar.load(tmp_path / "out" / "pop")
+    restarts = run.events[run.events["detail"].str.contains("starts over from its initial state", regex=False)]
+    assert sorted(restarts[restarts["epoch"] == 2]["member"]) == [0, 1]
+    loss = run.epochs.pivot(index="epoch", columns="trial_id", values="val_loss")
+    assert loss.loc[2].isna().all() and loss.loc[3].notna().all()   # a fresh state, not the broken one
+    # Restarted at the bottom of its list (0.3 one step down: 0.2), each breaks again at the very end.
+    assert set(run.trials["status"]) == {"diverged"} and run.trials["score"].notna().all()

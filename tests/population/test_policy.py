@@ -61,8 +61,16 @@ def test_diverged_members_spread_over_the_best_quantile_rather_than_all_copy_the
     assert sources == {1, 3}   # the best quantile of the five healthy: ceil(5 / 4) = 2 members
 
 
-def test_nothing_to_copy_from_when_every_member_diverged():
-    assert decide(gen([math.nan, math.nan], [True, True]), rng=policy_rng(0, 0), **rules()) == []
+def test_a_lone_healthy_member_is_what_the_diverged_ones_copy():
+    copies = decide(gen([0.5, math.nan, math.nan], [False, True, True]), rng=policy_rng(0, 0), **rules())
+    assert [(c.member, c.source, c.reason) for c in copies] == [(1, 0, "diverged"), (2, 0, "diverged")]
+
+
+def test_when_every_member_diverged_each_starts_over_from_its_initial_state_with_the_babysitters_cut():
+    copies = decide(gen([math.nan, math.nan], [True, True]), rng=policy_rng(0, 0), babysit=BabysitSpec(), **rules())
+    assert [(c.member, c.source, c.reason, c.fresh) for c in copies] == [(0, 0, "diverged", True), (1, 1, "diverged", True)]
+    cut = BabysitSpec().divergence_factor
+    assert [c.new["learning_rate"] for c in copies] == pytest.approx([1e-3 * cut, 2e-3 * cut])
 
 
 BABYSIT = BabysitSpec(tolerance=0.02, rollback_factor=0.5, max_rollbacks=3, min_delta=0.01)
