@@ -224,7 +224,16 @@ class TableWriter:
 
     def flush(self) -> Path | None:
         """Write the buffered rows as one new part, atomically; None when nothing is buffered. Each
-        column is converted whole (one Arrow call), with every column of the running schema."""
+        column is converted whole (one Arrow call), with every column of the running schema. On a
+        failed write the rows stay buffered."""
+        part = self.take(keep_on_failure=True)
+        return part() if part is not None else None
+
+    def take(self, keep_on_failure: bool = False) -> Callable[[], Path] | None:
+        """The buffered rows as the next part, to be written by calling what this returns (from any
+        thread: it touches nothing of this writer but, with `keep_on_failure`, the buffer it puts the
+        rows back into on a failed write); None when nothing is buffered. The rows leave the buffer
+        and the part's number is taken now, so parts are numbered in the order they were taken."""
         if not self._rows:
             return None
         for name, kind in self._schema.items():
@@ -243,10 +252,21 @@ class TableWriter:
         self._refuse_link()
         self.path.mkdir(exist_ok=True)
         final = self.path / f"part-{self._next_seq:06d}.parquet"
-        atomic_write(final, lambda f: pq.write_table(table, f), fsync=self._fsync, temp_dir=self.path.parent)
+        rows, self._rows = self._rows, []
         self._next_seq += 1
-        self._rows = []
-        return final
+        fsync, temp_dir = self._fsync, self.path.parent
+
+        def write() -> Path:
+            try:
+                atomic_write(final, lambda f: pq.write_table(table, f), fsync=fsync, temp_dir=temp_dir)
+            except BaseException:
+                if keep_on_failure:   # the caller's thread: the rows go back, before any appended since
+                    self._rows[:0] = rows
+                    self._next_seq -= 1
+                raise
+            return final
+
+        return write
 
     def compact(self, keep: Callable[[pa.Table], Any] | None = None) -> Path | None:
         """Flush, then merge every part into one `part-<first>-<last>.parquet` with the full schema.

@@ -3,6 +3,8 @@ row, so a trial row on disk always has its epochs on disk; and at the end each t
 
 from __future__ import annotations
 
+import errno
+
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +38,7 @@ def test_write_trial_buffers_until_a_flush(run):
     writer.write_trial(*trial(0))
     assert parts(run.path / "trials.parquet") == [] and parts(run.path / "epochs.parquet") == []
     writer.flush()
+    writer.settle()   # the flush writes in the background
     assert pd.read_parquet(run.path / "trials.parquet")["trial_id"].tolist() == [0]
     assert pd.read_parquet(run.path / "epochs.parquet")["epoch"].tolist() == [1, 2]
 
@@ -44,9 +47,11 @@ def test_a_flush_without_trials_writes_the_epochs_only(run):
     writer = Writer(run)
     writer.write_trial(*trial(0))
     writer.flush(trials=False)
+    writer.settle()
     assert len(pd.read_parquet(run.path / "epochs.parquet")) == 2
     assert parts(run.path / "trials.parquet") == []    # the row waits, its epochs are there already
     writer.flush(trials=True)
+    writer.settle()
     assert pd.read_parquet(run.path / "trials.parquet")["trial_id"].tolist() == [0]
     assert len(pd.read_parquet(run.path / "epochs.parquet")) == 2   # nothing written twice
 
@@ -67,6 +72,7 @@ def test_every_trial_row_on_disk_has_its_epochs_on_disk_at_every_flush(run):
     for trial_id in range(6):
         writer.write_trial(*trial(trial_id, epochs=1 + trial_id % 3))
         writer.flush(trials=trial_id % 2 == 1)
+        writer.settle()
         on_disk = pd.read_parquet(run.path / "epochs.parquet") if parts(run.path / "epochs.parquet") else None
         if parts(run.path / "trials.parquet"):
             rows = pd.read_parquet(run.path / "trials.parquet")
@@ -80,6 +86,7 @@ def test_compact_leaves_one_part_per_table_holding_every_row_in_order(run):
     for trial_id in range(5):
         writer.write_trial(*trial(trial_id))
         writer.flush()
+    writer.settle()
     assert len(parts(run.path / "trials.parquet")) == 5 and len(parts(run.path / "epochs.parquet")) == 5
     before = {name: pd.read_parquet(run.path / f"{name}.parquet") for name in ("trials", "epochs")}
     writer.write_trial(*trial(5))   # buffered rows are flushed by the compaction
@@ -99,6 +106,7 @@ def test_compacting_a_resumed_run_merges_old_and_new_parts(run, tmp_path):
     for trial_id in range(2):
         writer.write_trial(*trial(trial_id))
         writer.flush()
+    writer.close()
     resumed = open_run(tmp_path, "sweep", "", resume=True, fsync=False)
     again = Writer(resumed)
     again.write_trial(*trial(2))
@@ -112,3 +120,39 @@ def test_compacting_a_resumed_run_merges_old_and_new_parts(run, tmp_path):
 def test_compact_of_a_run_with_no_trial_writes_nothing(run):
     Writer(run).compact()
     assert not (run.path / "trials.parquet").exists() and not (run.path / "epochs.parquet").exists()
+
+
+def test_a_flush_returns_before_its_part_is_written_and_the_next_one_waits_for_it(run):
+    # The write of a flush runs in one background thread: parts keep the order they were taken in,
+    # a second flush waits for the first, and close() leaves no thread behind.
+    import threading
+
+    writer = Writer(run)
+    for trial_id in range(4):
+        writer.write_trial(*trial(trial_id))
+        writer.flush()
+    assert any(t.name.startswith("caviar-writer") for t in threading.enumerate())
+    writer.close()
+    assert not any(t.name.startswith("caviar-writer") for t in threading.enumerate())
+    assert parts(run.path / "trials.parquet") == [f"part-{i:06d}.parquet" for i in range(4)]
+    assert pd.read_parquet(run.path / "trials.parquet")["trial_id"].tolist() == [0, 1, 2, 3]
+
+
+def test_a_failed_background_write_is_raised_by_the_next_flush(tmp_path):
+    # A real small file system, full by the time the background thread writes the second part.
+    from tests.adversarial.test_inputs import leave_free, tmpfs
+
+    with tmpfs(tmp_path / "small", "512k") as small:
+        run = open_run(small, "sweep", 'name = "sweep"\n', fsync=False)
+        writer = Writer(run)
+        writer.write_trial(*trial(0))
+        writer.flush()
+        writer.settle()   # the tables' folders exist now
+        leave_free(small, 0)
+        writer.write_trial(*trial(1, epochs=200))
+        writer.flush()    # returns: the write fails in the background
+        with pytest.raises(OSError) as failed:
+            writer.settle()
+        assert failed.value.errno == errno.ENOSPC
+        writer.close()
+        assert pd.read_parquet(run.path / "trials.parquet")["trial_id"].tolist() == [0]   # the first, whole
