@@ -269,34 +269,22 @@ class NudgingTrainer(ToyTrainer):
         return metrics
 
 
-class SpikeTrainer:
+class SpikeTrainer(ToyTrainer):
     """A member whose rate of 0.2 scores 0.99 at its first epoch and diverges (train loss inf) at its
-    second; any other rate scores 0.5 + 0.01 x the epochs its state has trained. Its state is that count."""
+    second; any other rate scores 0.5 + 0.01 x the epochs its state has trained (its state: that count)."""
 
     metrics = ("val_accuracy", "train_loss")
     hyperparameters = {"learning_rate": float, "epochs": int}
     mutable = ("learning_rate",)
 
-    def __init__(self, config: Mapping[str, Any], data: Any, seed: int) -> None:
-        self.config, self.trained = dict(config), 0
-
     def train_epoch(self) -> dict[str, float]:
-        self.trained += 1
+        self.epoch += 1
         rate = float(self.config["learning_rate"])
         if rate == 0.2:
-            spike = self.trained == 1
+            spike = self.epoch == 1
             return {"val_accuracy": 0.99 if spike else 0.1, "train_loss": 1.0 if spike else math.inf,
                     "learning_rate": rate}
-        return {"val_accuracy": 0.5 + 0.01 * self.trained, "train_loss": 1.0, "learning_rate": rate}
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        return {"trained": np.array(self.trained)}
-
-    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        self.trained = int(state["trained"])
-
-    def set_hyperparameters(self, **changes: Any) -> None:
-        self.config.update(changes)
+        return {"val_accuracy": 0.5 + 0.01 * self.epoch, "train_loss": 1.0, "learning_rate": rate}
 
 
 class BreakingTrainer(SpikeTrainer):
@@ -310,13 +298,14 @@ class BreakingTrainer(SpikeTrainer):
         self.broken = 0
 
     def train_epoch(self) -> dict[str, float]:
-        self.trained += 1
-        self.broken |= int(float(self.config["learning_rate"]) >= 0.2 and self.trained >= 2)
-        loss = math.nan if self.broken else 1.0 / (1 + self.trained)
+        self.epoch += 1
+        self.broken |= int(float(self.config["learning_rate"]) >= 0.2 and self.epoch >= 2)
+        loss = math.nan if self.broken else 1.0 / (1 + self.epoch)
         return {"val_loss": loss, "train_loss": loss, "learning_rate": float(self.config["learning_rate"])}
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"trained": np.array(self.trained), "broken": np.array(self.broken)}
+        return {**super().state_dict(), "broken": np.array(self.broken)}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
-        self.trained, self.broken = int(state["trained"]), int(state["broken"])
+        super().load_state_dict(state)
+        self.broken = int(state["broken"])
