@@ -73,9 +73,13 @@ class Writer:
             self.trials.flush()
 
     def compact(self) -> None:
-        self.flush_now()
-        for table in (self.epochs, self.trials):
-            table.compact()
+        """Everything on disk, each table merged into one part; the writer's thread ended."""
+        try:
+            self.flush_now()
+            for table in (self.epochs, self.trials):
+                table.compact()
+        finally:
+            self.close()
 
     def close(self) -> None:
         """No thread left behind (a later fork, a caller's next sweep)."""
@@ -181,9 +185,6 @@ def run_sweep(job: Any, trainer: type, run: Any, request: lifecycle.RunRequest, 
     progress.update(len(sweep.finished), 0, sweep.counts[Status.PRUNED], sweep.counts[Status.FAILED], sweep.best, force=True)
     progress.close()
     with costs.timed("compaction"):
-        try:
-            writer.compact()
-        finally:
-            writer.close()
+        writer.compact()
     costs.report()
     return 0
