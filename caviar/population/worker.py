@@ -149,31 +149,30 @@ def train_segment(trainer_class: type, data: Any, task: Task, state: Mapping[str
 def _started(trainer_class: type, data: Any, task: Task,
              state: Mapping[str, Any] | None) -> tuple[Any, float | None]:
     """The member's trainer as its segment starts, and its divergence yardstick."""
-    trainer = trainer_class(dict(task.config), data, task.seed)
-    first_loss = task.first_loss
-    if not state:   # None, or a fresh start's empty state (a commit keeps no arrays for it)
-        first_loss = initial_loss(trainer, data)
-    else:
-        trainer.load_state_dict({key: value.copy() for key, value in state.items()})  # the store's copy is read-only
-        if task.changes:
-            trainer.set_hyperparameters(**task.changes)
-    if task.reshuffle is not None and callable(getattr(trainer, "reshuffle", None)):
-        trainer.reshuffle(task.reshuffle)
-    return trainer, first_loss
+    trainer = _built(trainer_class, data, task.config, task.seed, state, task.changes, task.reshuffle)
+    return trainer, task.first_loss if state else initial_loss(trainer, data)
 
 
 def _replacement(trainer_class: type, data: Any, task: Task, state: Mapping[str, Any] | None, j: int) -> Any:
-    """The trainer a member goes on with after its j-th divergence of the segment (`task.fallback`)."""
+    """The trainer a member goes on with after its j-th divergence of the segment (`task.fallback`),
+    with a data order of its own, not its source's again."""
     fallback = task.fallback
     assert fallback is not None
-    trainer = trainer_class(dict(fallback.configs[j]), data, task.seed)
-    if state is not None:
-        trainer.load_state_dict({key: value.copy() for key, value in state.items()})
     changes = {name: fallback.values[j][name] for name in task.changes if name in fallback.values[j]}
-    if changes:
-        trainer.set_hyperparameters(**changes)
-    if callable(getattr(trainer, "reshuffle", None)):   # a data order of its own, not its source's again
-        trainer.reshuffle(fallback.reshuffles[j])
+    return _built(trainer_class, data, fallback.configs[j], task.seed, state, changes, fallback.reshuffles[j])
+
+
+def _built(trainer_class: type, data: Any, config: Mapping[str, Any], seed: int, state: Mapping[str, Any] | None,
+           changes: Mapping[str, Any], reshuffle: int | None) -> Any:
+    """A trainer of `config`, holding `state` (None or empty, as a commit keeps a fresh start: its own
+    initial state) with `changes` set on it, on data order `reshuffle` (None: its own)."""
+    trainer = trainer_class(dict(config), data, seed)
+    if state:
+        trainer.load_state_dict({key: value.copy() for key, value in state.items()})  # the store's copy is read-only
+        if changes:
+            trainer.set_hyperparameters(**changes)
+    if reshuffle is not None and callable(getattr(trainer, "reshuffle", None)):
+        trainer.reshuffle(reshuffle)
     return trainer
 
 
