@@ -21,15 +21,15 @@ from caviar.population.policy import Copy
 def epoch_rows(report: Any, values: Mapping[str, Any], generation: int, default_rate: Any) -> list[dict]:
     """The epochs rows of one member's generation (`report`, a worker's `Report`), which it began with
     `values`; default_rate: the job's learning rate, for a trainer that reports none."""
-    rows, switch = [], {r.epoch: r.values for r in report.replacements}
+    rows = []
     for epoch, metrics, seconds in report.epochs:
+        in_force = values_at(report, values, epoch)   # after a replaced divergence: its values
         metrics = dict(metrics)
-        rate = metrics.pop("learning_rate", values.get("learning_rate", default_rate))
+        rate = metrics.pop("learning_rate", in_force.get("learning_rate", default_rate))
         row = {"trial_id": report.member, "epoch": epoch, "learning_rate": math.nan if rate is None else float(rate),
                "seconds": seconds, "generation": generation}
-        row.update({f"params_{name}": value for name, value in values.items()})
+        row.update({f"params_{name}": value for name, value in in_force.items()})
         rows.append({**row, **metrics})
-        values = switch.get(epoch, values)   # the epochs after a replaced divergence train with its values
     return rows
 
 
