@@ -14,19 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from caviar.store.vocabulary import Mode, RunKind, Status
-from caviar.views import show
+from caviar.store.vocabulary import Mode, RunKind, Status, judged_by
 
 RUNNING, FINISHED, INTERRUPTED = "running", "finished", "interrupted"
-
-
-def metric_of(job: Mapping[str, Any], kind: RunKind) -> tuple[str, Mode]:
-    """(metric, mode) the run is judged by, as `caviar show` says (a mode it cannot read: max)."""
-    metric, mode = show.metric_of(job, str(kind))
-    try:
-        return metric, Mode.of(mode)
-    except ValueError:
-        return metric, Mode.MAX
 
 
 def planned(job: Mapping[str, Any], kind: RunKind) -> int | None:
@@ -67,7 +57,7 @@ def best(values: pa.ChunkedArray | None, mode: Mode, usable: np.ndarray | None =
 def tally(kind: RunKind, job: Mapping[str, Any], tables: Mapping[str, pa.Table | None]) -> dict[str, Any]:
     """What a run's rows say: metric and mode, the best score and where (trial id, or epoch of a
     babysat run), trials (or epochs) done and planned, and the trials' statuses counted."""
-    metric, mode = metric_of(job, kind)
+    metric, mode = judged_by(job, kind)
     trials, epochs = tables.get("trials"), tables.get("epochs")
     counts: dict[str, int] = {}
     if kind == RunKind.SWEEP:

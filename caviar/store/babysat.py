@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from caviar.store.vocabulary import COLUMNS, PARAM_PREFIX, POPULATION_COLUMNS, Mode, model_columns
+from caviar.store.vocabulary import COLUMNS, PARAM_PREFIX, POPULATION_COLUMNS, RunKind, judged_by, model_columns
 
 FIXED, WHEN = "fixed", "when"   # the [space] words for a value not searched, and a dimension's condition
 
@@ -57,7 +57,7 @@ def row(job: Mapping[str, Any], epochs: pd.DataFrame, events: pd.DataFrame, *, r
     whether a driver holds its lock."""
     if epochs.empty:
         return None
-    metric, mode = _judged_by(job)
+    metric, mode = judged_by(job, RunKind.BABYSIT)
     values = pd.to_numeric(epochs[metric], errors="coerce").to_numpy(float) if metric in epochs else np.full(len(epochs), np.nan)
     finite = np.isfinite(values)
     at = int(np.argmax(np.where(finite, mode.sign * values, -np.inf))) if finite.any() else None
@@ -80,17 +80,6 @@ def row(job: Mapping[str, Any], epochs: pd.DataFrame, events: pd.DataFrame, *, r
 def _table(job: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     section = job.get(name)
     return section if isinstance(section, Mapping) else {}
-
-
-def _judged_by(job: Mapping[str, Any]) -> tuple[str, Mode]:
-    """(metric, mode) of a babysat run, as `caviar show` reads them: [babysit], else [search], else
-    val_accuracy and max (a mode it cannot read: max)."""
-    babysit, search = _table(job, "babysit"), _table(job, "search")
-    metric = babysit.get("metric") or search.get("metric") or "val_accuracy"
-    try:
-        return str(metric), Mode.of(babysit.get("mode") or search.get("mode") or "max")
-    except ValueError:
-        return str(metric), Mode.MAX
 
 
 def _stored(value: Any) -> Any:

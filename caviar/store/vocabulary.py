@@ -114,6 +114,20 @@ RESERVED_METRICS = frozenset([*(name for table in COLUMNS.values() for name in t
                                 if not name.endswith("*") and name != "learning_rate"), *POPULATION_COLUMNS])
 
 
+def judged_by(job: Mapping[str, Any], kind: str) -> tuple[str, Mode]:
+    """(metric, mode) a run was judged by, from its job.toml as plain data: the [babysit] section for
+    a babysat run, else [search] (val_accuracy and max when neither says; a mode no version wrote:
+    max). What `show`, `serve` and `load_all` read a run by."""
+    search = job.get("search") if isinstance(job.get("search"), Mapping) else {}
+    babysit = job.get("babysit") if isinstance(job.get("babysit"), Mapping) else {}
+    section = babysit if str(kind) == RunKind.BABYSIT else search
+    metric = section.get("metric") or search.get("metric") or "val_accuracy"
+    try:
+        return str(metric), Mode.of(section.get("mode") or search.get("mode") or "max")
+    except ValueError:
+        return str(metric), Mode.MAX
+
+
 def reserved_metric(name: str) -> bool:
     """Whether a metric name would clash with a column caviar writes (or a params_ or model_ column)."""
     return name in RESERVED_METRICS or name.startswith(PREFIXES)

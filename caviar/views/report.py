@@ -32,7 +32,7 @@ import pandas as pd
 
 from caviar.store.atomic import atomic_write_bytes
 from caviar.store.ranking import ranked
-from caviar.store.vocabulary import RunKind, Status
+from caviar.store.vocabulary import RunKind, Status, judged_by
 from caviar.views import population, show
 from caviar.views.importance import MIN_TRIALS, importance, scored
 
@@ -240,7 +240,7 @@ def write_report(run: Any, *, top: int = 10) -> Path:
     run: a `caviar.store.reader.Run` (a sweep or a babysat run).
     """
     folder = Path(run.path)
-    metric, mode = show.metric_of(run.job, run.kind)
+    metric, mode = judged_by(run.job, run.kind)
     path = _own_page(folder)   # a refusal comes before the drawing
     page = _Page()
     page.add(f"<h1>{html.escape(run.name)}</h1>")

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from caviar.store.ranking import ranked
-from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind
+from caviar.store.vocabulary import PARAM_PREFIX, STATUSES, Mode, RunKind, judged_by
 from caviar.views.population import COPY_EVENTS, is_population, schedule, schedule_text
 
 MAX_TEXT = 60  # characters of an error message or detail shown in a terminal's table cell
@@ -46,15 +46,6 @@ def load_run(name: str, out: str | Path = "results") -> Any:
     from caviar.store.reader import load
 
     return load(run_path(name, out))
-
-
-def metric_of(job: Mapping[str, Any], kind: str) -> tuple[str, str]:
-    """(metric, mode) a run was judged by: the job's [babysit] section for a babysat run, else [search]."""
-    search = job.get("search") or {}
-    section = (job.get("babysit") or {}) if kind == "babysit" else search
-    metric = section.get("metric") or search.get("metric") or "val_accuracy"
-    mode = section.get("mode") or search.get("mode") or "max"
-    return str(metric), str(mode)
 
 
 def scales_of(space: Any) -> dict[str, str]:
@@ -235,7 +226,7 @@ def summary(run: Any) -> dict[str, Any]:
     trial seconds, babysit: of epoch seconds), epochs_to_best (sweeps: the epoch at which the best
     trial reached its score; babysit: the epoch of the best score).
     """
-    metric, mode = metric_of(run.job, run.kind)
+    metric, mode = judged_by(run.job, run.kind)
     row: dict[str, Any] = {"run": run.name, "kind": run.kind, "metric": metric, "mode": mode, "best": math.nan,
                            "best_trial": pd.NA, "trials": pd.NA, "epochs_run": pd.NA, "compute_s": math.nan,
                            "epochs_to_best": pd.NA}
@@ -335,7 +326,7 @@ def show_text(run: Any, top: int = 10) -> str:
     """What `caviar show` prints for a loaded run."""
     if top < 1:
         raise ValueError(f"top: must be at least 1, got {top}")
-    metric, mode = metric_of(run.job, run.kind)
+    metric, mode = judged_by(run.job, run.kind)
     lines = [f"{run.kind} {run.name}  ({run.path})", f"metric: {metric} ({mode})"]
     lines += _babysit_text(run) if run.kind == RunKind.BABYSIT else _sweep_text(run, top)
     if is_population(run.job) and not run.trials.empty:

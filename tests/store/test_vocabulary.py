@@ -201,3 +201,13 @@ def test_moments_are_iso_text_in_utc():
     assert utc_at(0.0) == "1970-01-01T00:00:00.000000+00:00"
     now = datetime.fromisoformat(utc_now())
     assert now.utcoffset() == timedelta(0) and abs(now.timestamp() - time.time()) < 60
+
+
+def test_a_run_is_judged_by_its_babysit_section_when_babysat_else_by_its_search_section():
+    from caviar.store.vocabulary import judged_by
+
+    job = {"search": {"metric": "val_accuracy", "mode": "max"}, "babysit": {"metric": "val_loss", "mode": "min"}}
+    assert judged_by(job, RunKind.BABYSIT) == ("val_loss", Mode.MIN)
+    assert judged_by(job, RunKind.SWEEP) == ("val_accuracy", Mode.MAX)
+    assert judged_by({"search": {"metric": "f1"}}, RunKind.BABYSIT) == ("f1", Mode.MAX)   # falls back to [search]
+    assert judged_by({"search": {"mode": "sideways"}, "babysit": 3}, RunKind.SWEEP) == ("val_accuracy", Mode.MAX)
