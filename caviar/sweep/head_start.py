@@ -127,8 +127,10 @@ def _feed(sweep: Sweep, helper: Helper | None, head: Any, rows: RowsHere, wait: 
     except (EOFError, OSError):   # it died (killed, out of memory): its trials go to the driver or workers
         _take_back(sweep, helper)
         return
-    if not helper.busy and not _hand_over(sweep, head, rows):
-        helper.give(sweep)
+    while helper.wants(sweep) and not _hand_over(sweep, head, rows) and helper.give(sweep):
+        pass
+    if helper.done_with(sweep):
+        helper.retire()
 
 
 def _take_back(sweep: Sweep, helper: Helper | None) -> None:
@@ -141,7 +143,7 @@ def _take_back(sweep: Sweep, helper: Helper | None) -> None:
         trial.restart()
         sweep.retry_queue.appendleft(trial)
     helper.slot.held.clear()
-    helper.call = None
+    helper.calls.clear()
 
 
 def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, head: Any,
@@ -236,10 +238,16 @@ def run_with_head(sweep: Sweep, head: RayOnDemand, data: Any, trainer_name: str,
     if runner is None or head.expected <= 0:
         head.boot()
     if runner is not None:
-        helper = start_helper(data, trainer_name, head.cpus)
+        from threadpoolctl import threadpool_limits
+
+        # One BLAS thread from before the fork: the helper inherits it, and threadpoolctl's import
+        # and its look at the loaded libraries (7 ms) are not paid again before its first epoch.
+        limits, helper = threadpool_limits(limits=1), None
         try:
+            helper = start_helper(data, trainer_name, head.cpus, sweep)
             train_while_ray_starts(sweep, runner, head, helper)
         finally:
+            limits.restore_original_limits()
             if helper is not None:
                 helper.stop()
     if not work_left(sweep):

@@ -8,7 +8,11 @@ on one segment at a time that the driver sends down a pipe (the sweep's own deci
 worker) and sends back its events in batches, as a worker does (`run_batch`: at most EVENT_SECONDS
 apart, and at once when the segment ends); the driver feeds them to the sweep exactly as a
 worker's. A message per epoch cost the driver, which trains too, a pipe read and an unpickling per
-epoch of the helper's. When the workers take over, the helper is stopped and its unfinished trials go to them
+epoch of the helper's. Like a worker (`CALLS_PER_WORKER`), it holds its next segment before it
+ends the one it trains, so it never waits for the driver (which looks only between its own epochs:
+a wait of one such epoch per trial was 3-5% of a short sweep's helper); but not near the sweep's
+end (`QUEUE_WHILE_WAITING`), where a segment queued behind the helper's would leave the driver
+idle while it waits its turn. When the workers take over, the helper is stopped and its unfinished trials go to them
 (each reruns from its first epoch: a trial's result depends only on its config and seed).
 
 It never outlives the driver: the kernel kills it when the driver dies (PR_SET_PDEATHSIG, even on
@@ -21,14 +25,19 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import select
 import signal
+from collections import deque
 from typing import Any
 
 from caviar.sweep.loop import Call, Slot, Sweep
-from caviar.sweep.worker import SegmentRunner, run_batch
+from caviar.sweep.worker import Segment, SegmentRunner, run_batch
 
 PR_SET_PDEATHSIG = 1
 EVENT_SECONDS = 0.1   # the helper's epochs reach the driver (and the display) at most this late
+# The helper is given its next segment in advance only while more trials than this wait to start:
+# the last ones go to whichever trainer is free first, as in a process pool.
+QUEUE_WHILE_WAITING = 2
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -69,59 +78,91 @@ def _serve(conn: Any, parent_end: Any, parent_pid: int, data: Any, trainer_name:
 
 
 class Helper:
-    """The driver's handle on its forked trainer: one segment at a time, like a worker's slot."""
+    """The driver's handle on its forked trainer: up to two segments at a time (one training, one
+    queued), like a worker's slot."""
 
-    def __init__(self, data: Any, trainer_name: str) -> None:
+    def __init__(self, data: Any, trainer_name: str, sweep: Sweep | None = None) -> None:
+        self.slot = Slot(node_ref="")
+        self.calls: deque[Call] = deque()   # the segment it trains now, then the one queued behind it
+        self.stopped = False
+        # Its first segment (of `sweep`, if given) is decided before the fork, so that the child has
+        # whatever deciding imported (the sampler's first draw imports numpy.random: 5 ms, which the
+        # child would pay again before its first epoch).
+        first = sweep._take_work(self.slot, 1) if sweep is not None else []
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, self.conn, os.getpid(), data, trainer_name),
                                        daemon=True)
         self.process.start()
         child.close()
-        self.slot = Slot(node_ref="")
-        self.call: Call | None = None   # the segment it trains now
-        self.stopped = False
+        # One poll object for the pipe: `Connection.poll` builds a selector per call, which at each
+        # of the driver's epochs was most of what looking at the helper cost.
+        self._poller = select.poll()
+        self._poller.register(self.conn.fileno(), select.POLLIN)
+        if first:
+            self._send(first)
 
     @property
     def busy(self) -> bool:
-        return self.call is not None
+        return bool(self.calls)
+
+    def wants(self, sweep: Sweep) -> bool:
+        """Whether to give it a segment now: it is idle, or it trains one and enough trials wait
+        that queueing one behind it cannot leave the driver without work at the end."""
+        return not self.calls or (len(self.calls) == 1 and sweep.trials_waiting > QUEUE_WHILE_WAITING)
 
     def give(self, sweep: Sweep) -> bool:
         """Send it the sweep's next segment; False when there is none to give."""
         segments = sweep._take_work(self.slot, 1)
         if not segments:
             return False
-        self.call = Call(stream=None, segments=segments)
+        self._send(segments)
+        return True
+
+    def _send(self, segments: list[Segment]) -> None:
+        self.calls.append(Call(stream=None, segments=segments))
         self.conn.send((segments[0], self.slot.drop))
         self.slot.drop = []
-        return True
 
     def pump(self, sweep: Sweep, wait: float = 0.0) -> None:
         """Feed the sweep what the helper has said (waiting up to `wait` s for a first word)."""
-        while self.call is not None and self.conn.poll(wait):
-            wait = 0.0
+        timeout = int(wait * 1000)
+        while self.calls and self._poller.poll(timeout):
+            timeout = 0
             for event in self.conn.recv():
-                sweep._on_event(self.slot, self.call, event)
+                sweep._on_event(self.slot, self.calls[0], event)
                 if event[0] != "epoch":
-                    self.call = None
+                    self.calls.popleft()
 
     def trials(self) -> list[int]:
-        """The trials it has started and not finished: the one it trains, and those paused in it."""
-        current = [s.trial_id for s in self.call.segments] if self.call is not None else []
+        """The trials it has started or has queued and not finished: those of its segments, and
+        those paused in it."""
+        current = [s.trial_id for call in self.calls for s in call.segments]
         return current + [t for t in self.slot.held if t not in current]
 
-    def stop(self) -> None:
-        """End the process at once (it writes nothing: a trial in progress is the caller's to requeue)."""
+    def done_with(self, sweep: Sweep) -> bool:
+        """Whether nothing is or will be the helper's: it trains nothing, holds no paused trial, and
+        no trial waits to start."""
+        return not self.calls and not self.slot.held and not sweep.trials_waiting
+
+    def retire(self) -> None:
+        """End the process without waiting for it (the kernel tears it down on its own core while the
+        driver trains its last trial: joining it cost the end of a sweep 5-7 ms); `stop` reaps it."""
         self.stopped = True
         if self.process.is_alive():
             self.process.kill()
+
+    def stop(self) -> None:
+        """End the process at once (it writes nothing: a trial in progress is the caller's to requeue)."""
+        self.retire()
         self.process.join()
         self.conn.close()
 
 
-def start_helper(data: Any, trainer_name: str, cpus: int) -> Helper | None:
-    """A helper when the machine has a core for it (and fork: Linux, macOS), else None."""
+def start_helper(data: Any, trainer_name: str, cpus: int, sweep: Sweep | None = None) -> Helper | None:
+    """A helper when the machine has a core for it (and fork: Linux, macOS), else None; with `sweep`,
+    it starts on that sweep's next segment."""
     if cpus < 2 or "fork" not in multiprocessing.get_all_start_methods():
         return None
-    return Helper(data, trainer_name)
+    return Helper(data, trainer_name, sweep)
 

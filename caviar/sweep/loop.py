@@ -187,6 +187,11 @@ class Sweep:
             segments.append(self._segment(trial))
         return segments
 
+    @property
+    def trials_waiting(self) -> int:
+        """Trials not started yet: new ones (finished ones of a resumed run among them) and retries."""
+        return self.sampler.n_trials - self.next_new + len(self.retry_queue)
+
     def _batch_size(self) -> int:
         """Segments per call: enough for a call to last about TARGET_CALL_SECONDS (each call costs
         the driver and the worker a few milliseconds), but few enough near the end of the sweep that
@@ -194,8 +199,7 @@ class Sweep:
         if self.segment_seconds <= 0:
             return 1
         batch = min(MAX_BATCH, max(1, int(TARGET_CALL_SECONDS / self.segment_seconds)))
-        left = self.sampler.n_trials - self.next_new + len(self.retry_queue)
-        return max(1, min(batch, left // (2 * CALLS_PER_WORKER * max(1, len(self.slots)))))
+        return max(1, min(batch, self.trials_waiting // (2 * CALLS_PER_WORKER * max(1, len(self.slots)))))
 
     def _dispatch(self) -> None:
         batch = self._batch_size()

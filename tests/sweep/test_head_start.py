@@ -259,7 +259,7 @@ def test_a_helper_that_dies_loses_no_trial(tmp_path, monkeypatch):
     def give_then_die(self, sweep):   # its second trial never ends: the process is killed in it
         if not give(self, sweep):
             return False
-        given.append(self.call.segments[0].trial_id)
+        given.append(self.calls[-1].segments[0].trial_id)
         if len(given) == 2:
             os.kill(self.process.pid, signal.SIGKILL)
         return True
@@ -272,3 +272,59 @@ def test_a_helper_that_dies_loses_no_trial(tmp_path, monkeypatch):
     epochs = pd.read_parquet(tmp_path / "out" / "orphan" / "epochs.parquet")
     assert len(epochs) == 6 * 3 and not epochs.duplicated(["trial_id", "epoch"]).any()
 
+
+
+def test_the_helper_holds_its_next_trial_before_it_ends_one_but_not_the_last_ones(tmp_path, monkeypatch):
+    """A queued segment, as a worker's: the helper never waits a driver's epoch for its next trial.
+    Near the end it gets one only when idle, so that no trial waits behind the helper's while the
+    driver has nothing to train."""
+    import caviar.sweep.helper as helper_module
+    import caviar.sweep.local_ray as local_ray
+    import caviar.sweep.ray_session as ray_session_module
+
+    job = write_job(tmp_path, "queued", TOY_SWEEP, search={"trials": 10}, model={"epochs": 3, "sleep": 0.02})
+    monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
+    monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: BootingHead(looks=10**6)))
+    give, given = helper_module.Helper.give, []   # (segments it held already, the trial given)
+
+    def recorded_give(self, sweep):
+        held = len(self.calls)
+        if not give(self, sweep):
+            return False
+        given.append((held, self.calls[-1].segments[0].trial_id))
+        return True
+
+    monkeypatch.setattr(helper_module.Helper, "give", recorded_give)
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
+    queued = [trial for held, trial in given if held == 1]
+    assert queued and max(held for held, _ in given) <= 1, given
+    # Queued only while more than QUEUE_WHILE_WAITING trials waited: never one of the last ones.
+    assert max(queued) < 10 - helper_module.QUEUE_WHILE_WAITING, given
+    trials = pd.read_parquet(tmp_path / "out" / "queued" / "trials.parquet")
+    assert sorted(trials.trial_id) == list(range(10)) and set(trials.status) == {"completed"}
+
+
+def test_a_helper_with_nothing_left_to_train_ends_while_the_driver_trains_on(tmp_path, monkeypatch):
+    """Its process ends as soon as no trial is or will be its own, not after the driver's last epoch
+    (waiting for it there was 5-7 ms of every sweep's end)."""
+    import caviar.sweep.head_start as head_start
+    import caviar.sweep.local_ray as local_ray
+    import caviar.sweep.ray_session as ray_session_module
+
+    # The grid's first trial (the helper's: it is given one before the driver takes any) is quick,
+    # the second (the driver's) slow.
+    job = write_job(tmp_path, "early", {**TOY_SWEEP, "space": {}}, space={"sleep": {"choice": [0.0, 0.1]}},
+                    search={"trials": 2, "sampler": "grid"}, model={"epochs": 3})
+    monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
+    monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: BootingHead(looks=10**6)))
+    feed, seen = head_start._feed, []   # (helper stopped, trials the sweep still runs) after each look
+
+    def recorded_feed(sweep, helper, head, rows, wait=0.0):
+        feed(sweep, helper, head, rows, wait)
+        seen.append((helper.stopped, sorted(sweep.active)))
+
+    monkeypatch.setattr(head_start, "_feed", recorded_feed)
+    assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
+    assert (True, [1]) in seen, seen   # ended while the driver's trial 1 was still training
+    trials = pd.read_parquet(tmp_path / "out" / "early" / "trials.parquet")
+    assert sorted(trials.trial_id) == [0, 1] and set(trials.status) == {"completed"}

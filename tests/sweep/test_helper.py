@@ -90,3 +90,37 @@ def test_helpers_die_with_a_driver_killed_the_moment_they_were_forked():
     while any(alive(pid) for pid in pids):
         assert time.monotonic() < deadline, "a helper outlived its driver"
         time.sleep(0.05)
+
+
+class OneSegmentSweep:
+    """The two things a helper asks of a sweep: its next segment (one), and to hear its events."""
+
+    def __init__(self, segment: Segment) -> None:
+        self.segments, self.events = [segment], []
+
+    def _take_work(self, slot, batch: int) -> list[Segment]:
+        taken, self.segments = self.segments[:batch], self.segments[batch:]
+        return taken
+
+    def _on_event(self, slot, call, event: tuple) -> None:
+        self.events.append(event)
+
+
+def test_a_helper_started_for_a_sweep_has_its_first_segment_from_the_fork():
+    """Decided before the fork (the child has what deciding imported) and sent at once: the helper
+    trains it without being given anything, and the driver hears its events as from any segment."""
+    segment = Segment(3, {"learning_rate": 0.01}, 5, 2, 2)
+    sweep = OneSegmentSweep(segment)
+    helper = start_helper(tiny_data(), "tests.toys:ToyTrainer", cpus=2, sweep=sweep)
+    assert helper is not None
+    try:
+        assert helper.trials() == [3] and helper.busy and not sweep.segments
+        deadline = time.monotonic() + 60
+        while helper.busy:
+            assert time.monotonic() < deadline
+            helper.pump(sweep, wait=0.1)
+        expected = list(SegmentRunner(tiny_data(), "tests.toys:ToyTrainer").run(segment))
+        assert without_seconds(sweep.events) == without_seconds(expected)
+        assert not helper.give(sweep)   # nothing left
+    finally:
+        helper.stop()
