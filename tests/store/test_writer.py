@@ -227,6 +227,40 @@ def test_compaction_keeps_every_row_once_and_pandas_reads_the_folder(tmp_path):
     assert trials.flush().name == "part-000005.parquet"
 
 
+def test_a_compaction_merges_the_parts_its_writer_wrote_without_reading_them_back(tmp_path, monkeypatch):
+    """The writer keeps the parts it wrote (up to KEPT_PARTS_BYTES): the merged file holds the same
+    rows as a compaction that reads every part; parts of an earlier writer (a resumed run), or
+    beyond the budget, are read from their files."""
+    import caviar.store.writer as writer_module
+
+    def write_parts(writer: TableWriter, ids: range) -> None:
+        for i in ids:
+            writer.append([trial_row(i, failed=i == 0)])
+            writer.flush()
+
+    kept = open_run(tmp_path, "kept", JOB).table("trials")
+    write_parts(kept, range(4))
+    earlier = open_run(tmp_path, "earlier", JOB).table("trials")
+    write_parts(earlier, range(2))
+    resumed = TableWriter(earlier.path.parent, "trials")   # a resume's writer: parts 0 and 1 are not its own
+    write_parts(resumed, range(2, 4))
+    read = []
+    read_part = writer_module._read_part
+    monkeypatch.setattr(writer_module, "_read_part", lambda path, columns=None: (read.append(path.name),
+                                                                                read_part(path, columns))[1])
+    kept.compact()
+    assert read == []
+    resumed.compact()
+    assert read == ["part-000000.parquet", "part-000001.parquet"]
+    assert pq.read_table(kept.path).equals(pq.read_table(resumed.path))
+    monkeypatch.setattr(writer_module, "KEPT_PARTS_BYTES", 0)
+    tight = open_run(tmp_path, "tight", JOB).table("trials")
+    write_parts(tight, range(4))
+    read.clear()
+    tight.compact()
+    assert len(read) == 4 and pq.read_table(tight.path).equals(pq.read_table(kept.path))
+
+
 def test_an_interrupted_compaction_is_read_once_and_repaired_on_resume(tmp_path):
     run = open_run(tmp_path, "sweep", JOB)
     trials = run.table("trials")
