@@ -213,14 +213,14 @@ def print_summary(path: Path, job: Any) -> int:
     """The top 10 trials (a population: members, then its best member's schedule) and where the results
     are; the exit status: 0, or 1 when every trial failed (a script must not take a sweep that learned
     nothing for a success), with the first error."""
-    from caviar.store.reader import load
+    from caviar.store.reader import load, load_trials
     from caviar.store.vocabulary import Status
     from caviar.views.show import leaderboard, scales_of
 
-    run = load(path)
-    trials = run.trials
+    run = load(path) if job.search.scheduler == POPULATION else None   # a sweep's: its trials alone
+    trials = run.trials if run is not None else load_trials(path)
     print(leaderboard(trials, job.search.mode, top=10, scales=scales_of(job.space)))
-    if job.search.scheduler == POPULATION:
+    if run is not None:
         from caviar.views.population import schedule_text
 
         print("\n" + schedule_text(run))

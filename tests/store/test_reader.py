@@ -10,7 +10,7 @@ import pytest
 
 import caviar
 from caviar.store.folder import open_run
-from caviar.store.reader import load, load_all
+from caviar.store.reader import load, load_all, load_trials
 
 JOB = 'name = "digits"\n[search]\ntrials = 4\nmetric = "val_accuracy"\n'
 
@@ -41,6 +41,22 @@ def test_load_reads_a_sweep_with_its_job_and_typed_columns(tmp_path):
                                                             "time"]
     assert str(r.events.time.dtype) == "datetime64[us, UTC]"   # an absent table has the declared types
     assert r.events.epoch.dtype == "int64" and r.events.event.dtype == "str"
+
+
+def test_load_trials_reads_the_trials_table_alone_as_load_gives_it(tmp_path, monkeypatch):
+    """The end of a sweep prints its leaderboard from it: no epoch row is read."""
+    import caviar.store.reader as reader_module
+
+    write_sweep(tmp_path, "digits")
+    read = []
+    read_table = reader_module.read_table
+    monkeypatch.setattr(reader_module, "read_table", lambda path, columns=None: (read.append(path.name),
+                                                                                read_table(path, columns))[1])
+    trials = load_trials(tmp_path / "digits")
+    assert read == ["trials.parquet"]
+    pd.testing.assert_frame_equal(trials, load(tmp_path / "digits").trials)
+    empty = open_run(tmp_path, "empty", JOB.replace("digits", "empty"))
+    assert load_trials(empty.path).columns.tolist() == load(empty.path).trials.columns.tolist()
 
 
 def test_load_reads_a_half_written_run(tmp_path):

@@ -42,6 +42,24 @@ def test_a_sweep_writes_both_tables_with_the_documented_columns(ray_session, tmp
     assert "results:" in printed and str(run) in printed
 
 
+def test_the_leaderboard_at_a_sweeps_end_reads_its_trials_table_alone(tmp_path, capsys, monkeypatch):
+    """Not every epoch row as well (`load` read all three tables)."""
+    import caviar.store.reader as reader_module
+    from caviar.config.job import load_job
+    from caviar.sweep.command import print_summary
+
+    job = write_job(tmp_path, "board", TOY_SWEEP, search={"trials": 3})
+    assert main(["parallel", str(job), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    capsys.readouterr()
+    read = []
+    read_table = reader_module.read_table
+    monkeypatch.setattr(reader_module, "read_table", lambda path, columns=None: (read.append(path.name),
+                                                                                read_table(path, columns))[1])
+    assert print_summary(tmp_path / "out" / "board", load_job(job)) == 0
+    assert read == ["trials.parquet"]
+    assert capsys.readouterr().out.count("\n") >= 4   # the table of 3 trials, then where they are
+
+
 def test_asha_prunes_and_pruned_trials_keep_their_epochs(ray_session, tmp_path):
     job = write_job(tmp_path, "sweep", TOY_SWEEP, model={"epochs": 9},
                     search={"trials": 12, "scheduler": "asha", "grace_period": 1, "reduction_factor": 3})
