@@ -199,7 +199,10 @@ def run_caviar_no_ray(n_trials, epochs, hidden, cores) -> float:
     """caviar with no Ray up: it trains on its own cores and boots a Ray only when the work left
     would outlast the boot (`caviar.sweep.ray_on_demand`)."""
     sets = [arg for item in overrides(n_trials, epochs, hidden) for arg in ("--set", item)]
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "CAVIAR_RAY_BOOT_SECONDS")}
+    # PYTHONDONTWRITEBYTECODE (set on some machines) would have caviar's modules compiled again in
+    # each run, 0.03-0.06 s here, which no installed caviar pays: bytecode is cached as usual.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "CAVIAR_RAY_BOOT_SECONDS", "PYTHONDONTWRITEBYTECODE")}
     done = subprocess.run([sys.executable, "-c", _TIMED_MAIN, str(JOB), str(cores), *sets], capture_output=True,
                           text=True, env=env, cwd=ROOT)
     if done.returncode:
@@ -366,15 +369,16 @@ def loop_methods(args, skip: set[str], cores: int) -> None:
     startups = []
     walls: dict[str, list[float]] = {name: [] for name in runners if keys[name] not in skip}
     # Round-robin, not one method after another: this machine's speed drifts by tens of percent
-    # over minutes, and interleaving spreads the drift over every method alike.
+    # over minutes, and interleaving spreads the drift over every method alike; the order turns
+    # round every other round, so that no method always runs first (or right after a Ray's start).
     for repeat in range(args.repeat):
-        for name in walls:
+        for name in (list(walls) if repeat % 2 == 0 else list(walls)[::-1]):
             if name == "Ray Tune" and repeat:
                 continue   # minutes per run: once is enough to place it
             if name in uses_ray:
                 startups.append(fresh_ray())
             walls[name].append(runners[name]())
-            print(f"  run {repeat + 1}: {name:<16} {walls[name][-1]:8.1f} s", flush=True)
+            print(f"  run {repeat + 1}: {name:<16} {walls[name][-1]:8.2f} s", flush=True)
     for name, runs in walls.items():
         wall = statistics.median(runs)
         rows.append((name, wall, sequential / (cores * wall)))
@@ -390,6 +394,9 @@ def loop_methods(args, skip: set[str], cores: int) -> None:
     if "caviar, no Ray up" in medians and "process pool" in medians:
         print(f"caviar's efficiency / the process pool's: {medians['process pool'] / medians['caviar, no Ray up']:.3f} "
               "(target >= 0.95), with no Ray up (as a command runs it)")
+        # Each round's two runs are seconds apart: their ratio is free of the drift between rounds.
+        paired = statistics.median(pool / mine for pool, mine in zip(walls["process pool"], walls["caviar, no Ray up"]))
+        print(f"  the same, median of the {args.repeat} rounds' own ratios: {paired:.3f}")
     if CAVIAR_COSTS:
         names = dict.fromkeys(name for costs in CAVIAR_COSTS for name in costs)
         print("caviar's fixed costs, median s: " + ", ".join(
