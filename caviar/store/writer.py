@@ -78,6 +78,8 @@ def _first_type(value: Any, column: str) -> str:
 def _moment(value: Any, column: str) -> datetime:
     """A time column's value as an aware datetime in UTC: a datetime (naive ones are UTC) or its ISO
     8601 text, which is how the drivers write a moment (`caviar.store.vocabulary.utc_now`)."""
+    if type(value) is datetime and value.tzinfo is timezone.utc:
+        return value   # as the sweep's driver gives each epoch's moment: nothing to convert
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)

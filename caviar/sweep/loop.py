@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections import deque
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from caviar.search.samplers import Sampler, trial_seed
@@ -247,7 +248,7 @@ class Sweep:
             epoch, metrics, seconds, at = event[2:6]
             learning_rate = metrics.pop("learning_rate", trial.config.get("learning_rate", math.nan))
             trial.epoch_rows.append({"trial_id": trial_id, "epoch": epoch, "learning_rate": float(learning_rate),
-                                     "seconds": seconds, "time": utc_at(at), **metrics})
+                                     "seconds": seconds, "time": datetime.fromtimestamp(at, timezone.utc), **metrics})
             trial.started_at = min(trial.started_at, at - seconds)
             trial.last_metrics, trial.epochs = metrics, epoch
             if not metrics.keys() <= self.metric_names.keys():

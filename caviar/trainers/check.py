@@ -97,8 +97,18 @@ def check_trainer(trainer: Any, name: str | None = None) -> Any:
     return trainer
 
 
+# The usual report, a dict of plain metric names to Python or NumPy floats, is checked without
+# abstract-class lookups (`isinstance(v, numbers.Real)` is a microsecond a value; this runs at every
+# epoch of every trial, on the driver too); the names already seen are not looked at again.
+_PLAIN_NUMBERS = frozenset({float, int, np.float64, np.float32})
+_NAMES_SEEN: set[str] = set()
+
+
 def checked_metrics(reported: Any) -> dict[str, float]:
     """One epoch's report as {name: float}, or ValueError: a dict of numbers, none of them reserved."""
+    if type(reported) is dict and reported.keys() <= _NAMES_SEEN and \
+            all(type(value) in _PLAIN_NUMBERS for value in reported.values()):
+        return {k: float(v) for k, v in reported.items()}
     if not isinstance(reported, Mapping):
         raise ValueError(f"model.trainer: train_epoch() must return a dict of metrics, got {type(reported).__name__}")
     unnamed = [k for k in reported if not isinstance(k, str) or not k]
@@ -112,4 +122,6 @@ def checked_metrics(reported: Any) -> dict[str, float]:
     if bad is not None:
         raise ValueError(f"model.trainer: the trainer reports {bad}={show_value(reported[bad], 60)} "
                          f"({type(reported[bad]).__name__}), not a number")
+    if len(_NAMES_SEEN) < 10_000:   # a trainer that names a metric per epoch does not grow it forever
+        _NAMES_SEEN.update(reported)
     return {k: float(v) for k, v in reported.items()}

@@ -345,10 +345,19 @@ def test_a_babysat_run_with_a_corrupt_part_is_refused_at_once_naming_it(tmp_path
 def test_a_compaction_that_meets_a_part_that_does_not_read_names_it(tmp_path):
     run = sweep_folder(tmp_path, n=3)
     bad = truncate(run.path / "trials.parquet" / "part-000001.parquet")
+    resumed = TableWriter(run.path, "trials")   # a writer that did not write the parts reads them
     with pytest.raises(ValueError, match=f"^{bad}: ") as refused:
-        run.compact()
+        resumed.compact()
     assert "\n" not in str(refused.value)
     assert sorted(os.listdir(run.path / "trials.parquet")) == [f"part-00000{i}.parquet" for i in range(3)]
+
+
+def test_a_part_damaged_after_its_writer_wrote_it_is_merged_from_the_rows_it_wrote(tmp_path):
+    """The writer keeps what it wrote (`KEPT_PARTS_BYTES`): its compaction puts the rows back whole."""
+    run = sweep_folder(tmp_path, n=3)
+    truncate(run.path / "trials.parquet" / "part-000001.parquet")
+    run.compact()
+    assert pd.read_parquet(run.path / "trials.parquet").trial_id.tolist() == [0, 1, 2]
 
 
 # ----------------------------------------------------------------------------- through the real commands

@@ -131,8 +131,9 @@ def test_every_trial_finishes_exactly_once_with_the_documented_columns(ray_sessi
         assert row["seed"] == trial_seed(job.search.seed, trial_id)
         assert row["params_learning_rate"] == sampler.ask(trial_id)["learning_rate"]
         # When: the trial's start and end and each epoch's end, in UTC, in that order, around this test.
-        moments = [datetime.fromisoformat(t) for t in (row["started_at"], *(e["time"] for e in epochs),
-                                                         row["finished_at"])]
+        # (An epoch's moment is an aware datetime, the rows' ends ISO text: the writer takes both.)
+        moments = [datetime.fromisoformat(row["started_at"]), *(e["time"] for e in epochs),
+                   datetime.fromisoformat(row["finished_at"])]
         assert all(m.utcoffset() == timedelta(0) for m in moments) and moments == sorted(moments)
         assert began <= moments[0] and moments[-1] <= datetime.now(timezone.utc)
         # The job's fixed values, for comparing runs by them (the searched rate has its params_ column).

@@ -319,3 +319,16 @@ def test_a_metric_name_that_is_not_text_is_not_called_a_reserved_column():
     message = metrics_refusal({1: 0.5})
     assert "1" in message
     assert "a column caviar writes itself" not in message
+
+
+def test_names_seen_before_skip_only_the_name_checks_of_a_report():
+    """The quick path for a report of names already accepted still checks each value, and a name
+    refused once is refused every time."""
+    import numpy as np
+
+    assert checked_metrics({"val_loss": np.float32(0.5), "steps": 3}) == {"val_loss": 0.5, "steps": 3.0}
+    assert checked_metrics({"val_loss": 0.25, "steps": True}) == {"val_loss": 0.25, "steps": 1.0}
+    assert "val_loss=" in metrics_refusal({"val_loss": "0.5"})
+    assert "val_loss=" in metrics_refusal({"val_loss": None})
+    for _ in range(2):
+        assert "epoch" in metrics_refusal({"val_loss": 0.5, "epoch": 1.0})
