@@ -25,18 +25,15 @@ def ranked(trials: pd.DataFrame, mode: Mode | str) -> pd.DataFrame:
         return trials
     score = pd.to_numeric(trials["score"], errors="coerce").astype(float)
     status = trials["status"] if "status" in trials else pd.Series(Status.COMPLETED.value, index=trials.index)
-    keys = pd.DataFrame({
-        "unscored": (status.eq(Status.FAILED.value) | score.isna() | ~np.isfinite(score)).fillna(True)
-                    .astype(bool).to_numpy(),
-        "key": (-mode.sign * score).fillna(np.inf).to_numpy(),
-        "status": status.map({s: i for i, s in enumerate(STATUSES)}).fillna(len(STATUSES)).to_numpy(),
-        "trial": pd.to_numeric(trials["trial_id"], errors="coerce").astype(float).fillna(np.inf).to_numpy()
-                 if "trial_id" in trials else np.arange(len(trials)),
-    })
+    unscored = (status.eq(Status.FAILED.value) | score.isna() | ~np.isfinite(score)).fillna(True).astype(bool)
+    key = (-mode.sign * score).fillna(np.inf).to_numpy()
+    rank_of_status = status.map({s: i for i, s in enumerate(STATUSES)}).fillna(len(STATUSES)).to_numpy(float)
+    trial = pd.to_numeric(trials["trial_id"], errors="coerce").astype(float).fillna(np.inf).to_numpy() \
+        if "trial_id" in trials else np.arange(len(trials), dtype=float)
     # By position, not by label: a frame with repeated labels (two runs' trials concatenated) keeps
-    # each of its rows once.
-    keys = keys.reset_index(drop=True)
-    return trials.iloc[keys.sort_values(list(keys.columns), kind="stable").index.to_numpy()]
+    # each of its rows once. np.lexsort is stable and sorts by its last key first (a DataFrame of
+    # the keys and its sort_values took 4-6 ms of every leaderboard).
+    return trials.iloc[np.lexsort((trial, rank_of_status, key, unscored.to_numpy()))]
 
 
 def best_trial(trials: pd.DataFrame, mode: Mode | str) -> dict[str, Any] | None:
