@@ -29,7 +29,7 @@ from collections import deque
 from typing import Any
 
 from caviar.sweep.costs import Costs
-from caviar.sweep.helper import Helper, start_helper
+from caviar.sweep.helper import Helper, can_help, start_helper
 from caviar.sweep.ray_on_demand import JOIN_SHARE, RayOnDemand, compute_left
 from caviar.sweep.loop import FLUSH_SECONDS, Call, Slot, Sweep, TrialState
 from caviar.sweep.worker import Segment, SegmentRunner
@@ -243,6 +243,10 @@ def run_with_head(sweep: Sweep, head: RayOnDemand, data: Any, trainer_name: str,
         # One BLAS thread from before the fork: the helper inherits it, and threadpoolctl's import
         # and its look at the loaded libraries (7 ms) are not paid again before its first epoch.
         limits, helper = threadpool_limits(limits=1), None
+        # The boot rule's timer (a thread) is armed before the fork, while the cores are idle:
+        # started once the driver and its helper compute, it waited up to 12 ms for a CPU.
+        head.consider(None, 1 + can_help(head.cpus), sweep.n_workers,
+                      (sweep.sampler.n_trials - len(sweep.finished)) * sweep.max_epochs)
         try:
             helper = start_helper(data, trainer_name, head.cpus, sweep)
             train_while_ray_starts(sweep, runner, head, helper)

@@ -162,7 +162,10 @@ class Helper:
 def start_helper(data: Any, trainer_name: str, cpus: int, sweep: Sweep | None = None) -> Helper | None:
     """A helper when the machine has a core for it (and fork: Linux, macOS), else None; with `sweep`,
     it starts on that sweep's next segment."""
-    if cpus < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return None
-    return Helper(data, trainer_name, sweep)
+    return Helper(data, trainer_name, sweep) if can_help(cpus) else None
+
+
+def can_help(cpus: int) -> bool:
+    """Whether a helper starts on a machine of `cpus` CPUs: a core for it, and fork (Linux, macOS)."""
+    return cpus >= 2 and "fork" in multiprocessing.get_all_start_methods()
 

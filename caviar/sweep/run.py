@@ -37,6 +37,14 @@ class Writer:
         self.trials, self.epochs = run.table("trials", types=types), run.table("epochs")
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: Future | None = None
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        """Start the writing thread now, before the trainers take the cores: started at the first
+        flush, while they computed, it waited milliseconds for a CPU, all of them the driver's."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="caviar-writer")
+            self._pool.submit(lambda: None).result()
 
     def write_trial(self, row: dict, epoch_rows: list[dict]) -> None:
         self.epochs.append(epoch_rows)
@@ -54,8 +62,7 @@ class Writer:
             raise
         parts = [part for part in (epochs, trials_part) if part is not None]
         if parts:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="caviar-writer")
+            self._start_thread()   # again after a `close`
             self._in_flight = self._pool.submit(lambda: [write() for write in parts])
 
     def settle(self) -> None:
