@@ -70,6 +70,17 @@ class PidTrainer(ToyTrainer):
             f.write(str(os.getpid()))
 
 
+class BlasThreadsTrainer(ToyTrainer):
+    """Reports the BLAS threads its process has (`blas_threads`) and its process id (`pid`) each epoch."""
+
+    def train_epoch(self) -> dict[str, float]:
+        from threadpoolctl import threadpool_info
+
+        metrics = super().train_epoch()
+        threads = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+        return {**metrics, "blas_threads": float(max(threads, default=1)), "pid": float(os.getpid())}
+
+
 class ScoreReportingTrainer(ToyTrainer):
     """Reports a metric named `score`, a column caviar writes itself, without declaring it."""
 

@@ -177,16 +177,11 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: Any, helpe
     the local Ray is up or none is left.
 
     Returns with every trial the driver or its helper started either finished or queued for the
-    workers (the helper stopped then).
+    workers (the helper stopped then). The caller limits BLAS to one thread (`run_with_head`).
     """
-    from threadpoolctl import threadpool_limits
-
     slot = Slot(node_ref="")
     rows = RowsHere(sweep, head.node)
     last_flush = time.monotonic()
-    # One BLAS thread, as on a worker: the other cores are booting Ray (and threads fighting over
-    # them made a trial here ten times slower than on a worker).
-    limits = threadpool_limits(limits=1)
     try:
         while work_left(sweep):
             held = [sweep.active[t] for t in slot.held]
@@ -211,7 +206,6 @@ def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: Any, helpe
                 sweep.flush(trials=True)
                 last_flush = time.monotonic()
     finally:
-        limits.restore_original_limits()
         rows.close()
     sweep.flush(trials=True)
 
@@ -240,28 +234,42 @@ def run_with_head(sweep: Sweep, head: RayOnDemand, data: Any, trainer_name: str,
     if runner is not None:
         from threadpoolctl import threadpool_limits
 
-        # One BLAS thread from before the fork: the helper inherits it, and threadpoolctl's import
-        # and its look at the loaded libraries (7 ms) are not paid again before its first epoch.
-        limits, helper = threadpool_limits(limits=1), None
-        # The boot rule's timer (a thread) is armed before the fork, while the cores are idle:
-        # started once the driver and its helper compute, it waited up to 12 ms for a CPU.
-        head.consider(None, 1 + can_help(head.cpus), sweep.n_workers,
-                      (sweep.sampler.n_trials - len(sweep.finished)) * sweep.max_epochs)
+        # One BLAS thread while this process trains, as on a worker: the other cores are booting
+        # Ray (threads fighting over them made a trial here ten times slower than on a worker).
+        # Set once, before the fork: the helper inherits it, and threadpoolctl's look at the
+        # loaded libraries (3-7 ms a call) is paid once.
+        limits = threadpool_limits(limits=1)
         try:
-            helper = start_helper(data, trainer_name, head.cpus, sweep)
-            train_while_ray_starts(sweep, runner, head, helper)
+            _train_here(sweep, runner, head, data, trainer_name, costs or Costs())
         finally:
             limits.restore_original_limits()
-            if helper is not None:
-                helper.stop()
-    if not work_left(sweep):
-        return
-    join(head, sweep, data, costs or Costs())
-    sweep.start_workers()
-    if runner is not None:
-        train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head.node))
+    elif work_left(sweep):
+        join(head, sweep, data, costs or Costs())
+        sweep.start_workers()
     if work_left(sweep):
         sweep.run()
+
+
+def _train_here(sweep: Sweep, runner: SegmentRunner, head: RayOnDemand, data: Any, trainer_name: str,
+                costs: Costs) -> None:
+    """The driver's part: trials here and on its helper until the Ray is up (or none is left); then
+    join it, start its workers, and train here until they have started."""
+    # The boot rule's timer (a thread) is armed before the fork, while the cores are idle:
+    # started once the driver and its helper compute, it waited up to 12 ms for a CPU.
+    head.consider(None, 1 + can_help(head.cpus), sweep.n_workers,
+                  (sweep.sampler.n_trials - len(sweep.finished)) * sweep.max_epochs)
+    helper = None
+    try:
+        helper = start_helper(data, trainer_name, head.cpus, sweep, blas_limited=True)
+        train_while_ray_starts(sweep, runner, head, helper)
+    finally:
+        if helper is not None:
+            helper.stop()
+    if not work_left(sweep):
+        return
+    join(head, sweep, data, costs)
+    sweep.start_workers()
+    train_while_ray_starts(sweep, runner, WorkersStarting(sweep, head.node))
 
 
 def join(head: Any, sweep: Sweep, data: Any, costs: Costs) -> None:

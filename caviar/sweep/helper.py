@@ -54,7 +54,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
-def _serve(conn: Any, parent_end: Any, parent_pid: int, data: Any, trainer_name: str) -> None:
+def _serve(conn: Any, parent_end: Any, parent_pid: int, data: Any, trainer_name: str, blas_limited: bool) -> None:
     """The helper's life: segments in, events out, until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
@@ -64,9 +64,10 @@ def _serve(conn: Any, parent_end: Any, parent_pid: int, data: Any, trainer_name:
     # A session of its own, like the local Ray's: Linux's autogroup scheduler shares a busy
     # machine's CPU between sessions, so in the driver's session it would only halve the driver's.
     os.setsid()
-    from threadpoolctl import threadpool_limits
+    if not blas_limited:   # one BLAS thread, as on a worker and on the driver meanwhile
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=1)   # one BLAS thread, as on a worker and on the driver meanwhile
+        threadpool_limits(limits=1)
     runner = SegmentRunner(data, trainer_name)
     try:
         while True:
@@ -81,7 +82,7 @@ class Helper:
     """The driver's handle on its forked trainer: up to two segments at a time (one training, one
     queued), like a worker's slot."""
 
-    def __init__(self, data: Any, trainer_name: str, sweep: Sweep | None = None) -> None:
+    def __init__(self, data: Any, trainer_name: str, sweep: Sweep | None = None, blas_limited: bool = False) -> None:
         self.slot = Slot(node_ref="")
         self.calls: deque[Call] = deque()   # the segment it trains now, then the one queued behind it
         self.stopped = False
@@ -91,7 +92,7 @@ class Helper:
         first = sweep._take_work(self.slot, 1) if sweep is not None else []
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, self.conn, os.getpid(), data, trainer_name),
+        self.process = context.Process(target=_serve, args=(child, self.conn, os.getpid(), data, trainer_name, blas_limited),
                                        daemon=True)
         self.process.start()
         child.close()
@@ -159,10 +160,12 @@ class Helper:
         self.conn.close()
 
 
-def start_helper(data: Any, trainer_name: str, cpus: int, sweep: Sweep | None = None) -> Helper | None:
+def start_helper(data: Any, trainer_name: str, cpus: int, sweep: Sweep | None = None,
+                 blas_limited: bool = False) -> Helper | None:
     """A helper when the machine has a core for it (and fork: Linux, macOS), else None; with `sweep`,
-    it starts on that sweep's next segment."""
-    return Helper(data, trainer_name, sweep) if can_help(cpus) else None
+    it starts on that sweep's next segment; `blas_limited`: this process has BLAS at one thread
+    already, which the helper inherits (else it sets that itself)."""
+    return Helper(data, trainer_name, sweep, blas_limited) if can_help(cpus) else None
 
 
 def can_help(cpus: int) -> bool:

@@ -328,3 +328,22 @@ def test_a_helper_with_nothing_left_to_train_ends_while_the_driver_trains_on(tmp
     assert (True, [1]) in seen, seen   # ended while the driver's trial 1 was still training
     trials = pd.read_parquet(tmp_path / "out" / "early" / "trials.parquet")
     assert sorted(trials.trial_id) == [0, 1] and set(trials.status) == {"completed"}
+
+
+def test_the_driver_and_its_helper_train_on_one_blas_thread_and_the_driver_gets_its_own_back(tmp_path, monkeypatch):
+    """Set once in the driver before the fork, inherited by the helper (which no longer sets it)."""
+    import caviar.sweep.local_ray as local_ray
+    import caviar.sweep.ray_session as ray_session_module
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    job = write_job(tmp_path, "blas", TOY_SWEEP, search={"trials": 6}, model={"epochs": 3, "sleep": 0.01,
+                                                                               "trainer": "tests.toys:BlasThreadsTrainer"})
+    monkeypatch.setattr(ray_session_module, "wants_local_head", lambda address: True)
+    monkeypatch.setattr(local_ray.LocalRay, "start", classmethod(lambda cls, cpus: BootingHead(looks=10**6)))
+    with threadpool_limits(limits=2, user_api="blas"):   # what this process had before: 2 (this machine's cores)
+        assert caviar_main("parallel", job, "--out", tmp_path / "out", "--quiet") == 0
+        after = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    epochs = pd.read_parquet(tmp_path / "out" / "blas" / "epochs.parquet")
+    assert epochs.pid.nunique() == 2 and os.getpid() in set(epochs.pid)   # the driver and its helper both trained
+    assert set(epochs.blas_threads) == {1.0}
+    assert after and set(after) == {2}
