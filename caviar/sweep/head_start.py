@@ -42,6 +42,10 @@ EPOCH_SAMPLE = 64
 # The boot rule is applied at most this often (at each epoch, it cost the driver, which trains too,
 # a few percent of a sweep of short epochs; a boot decided this much later changes nothing).
 CONSIDER_SECONDS = 0.05
+# Between its own epochs the driver looks around (the helper's events, the boot rule, the display)
+# at most this often while its helper holds a segment in reserve, else after every epoch: those
+# looks were a fifth of its bookkeeping on a sweep of 3 ms epochs.
+LOOK_SECONDS = 0.01
 
 
 class RowsHere:
@@ -57,6 +61,7 @@ class RowsHere:
         # (a bounded sample, so that judging at each epoch costs the same all sweep long).
         self.epoch_seconds: deque[float] = deque(maxlen=EPOCH_SAMPLE)
         self.considered = -CONSIDER_SECONDS   # time.monotonic() of the boot rule's last look
+        self.looked = -LOOK_SECONDS           # and of the driver's last look around (`_train`)
         sweep.write_trial = self
 
     def __call__(self, row: dict, epoch_rows: list[dict]) -> None:
@@ -162,6 +167,10 @@ def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, he
                     _move_to_workers(sweep, runner, slot, trial)
                     return
             sweep._on_event(slot, call, event)
+            now = time.monotonic()
+            if now - rows.looked < LOOK_SECONDS and helper is not None and len(helper.calls) > 1:
+                continue   # the helper has its next segment: nothing here is urgent
+            rows.looked = now
             _consider_boot(sweep, head, rows, helper)
             _feed(sweep, helper, head, rows)
             sweep.training_here = 1 + bool(helper is not None and helper.busy)
