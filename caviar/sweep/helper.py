@@ -3,17 +3,20 @@
 The driver trains on one core while its Ray boots (`caviar.sweep.head_start`); a Ray's boot keeps
 about half a core busy (benchmarks/ray_boot.py), so on a machine of two cores or more a second
 trainer has room. The driver forks it before it imports Ray: the child has the trainer's modules
-and the dataset already, so it trains from its first moment. It runs the workers' `SegmentRunner`
-on one segment at a time that the driver sends down a pipe (the sweep's own decisions, as for a
-worker) and sends back its events in batches, as a worker does (`run_batch`: at most EVENT_SECONDS
-apart, and at once when the segment ends); the driver feeds them to the sweep exactly as a
-worker's. A message per epoch cost the driver, which trains too, a pipe read and an unpickling per
-epoch of the helper's. Like a worker (`CALLS_PER_WORKER`), it holds its next segment before it
-ends the one it trains, so it never waits for the driver (which looks only between its own epochs:
-a wait of one such epoch per trial was 3-5% of a short sweep's helper); but not near the sweep's
-end (`QUEUE_WHILE_WAITING`), where a segment queued behind the helper's would leave the driver
-idle while it waits its turn. When the workers take over, the helper is stopped and its unfinished trials go to them
-(each reruns from its first epoch: a trial's result depends only on its config and seed).
+and the dataset already, so it trains from its first moment (its first segment, and BLAS at one
+thread, are settled before the fork). It runs the workers' `SegmentRunner` on the segments that the
+driver sends down a pipe (the sweep's own decisions, as for a worker) and sends back its events in
+batches, as a worker does (`run_batch`: at most EVENT_SECONDS apart, and at once when the segment
+ends); the driver feeds them to the sweep exactly as a worker's. A message per epoch cost the
+driver, which trains too, a pipe read and an unpickling per epoch of the helper's.
+
+Like a worker (`CALLS_PER_WORKER`), it holds its next segment before it ends the one it trains, so
+it never waits for the driver, which looks only between its own epochs (a wait of one such epoch
+per trial was 3-5% of a short sweep's helper); but not near the sweep's end (`QUEUE_WHILE_WAITING`),
+where a segment queued behind the helper's would leave the driver idle while it waits its turn.
+Once nothing is or will be its own, it ends (`retire`) while the driver trains on. When the workers
+take over, the helper is stopped and its unfinished trials go to them (each reruns from its first
+epoch: a trial's result depends only on its config and seed).
 
 It never outlives the driver: the kernel kills it when the driver dies (PR_SET_PDEATHSIG, even on
 SIGKILL), it ignores the terminal's Ctrl-C (the driver stops it in order), and it ends at once when
@@ -92,8 +95,8 @@ class Helper:
         first = sweep._take_work(self.slot, 1) if sweep is not None else []
         context = multiprocessing.get_context("fork")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, self.conn, os.getpid(), data, trainer_name, blas_limited),
-                                       daemon=True)
+        self.process = context.Process(target=_serve, daemon=True,
+                                       args=(child, self.conn, os.getpid(), data, trainer_name, blas_limited))
         self.process.start()
         child.close()
         # One poll object for the pipe: `Connection.poll` builds a selector per call, which at each
