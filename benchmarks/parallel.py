@@ -11,8 +11,10 @@ method gets a freshly started Ray, as a user's command or script does (worker pr
 prestarted); Ray's start-up is reported apart and not counted in any wall time.
 caviar runs twice: on that Ray (as on a cluster, or in a script that ran `ray.init`), and with no
 Ray up, as a command or `caviar.sweep()` runs it on a machine of its own (a fresh interpreter that
-has imported caviar; `main` alone is timed): the driver and its helper train, and a Ray boots only
-if its workers would end the sweep sooner (`caviar.sweep.ray_on_demand`).
+has run a 2-trial sweep, as the pool's parent has run the trials: `main` alone is timed): the driver
+and its helper train, and a Ray boots only if its workers would end the sweep sooner
+(`caviar.sweep.ray_on_demand`). Both ratios of the two are printed: of their median walls, and the
+median of each round's own (its two runs are seconds apart).
 
     python benchmarks/parallel.py [--trials 64] [--epochs 20] [--hidden 64] [--repeat 3] [--skip tune,optuna]
 
