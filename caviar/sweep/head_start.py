@@ -103,7 +103,7 @@ def _consider_boot(sweep: Sweep, head: Any, rows: RowsHere, helper: Helper | Non
     trials_left = max(0, sweep.sampler.n_trials - len(sweep.finished) - len(running))
     epoch_seconds = [*rows.epoch_seconds, *(float(epoch["seconds"]) for trial in sweep.active.values()
                                            for epoch in trial.epoch_rows)]
-    trainers = 1 + bool(helper is not None and not helper.stopped)
+    trainers = 1 + bool(helper is not None and (helper.retired or not helper.stopped))
     longest = max(most for _, most in running)
     head.consider(compute_left(trials_left, running, epoch_seconds), trainers, sweep.n_workers,
                   (trials_left + len(running)) * longest)

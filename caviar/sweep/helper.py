@@ -28,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import pickle
 import select
 import signal
 from collections import deque
@@ -41,6 +42,9 @@ EVENT_SECONDS = 0.1   # the helper's epochs reach the driver (and the display) a
 # The helper is given its next segment in advance only while more trials than this wait to start:
 # the last ones go to whichever trainer is free first, as in a process pool.
 QUEUE_WHILE_WAITING = 2
+# A segment is queued only if its message is at most this big: it then fits the empty pipe, so the
+# driver never blocks on a helper that is busy training (and sending its own events) meanwhile.
+QUEUE_BYTES = 16 * 1024
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -89,6 +93,8 @@ class Helper:
         self.slot = Slot(node_ref="")
         self.calls: deque[Call] = deque()   # the segment it trains now, then the one queued behind it
         self.stopped = False
+        self.retired = False   # ended because nothing was left for it (still a trainer to the boot rule)
+        self.message_bytes = 0   # the largest segment message sent so far
         # Its first segment (of `sweep`, if given) is decided before the fork, so that the child has
         # whatever deciding imported (the sampler's first draw imports numpy.random: 5 ms, which the
         # child would pay again before its first epoch).
@@ -113,7 +119,8 @@ class Helper:
     def wants(self, sweep: Sweep) -> bool:
         """Whether to give it a segment now: it is idle, or it trains one and enough trials wait
         that queueing one behind it cannot leave the driver without work at the end."""
-        return not self.calls or (len(self.calls) == 1 and sweep.trials_waiting > QUEUE_WHILE_WAITING)
+        return not self.calls or (len(self.calls) == 1 and sweep.trials_waiting > QUEUE_WHILE_WAITING
+                                  and self.message_bytes <= QUEUE_BYTES)
 
     def give(self, sweep: Sweep) -> bool:
         """Send it the sweep's next segment; False when there is none to give."""
@@ -124,8 +131,10 @@ class Helper:
         return True
 
     def _send(self, segments: list[Segment]) -> None:
+        message = pickle.dumps((segments[0], self.slot.drop))
+        self.message_bytes = max(self.message_bytes, len(message))
         self.calls.append(Call(stream=None, segments=segments))
-        self.conn.send((segments[0], self.slot.drop))
+        self.conn.send_bytes(message)   # what `conn.recv` unpickles
         self.slot.drop = []
 
     def pump(self, sweep: Sweep, wait: float = 0.0) -> None:
@@ -152,13 +161,15 @@ class Helper:
     def retire(self) -> None:
         """End the process without waiting for it (the kernel tears it down on its own core while the
         driver trains its last trial: joining it cost the end of a sweep 5-7 ms); `stop` reaps it."""
-        self.stopped = True
+        self.stopped = self.retired = True
         if self.process.is_alive():
             self.process.kill()
 
     def stop(self) -> None:
         """End the process at once (it writes nothing: a trial in progress is the caller's to requeue)."""
-        self.retire()
+        self.stopped = True
+        if self.process.is_alive():
+            self.process.kill()
         self.process.join()
         self.conn.close()
 
