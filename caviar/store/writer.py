@@ -242,7 +242,7 @@ class TableWriter:
     def take(self, keep_on_failure: bool = False) -> Callable[[], Path] | None:
         """The buffered rows as the next part, to be written by calling what this returns (from any
         thread: it touches nothing of this writer but, with `keep_on_failure`, the buffer it puts the
-        rows back into on a failed write); None when nothing is buffered. The rows leave the buffer
+        rows back into on a failed write, and the kept parts it adds the written one to); None when nothing is buffered. The rows leave the buffer
         and the part's number is taken now, so parts are numbered in the order they were taken."""
         if not self._rows:
             return None

@@ -123,8 +123,8 @@ def _move_to_workers(sweep: Sweep, runner: SegmentRunner, slot: Slot, trial: Tri
 
 
 def _feed(sweep: Sweep, helper: Helper | None, head: Any, rows: RowsHere, wait: float = 0.0) -> None:
-    """Take in what the helper said; give it the next trial when it is idle and the workers have
-    not taken over."""
+    """Take in what the helper said; give it segments while it wants them (`Helper.wants`) and the
+    workers have not taken over; retire it once nothing is left for it."""
     if helper is None or helper.stopped:
         return
     try:
@@ -182,7 +182,7 @@ def _train(sweep: Sweep, runner: SegmentRunner, slot: Slot, segment: Segment, he
 
 
 def train_while_ray_starts(sweep: Sweep, runner: SegmentRunner, head: Any, helper: Helper | None = None) -> None:
-    """Train the sweep's trials here, one at a time (and one at a time on `helper`, if any), until
+    """Train the sweep's trials here, one at a time (and on `helper`, if any, with its next segment held in reserve), until
     the local Ray is up or none is left.
 
     Returns with every trial the driver or its helper started either finished or queued for the
